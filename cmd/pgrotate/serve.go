@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pgrotate/pgrotate/configs"
+	"github.com/pgrotate/pgrotate/internal/daemon"
+)
+
+// runServe runs the proxy until SIGTERM or SIGINT. SIGHUP re-reads every
+// credential source.
+func runServe(ctx context.Context, args []string, io stdio) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.err)
+	path := fs.String("config", "pgrotate.yaml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, err := configs.Load(*path)
+	if err != nil {
+		return fail(io.err, err)
+	}
+	log := newLogger(cfg.Log, io.err)
+	d, err := daemon.New(cfg, log)
+	if err != nil {
+		return fail(io.err, err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fail(io.err, fmt.Errorf("listening for clients: %w", err))
+	}
+	log.Info("pgrotate listening", "addr", ln.Addr().String())
+	return serveUntilSignal(ctx, d, ln, log)
+}
+
+// serveUntilSignal runs d and maps the signal that ends it to an exit code.
+func serveUntilSignal(ctx context.Context, d *daemon.Daemon, ln net.Listener, log *slog.Logger) int {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, ln) }()
+	code := exitOK
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				log.Error("pgrotate stopped", "err", err)
+				return exitFailure
+			}
+			log.Info("pgrotate stopped")
+			return code
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				log.Info("SIGHUP: re-reading credential sources")
+				d.Reload()
+				continue
+			case syscall.SIGINT:
+				code = exitInterrupt
+			}
+			log.Info("shutting down", "signal", sig.String())
+			cancel()
+		}
+	}
+}
+
+// newLogger builds the process logger: one event per line, text or JSON.
+func newLogger(c configs.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,236 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// pgx through pgrotate behaves as against PostgreSQL: extended protocol with
+// its statement cache, COPY in both directions, errors inside transactions,
+// large rows, cancellation, LISTEN/NOTIFY.
+func TestPgxThroughProxy(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	ctx := ctxT(t)
+	if _, err := c.Exec(ctx, "CREATE TABLE pgx_items (id int PRIMARY KEY, body text)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS pgx_items") })
+
+	t.Run("extended protocol with statement cache", func(t *testing.T) {
+		for i := range 20 {
+			var got int
+			if err := c.QueryRow(ctx, "SELECT $1::int * 2", i).Scan(&got); err != nil || got != 2*i {
+				t.Fatalf("SELECT %d*2 = %d, %v", i, got, err)
+			}
+		}
+	})
+	t.Run("copy from", func(t *testing.T) {
+		rows := make([][]any, 5000)
+		for i := range rows {
+			rows[i] = []any{i, fmt.Sprintf("item %d", i)}
+		}
+		n, err := c.CopyFrom(ctx, pgx.Identifier{"pgx_items"}, []string{"id", "body"}, pgx.CopyFromRows(rows))
+		if err != nil || n != 5000 {
+			t.Fatalf("CopyFrom = %d, %v", n, err)
+		}
+	})
+	t.Run("copy to", func(t *testing.T) {
+		var out bytes.Buffer
+		tag, err := c.PgConn().CopyTo(ctx, &out, "COPY (SELECT id, body FROM pgx_items ORDER BY id) TO STDOUT")
+		if err != nil || tag.RowsAffected() != 5000 || !strings.HasPrefix(out.String(), "0\titem 0\n") {
+			t.Fatalf("CopyTo = %v, %v, %.20q", tag, err, out.String())
+		}
+	})
+	t.Run("error inside a transaction", func(t *testing.T) {
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Exec(ctx, "INSERT INTO pgx_items VALUES (1, 'duplicate')")
+		if sqlState(err) != "23505" {
+			t.Fatalf("duplicate insert: %v; want 23505", err)
+		}
+		_, err = tx.Exec(ctx, "SELECT 1")
+		if sqlState(err) != "25P02" {
+			t.Fatalf("statement in failed transaction: %v; want 25P02", err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Ping(ctx); err != nil {
+			t.Fatalf("after rollback: %v", err)
+		}
+	})
+	t.Run("large rows", func(t *testing.T) {
+		var n int
+		var s string
+		err := c.QueryRow(ctx, "SELECT length(x), x FROM (SELECT repeat('ab', 8*1024*1024) AS x) s").Scan(&n, &s)
+		if err != nil || n != 16<<20 || len(s) != 16<<20 {
+			t.Fatalf("16 MiB row: %d, %d bytes, %v", n, len(s), err)
+		}
+		big := strings.Repeat("z", 12<<20)
+		if err := c.QueryRow(ctx, "SELECT length($1::text)", big).Scan(&n); err != nil || n != len(big) {
+			t.Fatalf("12 MiB parameter: %d, %v", n, err)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := c.Exec(cctx, "SELECT pg_sleep(30)")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "57014" {
+			// pgx may also close the connection if the cancel is slow; then
+			// the error is a timeout, which still proves nothing ran 30 s.
+			if !pgconn.Timeout(err) {
+				t.Fatalf("cancelled pg_sleep: %v; want SQLSTATE 57014", err)
+			}
+		}
+	})
+}
+
+// A cancel request reaches the server connection of the client that sent it
+// and ends its query with 57014, and nobody else's.
+func TestCancelHitsTheRightQuery(t *testing.T) {
+	env := startProxy(t, setup{})
+	victim, bystander := env.connect(t), env.connect(t)
+	ctx := ctxT(t)
+	bystanderDone := make(chan error, 1)
+	go func() {
+		_, err := bystander.Exec(ctx, "SELECT pg_sleep(1.5)", pgx.QueryExecModeSimpleProtocol)
+		bystanderDone <- err
+	}()
+	victimDone := make(chan error, 1)
+	go func() {
+		_, err := victim.Exec(ctx, "SELECT pg_sleep(30)", pgx.QueryExecModeSimpleProtocol)
+		victimDone <- err
+	}()
+	waitForQuery(t, "SELECT pg_sleep(30)")
+	if err := victim.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-victimDone; sqlState(err) != "57014" {
+		t.Fatalf("cancelled query: %v; want SQLSTATE 57014", err)
+	}
+	if err := <-bystanderDone; err != nil {
+		t.Fatalf("the other client's query was hit: %v", err)
+	}
+}
+
+// waitForQuery waits until PostgreSQL runs a query with that text.
+func waitForQuery(t *testing.T, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		rows, err := cluster.QueryStrings(ctxT(t), "postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE query = $1 AND state = 'active'", text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows[0][0] != "0" {
+			return
+		}
+	}
+	t.Fatalf("query %q never started", text)
+}
+
+// LISTEN/NOTIFY works in session mode: notifications reach the listener.
+func TestListenNotify(t *testing.T) {
+	env := startProxy(t, setup{})
+	listener, notifier := env.connect(t), env.connect(t)
+	ctx := ctxT(t)
+	if _, err := listener.Exec(ctx, "LISTEN orders"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := notifier.Exec(ctx, "SELECT pg_notify('orders', 'order 42')"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := listener.WaitForNotification(ctx)
+	if err != nil || n.Channel != "orders" || n.Payload != "order 42" {
+		t.Fatalf("notification = %+v, %v", n, err)
+	}
+}
+
+// psql through pgrotate: queries, \copy in and out, and an error that does
+// not end the session.
+func TestPsql(t *testing.T) {
+	psql := lookPath(t, "psql")
+	env := startProxy(t, setup{})
+	script := `
+\set ON_ERROR_STOP 0
+CREATE TABLE psql_t (n int);
+\copy psql_t FROM PROGRAM 'seq 1 1000'
+SELECT current_user, count(*) FROM psql_t;
+SELECT 1/0;
+\copy (SELECT sum(n) FROM psql_t) TO STDOUT
+DROP TABLE psql_t;
+`
+	cmd := exec.Command(psql, "-X", "-A", "-t", env.appURL())
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
+	for _, want := range []string{ownerRole + "|1000", "division by zero", "500500"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("psql output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// pgbench through pgrotate: initialization (a migration), then select-only
+// load in the simple, extended and prepared protocols, with zero errors.
+func TestPgbench(t *testing.T) {
+	pgbench := lookPath(t, "pgbench")
+	env := startProxy(t, setup{poolSize: 20})
+	runPgbench(t, pgbench, env, "-i", "-s", "1", "-q")
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history")
+	})
+	rows, err := cluster.QueryStrings(ctxT(t), dbName, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname LIKE 'pgbench_%'")
+	if err != nil || len(rows) != 1 || rows[0][0] != ownerRole {
+		t.Fatalf("pgbench tables owned by %v (%v); want only %s", rows, err, ownerRole)
+	}
+	for _, mode := range []string{"simple", "extended", "prepared"} {
+		t.Run(mode, func(t *testing.T) {
+			out := runPgbench(t, pgbench, env, "-S", "-M", mode, "-c", "16", "-j", "2", "-t", "200", "-n")
+			if !strings.Contains(out, "number of failed transactions: 0 ") || !strings.Contains(out, "actually processed: 3200/3200") {
+				t.Fatalf("pgbench -M %s did not complete every transaction:\n%s", mode, out)
+			}
+		})
+	}
+}
+
+func runPgbench(t *testing.T, pgbench string, env *proxyEnv, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(pgbench, append(args, env.appURL())...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgbench %v: %v\n%s\npgrotate log:\n%s", args, err, out, tail(env.logs.String(), 30))
+	}
+	return string(out)
+}
+
+func lookPath(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	p := cluster.BinDir + "/" + name
+	if _, err := exec.LookPath(p); err != nil {
+		t.Fatalf("%s not found on PATH or in %s: install PostgreSQL's client programs", name, cluster.BinDir)
+	}
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

@@ -1,0 +1,250 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func queryStrings(t *testing.T, c *pgx.Conn, sql string, args ...any) []string {
+	t.Helper()
+	// The simple protocol returns every value as text.
+	rows, err := c.Query(ctxT(t), sql, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	vals, err := pgx.CollectOneRow(rows, func(r pgx.CollectableRow) ([]string, error) {
+		var out []string
+		for _, v := range r.RawValues() {
+			out = append(out, string(v))
+		}
+		return out, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return vals
+}
+
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// Every session through pgrotate acts as the owner role, logged in as the
+// current executing role — whichever pooled server connection it gets.
+func TestSessionsActAsOwner(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 3})
+	for i := range 6 {
+		c := env.connect(t)
+		got := queryStrings(t, c, "SELECT current_user, session_user")
+		if got[0] != ownerRole || got[1] != execRole1 {
+			t.Fatalf("connection %d: current_user, session_user = %q; want %s, %s", i, got, ownerRole, execRole1)
+		}
+		c.Close(ctxT(t))
+	}
+}
+
+// A migration run through pgrotate creates objects owned by the owner role,
+// so the next executing role can use them and the old one can be dropped.
+func TestMigrationObjectsBelongToOwner(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	ctx := ctxT(t)
+	_, err := c.Exec(ctx, `
+		CREATE TABLE books (id bigserial PRIMARY KEY, title text NOT NULL);
+		CREATE INDEX books_title ON books (title);
+		CREATE VIEW book_titles AS SELECT title FROM books;
+		CREATE FUNCTION book_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM books';`)
+	if err != nil {
+		t.Fatalf("migration through pgrotate: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS books CASCADE; DROP FUNCTION IF EXISTS book_count()")
+	})
+	rows, err := cluster.QueryStrings(ctx, dbName, `
+		SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c
+		WHERE c.relname IN ('books', 'books_id_seq', 'books_pkey', 'books_title', 'book_titles')
+		UNION ALL
+		SELECT p.proname, pg_get_userbyid(p.proowner) FROM pg_proc p WHERE p.proname = 'book_count'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 6 {
+		t.Fatalf("found %d of the 6 migrated objects: %v", len(rows), rows)
+	}
+	for _, r := range rows {
+		if r[1] != ownerRole {
+			t.Errorf("%s is owned by %s, want %s", r[0], r[1], ownerRole)
+		}
+	}
+}
+
+// The owner is the session's reset value: whatever a client resets, the
+// session still acts as the owner (DESIGN.md §2 fact 1).
+func TestResetsKeepTheOwner(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	for _, reset := range []string{"RESET ROLE", "DISCARD ALL", "RESET ALL", "SET SESSION AUTHORIZATION DEFAULT"} {
+		if _, err := c.Exec(ctxT(t), reset); err != nil {
+			t.Fatalf("%s: %v", reset, err)
+		}
+		if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+			t.Errorf("after %s current_user = %s, want %s", reset, got, ownerRole)
+		}
+	}
+}
+
+// What a session sets does not leak to the next client of the same server
+// connection: the connection is reset with DISCARD ALL in between.
+func TestSessionStateDoesNotLeakBetweenClients(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 1})
+	c := env.connect(t)
+	ctx := ctxT(t)
+	if _, err := c.Exec(ctx, "SET search_path = nowhere; CREATE TEMP TABLE scratch (x int); LISTEN leaky"); err != nil {
+		t.Fatal(err)
+	}
+	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
+	c.Close(ctx)
+
+	c2 := env.connect(t)
+	got := queryStrings(t, c2, "SELECT pg_backend_pid(), current_setting('search_path'), (SELECT count(*) FROM pg_listening_channels()), to_regclass('pg_temp.scratch') IS NULL")
+	if got[0] != pid {
+		t.Fatalf("pool of one gave a different server connection (%s, then %s)", pid, got[0])
+	}
+	if got[1] != `"$user", public` || got[2] != "0" || got[3] != "t" {
+		t.Errorf("second client sees search_path=%s, %s listening channels, temp table gone=%s; want a clean session", got[1], got[2], got[3])
+	}
+}
+
+// The client's own startup parameters apply to its session.
+func TestStartupParametersApply(t *testing.T) {
+	env := startProxy(t, setup{})
+	cfg, err := pgx.ParseConfig(env.appURL() + "&application_name=orders-api&timezone=Asia/Tokyo&options=-c%20search_path%3Dpublic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.ConnectConfig(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	got := queryStrings(t, c, "SELECT current_setting('application_name'), current_setting('TimeZone'), current_setting('search_path')")
+	if got[0] != "orders-api" || got[1] != "Asia/Tokyo" || got[2] != "public" {
+		t.Errorf("settings = %q; want orders-api, Asia/Tokyo, public", got)
+	}
+	if tz := c.PgConn().ParameterStatus("TimeZone"); tz != "Asia/Tokyo" {
+		t.Errorf("ParameterStatus TimeZone = %q, want Asia/Tokyo", tz)
+	}
+}
+
+// A role cannot be requested at startup: sessions always act as the owner.
+func TestStartupRoleOptionRefused(t *testing.T) {
+	env := startProxy(t, setup{})
+	_, err := pgx.Connect(ctxT(t), env.appURL()+"&options=-c%20role%3Dpostgres")
+	if sqlState(err) != "42501" {
+		t.Fatalf("connect with -c role=postgres: %v; want SQLSTATE 42501", err)
+	}
+}
+
+// Clients get PostgreSQL's SQLSTATEs for what went wrong, and the operator
+// one log line saying why; nothing about the upstream leaks to the client.
+func TestConnectErrors(t *testing.T) {
+	env := startProxy(t, setup{})
+	cases := []struct {
+		name, url, state, clientMsg string
+		logParts                    []string
+	}{
+		{"wrong password", env.url(appUser, "not-the-password", dbName), "28P01",
+			`password authentication failed for user "bookstore_app"`, []string{"28P01", "wrong"}},
+		{"unknown user", env.url("mallory", appPass, dbName), "28P01",
+			`password authentication failed for user "mallory"`, []string{"28P01", "unknown user"}},
+		{"unknown database", env.url(appUser, appPass, "nosuchdb"), "3D000",
+			`database "nosuchdb" does not exist`, []string{"3D000"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := pgx.Connect(ctxT(t), tc.url)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != tc.state || pe.Message != tc.clientMsg {
+				t.Fatalf("connect: %v; want SQLSTATE %s %q", err, tc.state, tc.clientMsg)
+			}
+			env.waitForLog(t, tc.logParts...)
+		})
+	}
+}
+
+// An executing role that is not a member of the owner cannot be used: the
+// client gets a generic 08006, the log says "permission denied to set role".
+func TestNonMemberExecutingRole(t *testing.T) {
+	if err := cluster.Exec(ctxT(t), dbName, "GRANT CONNECT ON DATABASE "+dbName+" TO "+nonMember); err != nil {
+		t.Fatal(err)
+	}
+	env := startProxy(t, setup{execRole: nonMember, execPass: strangerPw, invalid: true})
+	_, err := pgx.Connect(ctxT(t), env.appURL())
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08006" {
+		t.Fatalf("connect: %v; want SQLSTATE 08006", err)
+	}
+	if strings.Contains(pe.Message+pe.Detail+pe.Hint, nonMember) {
+		t.Errorf("client error names the executing role: %+v", pe)
+	}
+	env.waitForLog(t, "permission denied to set role")
+}
+
+// When the upstream is down the client learns only that; the log has why.
+func TestUpstreamDown(t *testing.T) {
+	env := startProxy(t, setup{upstreamPort: unusedPort(t), invalid: true})
+	_, err := pgx.Connect(ctxT(t), env.appURL())
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08006" {
+		t.Fatalf("connect: %v; want SQLSTATE 08006", err)
+	}
+	if strings.Contains(pe.Message, "127.0.0.1") {
+		t.Errorf("client error names the upstream host: %q", pe.Message)
+	}
+}
+
+// Killing the server backend under a client ends that client's session with
+// an error; the next client gets a fresh, working connection.
+func TestKilledBackend(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 1})
+	c := env.connect(t)
+	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
+	if err := cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int)", pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctxT(t), "SELECT 1"); err == nil {
+		t.Fatal("query on a killed backend succeeded")
+	}
+	c2 := env.connect(t)
+	got := queryStrings(t, c2, "SELECT pg_backend_pid(), current_user")
+	if got[0] == pid || got[1] != ownerRole {
+		t.Fatalf("next client got pid %s (killed %s), current_user %s", got[0], pid, got[1])
+	}
+}
+
+// Beyond max_client_conn clients are refused as PostgreSQL refuses them.
+func TestTooManyClients(t *testing.T) {
+	env := startProxy(t, setup{maxClientConn: 2})
+	env.connect(t)
+	env.connect(t)
+	_, err := pgx.Connect(ctxT(t), env.appURL())
+	if sqlState(err) != "53300" {
+		t.Fatalf("third client: %v; want SQLSTATE 53300", err)
+	}
+}

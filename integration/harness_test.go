@@ -1,0 +1,281 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/pgrotate/pgrotate/auth"
+	"github.com/pgrotate/pgrotate/configs"
+	"github.com/pgrotate/pgrotate/internal/daemon"
+	"github.com/pgrotate/pgrotate/internal/pgcluster"
+)
+
+// The layout every test works with (DESIGN.md §1).
+const (
+	dbName     = "bookstore"
+	ownerRole  = "bookstore_owner"
+	execRole1  = "bookstore_user_0001"
+	execPass1  = "exec-pass-0001-Zq"
+	appUser    = "bookstore_app"
+	appPass    = "app-stable-pass-Xy"
+	nonMember  = "stranger"
+	strangerPw = "stranger-pass-Wv"
+)
+
+// cluster is the one PostgreSQL cluster of this package's tests.
+var cluster *pgcluster.Cluster
+
+var bookstore = pgcluster.Bookstore{DB: dbName, Owner: ownerRole}
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		c, err := pgcluster.Start(ctx, pgcluster.Options{})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "starting PostgreSQL: %v\n", err)
+			return 1
+		}
+		defer c.Stop()
+		cluster = c
+		if err := setUpRoles(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "creating roles: %v\n", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func setUpRoles(ctx context.Context) error {
+	if err := cluster.CreateBookstore(ctx, bookstore); err != nil {
+		return err
+	}
+	if err := cluster.CreateExecutingRole(ctx, bookstore, execRole1, execPass1); err != nil {
+		return err
+	}
+	return cluster.CreateLoginRole(ctx, nonMember, strangerPw)
+}
+
+// proxyEnv is one running pgrotate in front of the cluster.
+type proxyEnv struct {
+	t       *testing.T
+	addr    string
+	credDir string
+	logs    *syncBuffer
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// setup tweaks the generated config before it is loaded.
+type setup struct {
+	poolMode      string
+	poolSize      int
+	maxClientConn int
+	execRole      string
+	execPass      string
+	upstreamPort  int
+	invalid       bool // the credential is expected to fail validation
+}
+
+// startProxy writes a config file and a Kubernetes-style credential
+// directory, loads them as `pgrotate serve` does, and runs pgrotate.
+func startProxy(t *testing.T, s setup) *proxyEnv {
+	t.Helper()
+	if s.poolMode == "" {
+		s.poolMode = "session"
+	}
+	if s.poolSize == 0 {
+		s.poolSize = 10
+	}
+	if s.maxClientConn == 0 {
+		s.maxClientConn = 200
+	}
+	if s.execRole == "" {
+		s.execRole, s.execPass = execRole1, execPass1
+	}
+	if s.upstreamPort == 0 {
+		s.upstreamPort = cluster.Port
+	}
+	dir := t.TempDir()
+	env := &proxyEnv{t: t, credDir: filepath.Join(dir, "secret"), logs: &syncBuffer{}}
+	writeCredential(t, env.credDir, s.execRole, s.execPass)
+	verifier, err := auth.NewSCRAMVerifier(appPass, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgText := fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin_listen: "off"
+log: {level: debug}
+limits: {max_client_conn: %d, auth_timeout: 5s}
+upstream: {host: 127.0.0.1, port: %d, sslmode: disable, connect_timeout: 3s}
+databases:
+  %s:
+    owner_role: %s
+    pool_mode: %s
+    pool_size: %d
+    query_wait_timeout: 10s
+    credentials: {path: %s, poll_interval: 1s}
+clients:
+  - {user: %s, password_verifier: "%s"}
+`, s.maxClientConn, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, env.credDir, appUser, verifier)
+	path := filepath.Join(dir, "pgrotate.yaml")
+	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatalf("loading generated config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, err := daemon.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	env.cancel, env.done = cancel, make(chan error, 1)
+	go func() { env.done <- d.Run(ctx, ln) }()
+	t.Cleanup(env.stop)
+	if s.invalid {
+		return env
+	}
+	readyCtx, readyCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer readyCancel()
+	if err := d.WaitReady(readyCtx); err != nil && !s.invalid {
+		t.Fatalf("pgrotate did not validate its credential: %v\nlog:\n%s", err, env.logs)
+	}
+	return env
+}
+
+func (e *proxyEnv) stop() {
+	e.cancel()
+	if err := <-e.done; err != nil {
+		e.t.Errorf("pgrotate stopped with: %v", err)
+	}
+	assertNoSecrets(e.t, e.logs.String())
+}
+
+// url is the DATABASE_URL an app would use.
+func (e *proxyEnv) url(user, password, db string) string {
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, password, e.addr, db)
+}
+
+func (e *proxyEnv) appURL() string { return e.url(appUser, appPass, dbName) }
+
+// connect opens a pgx connection through pgrotate as the app.
+func (e *proxyEnv) connect(t *testing.T) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, e.appURL())
+	if err != nil {
+		t.Fatalf("connecting through pgrotate: %v\nlog:\n%s", err, e.logs)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// writeCredential lays a credential out as a Kubernetes Secret volume does:
+// a timestamped directory, the ..data symlink, and one symlink per key.
+func writeCredential(t *testing.T, dir, user, password string) {
+	t.Helper()
+	ts := filepath.Join(dir, fmt.Sprintf("..%d", time.Now().UnixNano()))
+	must(t, os.MkdirAll(ts, 0o755))
+	must(t, os.WriteFile(filepath.Join(ts, "username"), []byte(user), 0o600))
+	must(t, os.WriteFile(filepath.Join(ts, "password"), []byte(password), 0o600))
+	tmp := filepath.Join(dir, "..data_tmp")
+	must(t, os.Symlink(filepath.Base(ts), tmp))
+	must(t, os.Rename(tmp, filepath.Join(dir, "..data")))
+	for _, k := range []string{"username", "password"} {
+		link := filepath.Join(dir, k)
+		if _, err := os.Lstat(link); err != nil {
+			must(t, os.Symlink(filepath.Join("..data", k), link))
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assertNoSecrets fails if any password or verifier used by the tests shows
+// up in pgrotate's log.
+func assertNoSecrets(t *testing.T, log string) {
+	t.Helper()
+	for _, secret := range []string{execPass1, appPass, strangerPw, "SCRAM-SHA-256$"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("pgrotate's log contains a secret (%.6s…)", secret)
+		}
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitForLog waits until pgrotate's log has a line containing every part.
+func (e *proxyEnv) waitForLog(t *testing.T, parts ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, line := range strings.Split(e.logs.String(), "\n") {
+			if containsAll(line, parts) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q; log:\n%s", parts, e.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}

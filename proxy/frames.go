@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// headerLen is the size of a regular protocol message header: a type byte and a
+// 4-byte big-endian length that counts itself but not the type byte.
+const headerLen = 5
+
+// maxInspectedBody caps the body of a message the relay must decode (ErrorResponse,
+// ParameterStatus, Query text for the role guard…). PostgreSQL caps most of these
+// far lower; a peer that announces more is broken or hostile.
+const maxInspectedBody = 1 << 20
+
+// defaultBufSize is the relay buffer of one direction. 32 KiB holds a typical
+// result set's worth of DataRows, so one read is usually one write.
+const defaultBufSize = 32 << 10
+
+// errFrameLength reports a message whose length field is impossible.
+var errFrameLength = errors.New("invalid message length")
+
+// frameReader is a buffered reader over one side of a connection that knows
+// where protocol messages begin and end. The relay forwards whole read chunks
+// without copying; control operations (reset, SET) read one message at a time.
+//
+// Ownership: the bytes returned by next and the chunks passed to pump's writer
+// are only valid until the next call on the reader.
+type frameReader struct {
+	src        io.Reader
+	buf        []byte
+	start, end int // buf[start:end] is read but not yet consumed
+	// passthrough counts body bytes of the current message that are being
+	// forwarded without inspection and have not arrived yet. Non-zero means the
+	// stream is in the middle of a message.
+	passthrough int
+}
+
+func newFrameReader(src io.Reader, size int) *frameReader {
+	return &frameReader{src: src, buf: make([]byte, size)}
+}
+
+// atBoundary reports whether the reader stands between two messages, so that
+// another user of the connection can take over the stream.
+func (r *frameReader) atBoundary() bool {
+	return r.passthrough == 0 && r.start == r.end
+}
+
+// buffered reports whether unconsumed bytes are waiting in the buffer.
+func (r *frameReader) buffered() bool { return r.start < r.end }
+
+// fill reads at least once more from src, compacting or growing the buffer so
+// that at least need bytes (counted from start) fit.
+func (r *frameReader) fill(need int) error {
+	if need > len(r.buf) {
+		grown := make([]byte, max(need, 2*len(r.buf)))
+		r.end = copy(grown, r.buf[r.start:r.end])
+		r.start, r.buf = 0, grown
+	} else if r.start+need > len(r.buf) || r.start == r.end {
+		r.end = copy(r.buf, r.buf[r.start:r.end])
+		r.start = 0
+	}
+	n, err := r.src.Read(r.buf[r.end:])
+	r.end += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// next returns the next whole message. body is only valid until the next call.
+func (r *frameReader) next() (typ byte, body []byte, err error) {
+	if r.passthrough != 0 {
+		return 0, nil, errors.New("reading a message in the middle of another")
+	}
+	for r.end-r.start < headerLen {
+		if err := r.fill(headerLen); err != nil {
+			return 0, nil, err
+		}
+	}
+	n, err := frameLen(r.buf[r.start:])
+	if err != nil {
+		return 0, nil, err
+	}
+	for r.end-r.start < n {
+		if err := r.fill(n); err != nil {
+			return 0, nil, err
+		}
+	}
+	typ, body = r.buf[r.start], r.buf[r.start+headerLen:r.start+n]
+	r.start += n
+	return typ, body, nil
+}
+
+// frameLen returns the total length (type byte included) of the message whose
+// header starts b.
+func frameLen(b []byte) (int, error) {
+	l := int(binary.BigEndian.Uint32(b[1:5]))
+	if l < 4 || l > 1<<30 {
+		return 0, fmt.Errorf("%w: type %q length %d", errFrameLength, b[0], l)
+	}
+	return l + 1, nil
+}
+
+// verdict is what an inspector decides about one message.
+type verdict uint8
+
+const (
+	// forward passes the message on and keeps pumping.
+	forward verdict = iota
+	// forwardStop passes the message on and ends the pump right after it,
+	// leaving later bytes in the reader for the next user of the stream.
+	forwardStop
+	// dropStop consumes the message without passing it on and ends the pump.
+	dropStop
+)
+
+// inspector is told about each message whose type is in its interest set, with
+// its whole body (valid only during the call).
+type inspector interface {
+	inspect(typ byte, body []byte) (verdict, error)
+}
+
+// typeSet is a set of message type bytes.
+type typeSet [256]bool
+
+func newTypeSet(types ...byte) *typeSet {
+	var s typeSet
+	for _, t := range types {
+		s[t] = true
+	}
+	return &s
+}
+
+// pump forwards messages from r to dst until the inspector stops it or an error
+// occurs. Messages outside the interest set are never decoded: their bytes are
+// forwarded as they arrive. Each read is forwarded with one write, so replies of
+// many small messages leave in one packet.
+func (r *frameReader) pump(dst io.Writer, interest *typeSet, in inspector) error {
+	for {
+		if r.start == r.end {
+			if err := r.fill(1); err != nil {
+				return err
+			}
+		}
+		pos, v, err := r.scan(interest, in)
+		if pos > r.start {
+			chunk := r.buf[r.start:pos]
+			r.start = pos
+			if _, werr := dst.Write(chunk); werr != nil {
+				return &writeError{werr}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if v == dropStop {
+			n, _ := frameLen(r.buf[pos:])
+			r.start = pos + n
+		}
+		if v != forward {
+			return nil
+		}
+		if pos == r.end {
+			continue
+		}
+		// A header or an inspected message is incomplete: read the rest of it.
+		need := headerLen
+		if r.end-pos >= headerLen {
+			if need, err = frameLen(r.buf[pos:]); err != nil {
+				return err
+			}
+			if need-headerLen > maxInspectedBody {
+				return fmt.Errorf("%w: %q message of %d bytes", errFrameLength, r.buf[pos], need)
+			}
+		}
+		if err := r.fill(need); err != nil {
+			return err
+		}
+	}
+}
+
+// scan walks the buffered bytes from start and returns how far they can be
+// forwarded: through every complete message, and through the arrived part of a
+// message that is passed through uninspected. A dropStop verdict returns the
+// position of the dropped message, which the caller then skips.
+func (r *frameReader) scan(interest *typeSet, in inspector) (pos int, v verdict, err error) {
+	pos = r.start
+	for pos < r.end {
+		if r.passthrough > 0 {
+			n := min(r.passthrough, r.end-pos)
+			pos += n
+			r.passthrough -= n
+			continue
+		}
+		if r.end-pos < headerLen {
+			return pos, forward, nil
+		}
+		n, err := frameLen(r.buf[pos:])
+		if err != nil {
+			return pos, forward, err
+		}
+		typ := r.buf[pos]
+		if !interest[typ] {
+			pos += headerLen
+			r.passthrough = n - headerLen
+			continue
+		}
+		if r.end-pos < n {
+			return pos, forward, nil
+		}
+		v, err := in.inspect(typ, r.buf[pos+headerLen:pos+n])
+		switch {
+		case err != nil:
+			return pos, forward, err
+		case v == dropStop:
+			return pos, v, nil
+		}
+		pos += n
+		if v == forwardStop {
+			return pos, v, nil
+		}
+	}
+	return pos, forward, nil
+}
+
+// writeError marks a failure to write to the other side, so the caller can
+// tell which peer broke.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "writing: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }

@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"testing/iotest"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// recorder is an inspector that remembers what it was shown.
+type recorder struct {
+	seen   []string
+	verdic map[byte]verdict
+}
+
+func (r *recorder) inspect(typ byte, body []byte) (verdict, error) {
+	r.seen = append(r.seen, string(typ)+":"+string(body))
+	return r.verdic[typ], nil
+}
+
+func encode(t testing.TB, msgs ...pgproto3.Message) []byte {
+	t.Helper()
+	var out []byte
+	for _, m := range msgs {
+		var err error
+		if out, err = m.Encode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// A server reply: the relay forwards it byte for byte and decodes only the
+// interesting messages, however the bytes are split across reads.
+func TestPumpForwardsEverythingAndInspectsOnlyInterest(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 100_000) // a DataRow larger than the buffer
+	stream := encode(t,
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("a")}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("1")}},
+		&pgproto3.DataRow{Values: [][]byte{big}},
+		&pgproto3.ParameterStatus{Name: "TimeZone", Value: "UTC"},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 2")},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	readers := map[string]func(io.Reader) io.Reader{
+		"whole":    func(r io.Reader) io.Reader { return r },
+		"one byte": iotest.OneByteReader,
+		"half":     iotest.HalfReader,
+	}
+	for name, wrap := range readers {
+		t.Run(name, func(t *testing.T) {
+			rd := newFrameReader(wrap(bytes.NewReader(stream)), 64)
+			rec := &recorder{verdic: map[byte]verdict{'Z': forwardStop}}
+			var out bytes.Buffer
+			if err := rd.pump(&out, newTypeSet('Z', 'S'), rec); err != nil {
+				t.Fatalf("pump: %v", err)
+			}
+			if !bytes.Equal(out.Bytes(), stream) {
+				t.Fatalf("forwarded %d bytes, want the %d bytes of the stream unchanged", out.Len(), len(stream))
+			}
+			want := []string{"S:TimeZone\x00UTC\x00", "Z:I"}
+			if len(rec.seen) != len(want) || rec.seen[0] != want[0] || rec.seen[1] != want[1] {
+				t.Fatalf("inspected %q, want %q", rec.seen, want)
+			}
+			if !rd.atBoundary() {
+				t.Fatal("reader should stand at a message boundary after ReadyForQuery")
+			}
+		})
+	}
+}
+
+// Terminate is consumed, not forwarded, and what follows stays in the reader.
+func TestPumpDropStopLeavesTheRest(t *testing.T) {
+	stream := encode(t, &pgproto3.Query{String: "select 1"}, &pgproto3.Terminate{}, &pgproto3.Sync{})
+	rd := newFrameReader(bytes.NewReader(stream), 1024)
+	var out bytes.Buffer
+	rec := &recorder{verdic: map[byte]verdict{'X': dropStop}}
+	if err := rd.pump(&out, newTypeSet('X'), rec); err != nil {
+		t.Fatal(err)
+	}
+	if want := encode(t, &pgproto3.Query{String: "select 1"}); !bytes.Equal(out.Bytes(), want) {
+		t.Fatalf("forwarded %q, want only the query %q", out.Bytes(), want)
+	}
+	typ, _, err := rd.next()
+	if err != nil || typ != 'S' {
+		t.Fatalf("next after Terminate = %q, %v; want the Sync that followed", typ, err)
+	}
+}
+
+// A length field below 4 is a protocol violation, reported, never forwarded.
+func TestPumpRejectsImpossibleLength(t *testing.T) {
+	rd := newFrameReader(bytes.NewReader([]byte{'Q', 0, 0, 0, 2}), 64)
+	var out bytes.Buffer
+	err := rd.pump(&out, newTypeSet(), &recorder{})
+	if err == nil || out.Len() != 0 {
+		t.Fatalf("pump = %v with %d bytes forwarded; want errFrameLength and nothing forwarded", err, out.Len())
+	}
+}
+
+// FuzzFrameReader feeds arbitrary bytes through the relay: it must forward
+// a prefix of the input unchanged and never panic.
+func FuzzFrameReader(f *testing.F) {
+	f.Add(encode(f, &pgproto3.Query{String: "select 1"}, &pgproto3.Terminate{}), uint8(3))
+	f.Add(encode(f, &pgproto3.DataRow{Values: [][]byte{[]byte("abc")}}, &pgproto3.ReadyForQuery{TxStatus: 'T'}), uint8(1))
+	f.Add([]byte{'Z', 0, 0, 0, 5, 'I', 'S', 0xff, 0xff, 0xff, 0xff}, uint8(7))
+	f.Fuzz(func(t *testing.T, stream []byte, size uint8) {
+		rd := newFrameReader(iotest.HalfReader(bytes.NewReader(stream)), int(size)%64+5)
+		var out bytes.Buffer
+		_ = rd.pump(&out, newTypeSet('Z', 'S', 'X', 'E'), &recorder{verdic: map[byte]verdict{'X': dropStop}})
+		if !bytes.HasPrefix(stream, out.Bytes()) {
+			t.Fatalf("forwarded bytes are not a prefix of the input")
+		}
+	})
+}

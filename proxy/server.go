@@ -1,0 +1,204 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgrotate/pgrotate/configs"
+)
+
+// Options are what a Server is built from. Everything is validated before.
+type Options struct {
+	Config *configs.Config
+	// Credentials of each configured database, by database name.
+	Credentials map[string]Credentials
+	Logger      *slog.Logger
+}
+
+// Server is the proxy: it accepts clients and serves them from per-database
+// pools of server connections.
+type Server struct {
+	cfg     *configs.Config
+	log     *slog.Logger
+	pools   map[string]*pool
+	clients atomic.Pointer[clientDirectory]
+	cancels *cancelRegistry
+
+	clientCount atomic.Int64
+	wg          sync.WaitGroup // one per session goroutine
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[net.Conn]struct{}
+	closed    bool
+}
+
+// New builds a Server; it opens no connection yet.
+func New(opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		cfg:     opts.Config,
+		log:     log,
+		pools:   make(map[string]*pool),
+		cancels: newCancelRegistry(),
+		conns:   make(map[net.Conn]struct{}),
+	}
+	dir, err := newClientDirectory(opts.Config.Clients)
+	if err != nil {
+		return nil, err
+	}
+	s.clients.Store(dir)
+	for name, db := range opts.Config.Databases {
+		creds, ok := opts.Credentials[name]
+		if !ok {
+			return nil, fmt.Errorf("database %q: no credential source", name)
+		}
+		up, err := NewUpstream(opts.Config.Upstream, db)
+		if err != nil {
+			return nil, fmt.Errorf("database %q: %w", name, err)
+		}
+		p, err := newPool(db, up, creds, log)
+		if err != nil {
+			return nil, err
+		}
+		s.pools[name] = p
+	}
+	return s, nil
+}
+
+// Serve accepts clients on ln until ln is closed or Close is called. It
+// returns nil after Close.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accepting clients: %w", err)
+		}
+		s.startSession(ctx, c)
+	}
+}
+
+func (s *Server) startSession(ctx context.Context, c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	n := s.clientCount.Add(1)
+	sess := &session{
+		srv:       s,
+		conn:      c,
+		be:        pgproto3.NewBackend(c, c),
+		clientRd:  newFrameReader(c, defaultBufSize),
+		log:       s.log.With("client", c.RemoteAddr().String()),
+		overLimit: n > int64(s.cfg.Limits.MaxClientConn),
+	}
+	go func() {
+		defer s.wg.Done()
+		defer s.clientCount.Add(-1)
+		defer s.forget(c)
+		sess.run(ctx)
+	}()
+}
+
+func (s *Server) forget(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops accepting, closes every client connection and every server
+// connection, and waits for the sessions to end. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	for _, p := range s.pools {
+		p.close()
+	}
+	return nil
+}
+
+// poolFor finds the pool for a client's requested database, if the client
+// may use it. The messages match PostgreSQL's.
+func (s *Server) poolFor(p *startupParams) (*pool, error) {
+	pl, ok := s.pools[p.database]
+	if !ok {
+		return nil, fatal(codeInvalidCatalogName, "database %q does not exist", p.database)
+	}
+	if c, _ := s.clients.Load().lookup(p.user); !c.allows(p.database) {
+		return nil, fatal(codeInvalidAuthSpec, "user %q may not connect to database %q through pgrotate", p.user, p.database)
+	}
+	return pl, nil
+}
+
+// forwardCancel sends a client's CancelRequest to the server connection that
+// client holds right now, if any. Unknown keys are ignored, as PostgreSQL does.
+func (s *Server) forwardCancel(ctx context.Context, cr *pgproto3.CancelRequest) {
+	sess, ok := s.cancels.lookup(cr.ProcessID, cr.SecretKey)
+	if !ok {
+		s.log.Debug("cancel request with unknown key ignored")
+		return
+	}
+	sc := sess.server.Load()
+	if sc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := sc.cancel(ctx); err != nil {
+		s.log.Warn("forwarding cancel request failed", "database", sc.db, "err", err)
+	}
+}

@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgrotate/pgrotate/rotation"
+)
+
+// serverConn is one logged-in connection to PostgreSQL, taken over from pgconn.
+// It is owned by exactly one goroutine at a time: the pool while idle, the
+// session that leased it while leased.
+type serverConn struct {
+	conn       net.Conn
+	rd         *frameReader
+	pid        uint32
+	secretKey  []byte
+	params     map[string]string // the server's reported parameters, kept current
+	gen        rotation.Generation
+	db         string
+	createdAt  time.Time
+	txStatus   byte // from the last ReadyForQuery
+	cancelNet  string
+	cancelAddr string
+}
+
+// dialServer logs in as gen's credential and takes the raw connection over.
+func dialServer(ctx context.Context, up *Upstream, gen rotation.Generation) (*serverConn, error) {
+	pc, err := up.Connect(ctx, gen.Cred)
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("syncing upstream connection: %w", err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("taking over upstream connection: %w", err)
+	}
+	network, addr := up.CancelAddr(gen.Cred)
+	return &serverConn{
+		conn:       hc.Conn,
+		rd:         newFrameReader(hc.Conn, defaultBufSize),
+		pid:        hc.PID,
+		secretKey:  hc.SecretKey,
+		params:     hc.ParameterStatuses,
+		gen:        gen,
+		db:         up.db.Name,
+		createdAt:  time.Now(),
+		txStatus:   hc.TxStatus,
+		cancelNet:  network,
+		cancelAddr: addr,
+	}, nil
+}
+
+// close closes the connection, telling the server first so it does not log an
+// unexpected EOF.
+func (s *serverConn) close() {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.conn.Write([]byte{'X', 0, 0, 0, 4})
+	_ = s.conn.Close()
+}
+
+// exec runs sql with the simple query protocol and reads up to ReadyForQuery,
+// keeping params current. The first ErrorResponse is returned as *pgconn-free
+// serverError. Only call it when the connection is idle at a message boundary.
+func (s *serverConn) exec(ctx context.Context, sql string) error {
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = s.conn.SetDeadline(deadline)
+		defer s.conn.SetDeadline(time.Time{})
+	}
+	msg, err := (&pgproto3.Query{String: sql}).Encode(nil)
+	if err != nil {
+		return fmt.Errorf("encoding query: %w", err)
+	}
+	if _, err := s.conn.Write(msg); err != nil {
+		return fmt.Errorf("sending query: %w", err)
+	}
+	var firstErr error
+	for {
+		typ, body, err := s.rd.next()
+		if err != nil {
+			return fmt.Errorf("reading reply: %w", err)
+		}
+		switch typ {
+		case 'E':
+			if firstErr == nil {
+				firstErr = decodeServerError(body)
+			}
+		case 'S':
+			s.noteParameter(body)
+		case 'Z':
+			s.txStatus = readyStatus(body)
+			return firstErr
+		}
+	}
+}
+
+// noteParameter records a ParameterStatus message body.
+func (s *serverConn) noteParameter(body []byte) {
+	var ps pgproto3.ParameterStatus
+	if ps.Decode(body) == nil {
+		s.params[ps.Name] = ps.Value
+	}
+}
+
+// cancel asks PostgreSQL to cancel whatever this connection runs now. The
+// cancel request travels on a new connection, as the protocol requires.
+func (s *serverConn) cancel(ctx context.Context) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, s.cancelNet, s.cancelAddr)
+	if err != nil {
+		return fmt.Errorf("dialing for cancel: %w", err)
+	}
+	defer c.Close()
+	msg, err := (&pgproto3.CancelRequest{ProcessID: s.pid, SecretKey: s.secretKey}).Encode(nil)
+	if err != nil {
+		return fmt.Errorf("encoding cancel: %w", err)
+	}
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("sending cancel: %w", err)
+	}
+	// The server closes the connection when done; waiting makes the cancel
+	// arrive before the client can send its next query.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.Read(make([]byte, 1))
+	return nil
+}
+
+// readyStatus extracts the transaction status of a ReadyForQuery body.
+func readyStatus(body []byte) byte {
+	if len(body) != 1 {
+		return 0
+	}
+	return body[0]
+}
+
+// serverError is an ErrorResponse from PostgreSQL on a control query.
+type serverError struct {
+	Severity, Code, Message string
+}
+
+func (e *serverError) Error() string {
+	return fmt.Sprintf("%s: %s (SQLSTATE %s)", e.Severity, e.Message, e.Code)
+}
+
+func decodeServerError(body []byte) error {
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body); err != nil {
+		return fmt.Errorf("decoding error response: %w", err)
+	}
+	return &serverError{Severity: er.Severity, Code: er.Code, Message: er.Message}
+}
+
+// isServerError reports whether err came from PostgreSQL rather than the network.
+func isServerError(err error) bool {
+	var se *serverError
+	return errors.As(err, &se)
+}
+
+// appendUint32 is binary.BigEndian.AppendUint32, named for readability where
+// messages are built by hand.
+func appendUint32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }

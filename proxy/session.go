@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgrotate/pgrotate/auth"
+)
+
+// sessionState is where a client session is in its life.
+type sessionState int32
+
+const (
+	// stateStartup: reading SSLRequest/StartupMessage.
+	stateStartup sessionState = iota
+	// stateAuth: proving the client's password.
+	stateAuth
+	// stateConnecting: waiting for a server connection from the pool.
+	stateConnecting
+	// stateActive: relaying between the client and its server connection.
+	stateActive
+	// stateClosing: giving the server connection back and closing.
+	stateClosing
+)
+
+// session is one client connection. Its goroutine owns the client side; while
+// relaying, a second goroutine owns the server-to-client direction.
+type session struct {
+	srv  *Server
+	conn net.Conn
+	be   *pgproto3.Backend // startup and authentication; errors
+	// clientRd reads the client once the session relays. pgproto3's reader
+	// holds nothing back at that point: a client sends nothing after its last
+	// authentication message until it has seen ReadyForQuery.
+	clientRd *frameReader
+	log      *slog.Logger
+	key      cancelKey
+	state    atomic.Int32
+	// server is the connection the client holds now, for cancel routing.
+	server atomic.Pointer[serverConn]
+	// overLimit marks a client accepted beyond max_client_conn: it is told
+	// so after its startup packet, as PostgreSQL does.
+	overLimit bool
+}
+
+func (s *session) setState(st sessionState) { s.state.Store(int32(st)) }
+
+// run serves the client until it leaves, then closes its connection.
+func (s *session) run(ctx context.Context) {
+	defer s.conn.Close()
+	err := s.serve(ctx)
+	s.setState(stateClosing)
+	if err != nil {
+		s.fail(err)
+	}
+}
+
+// fail logs err once and tells the client, unless the client is already gone.
+func (s *session) fail(err error) {
+	if isDisconnect(err) {
+		s.log.Debug("client disconnected", "err", err)
+		return
+	}
+	w := toWire(err)
+	s.log.Warn("client session failed", "sqlstate", w.Code, "err", err)
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	s.be.Send(errorResponse(w))
+	_ = s.be.Flush()
+}
+
+// serve runs startup, authentication and the relay.
+func (s *session) serve(ctx context.Context) error {
+	_ = s.conn.SetDeadline(time.Now().Add(s.srv.cfg.Limits.AuthTimeout.Duration))
+	msg, err := s.readStartup()
+	if err != nil {
+		return &disconnect{err}
+	}
+	if cr, ok := msg.(*pgproto3.CancelRequest); ok {
+		s.srv.forwardCancel(ctx, cr)
+		return nil
+	}
+	if s.overLimit {
+		return fatal(codeTooManyConnections, "sorry, too many clients already")
+	}
+	params, err := parseStartup(msg.(*pgproto3.StartupMessage))
+	if err != nil {
+		return err
+	}
+	s.log = s.log.With("user", params.user, "database", params.database)
+	if err := s.authenticate(params); err != nil {
+		return err
+	}
+	p, err := s.srv.poolFor(params)
+	if err != nil {
+		return err
+	}
+	_ = s.conn.SetDeadline(time.Time{})
+	return s.serveSession(ctx, p, params)
+}
+
+// authenticate proves the client knows a password of its configured user.
+func (s *session) authenticate(p *startupParams) error {
+	s.setState(stateAuth)
+	client, known := s.srv.clients.Load().lookup(p.user)
+	err := auth.Authenticate(s.be, p.user, client.secrets, auth.Options{AllowMD5: s.srv.cfg.Auth.AllowMD5})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &disconnect{fmt.Errorf("authentication timeout: %w", err)}
+	}
+	if err != nil {
+		if !known {
+			return fmt.Errorf("authenticating unknown user: %w", err)
+		}
+		return fmt.Errorf("authenticating: %w", err)
+	}
+	return nil
+}
+
+// serveSession leases a server connection for the client's whole life
+// (session pooling) and relays until one side leaves.
+func (s *session) serveSession(ctx context.Context, p *pool, params *startupParams) error {
+	s.setState(stateConnecting)
+	acqCtx, cancel := context.WithTimeout(ctx, p.db.QueryWaitTimeout.Duration)
+	l, err := p.acquire(acqCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("acquiring server connection: %w", err)
+	}
+	sc := l.Value()
+	reusable := false
+	defer func() { p.release(l, reusable) }()
+	if err := s.applySettings(ctx, sc, params.settings); err != nil {
+		reusable = err != nil && isServerError(err) && sc.txStatus == 'I'
+		return err
+	}
+	s.key = s.srv.cancels.register(s)
+	defer s.srv.cancels.unregister(s.key)
+	s.server.Store(sc)
+	defer s.server.Store(nil)
+	if err := s.greet(sc); err != nil {
+		reusable = true
+		return &disconnect{err}
+	}
+	s.setState(stateActive)
+	s.log.Debug("client session started", "role", sc.gen.Cred.Username, "generation", sc.gen.N, "server_pid", sc.pid)
+	reusable, err = s.relay(sc)
+	return err
+}
+
+// applySettings applies the client's startup parameters to the server
+// session, so it runs with the client's application_name, DateStyle, …
+func (s *session) applySettings(ctx context.Context, sc *serverConn, settings map[string]string) error {
+	sql := setConfigSQL(settings)
+	if sql == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sc.exec(ctx, sql); err != nil {
+		var se *serverError
+		if errors.As(err, &se) {
+			return &WireError{Severity: "FATAL", Code: se.Code, Message: se.Message, Cause: err}
+		}
+		return fmt.Errorf("applying startup parameters: %w", err)
+	}
+	return nil
+}
+
+// greet completes the startup as PostgreSQL would: AuthenticationOk, the
+// server's parameters, pgrotate's own BackendKeyData, ReadyForQuery.
+func (s *session) greet(sc *serverConn) error {
+	s.be.Send(&pgproto3.AuthenticationOk{})
+	for _, k := range slices.Sorted(maps.Keys(sc.params)) {
+		s.be.Send(&pgproto3.ParameterStatus{Name: k, Value: sc.params[k]})
+	}
+	s.be.Send(&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]})
+	s.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	return s.be.Flush()
+}
+
+// disconnect wraps an error caused by the client going away or misbehaving
+// at the transport level: there is nobody to send an ErrorResponse to.
+type disconnect struct{ err error }
+
+func (d *disconnect) Error() string { return "client connection: " + d.err.Error() }
+func (d *disconnect) Unwrap() error { return d.err }
+
+func isDisconnect(err error) bool {
+	var d *disconnect
+	return errors.As(err, &d) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}

@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// readStartup answers SSLRequest and GSSENCRequest until the client sends its
+// StartupMessage or a CancelRequest. pgproto3 enforces PostgreSQL's startup
+// packet size cap (MAX_STARTUP_PACKET_LENGTH, 10000 bytes).
+func (s *session) readStartup() (pgproto3.FrontendMessage, error) {
+	for {
+		msg, err := s.be.ReceiveStartupMessage()
+		if err != nil {
+			return nil, fmt.Errorf("reading startup packet: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
+			// No TLS or GSS encryption on the client side yet: decline, and the
+			// client goes on in plaintext or gives up, as with PostgreSQL.
+			if _, err := s.conn.Write([]byte{'N'}); err != nil {
+				return nil, fmt.Errorf("declining encryption: %w", err)
+			}
+		case *pgproto3.StartupMessage, *pgproto3.CancelRequest:
+			return m, nil
+		}
+	}
+}
+
+// startupParams are the parameters of a StartupMessage, split into what
+// pgrotate consumes and what it applies to the server session.
+type startupParams struct {
+	user, database string
+	settings       map[string]string // GUCs to apply with set_config, from params and options
+}
+
+// parseStartup splits m's parameters. Role changes are refused here already:
+// sessions always act as the owner role.
+func parseStartup(m *pgproto3.StartupMessage) (*startupParams, error) {
+	p := &startupParams{settings: make(map[string]string)}
+	for k, v := range m.Parameters {
+		switch k {
+		case "user":
+			p.user = v
+		case "database":
+			p.database = v
+		case "replication":
+			if v != "false" && v != "off" && v != "0" && v != "no" {
+				return nil, fatal(codeFeatureNotSupported, "pgrotate does not proxy replication connections")
+			}
+		case "options":
+			opts, err := parseOptions(v)
+			if err != nil {
+				return nil, err
+			}
+			maps.Copy(p.settings, opts)
+		default:
+			p.settings[k] = v
+		}
+	}
+	if p.user == "" {
+		return nil, fatal(codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet")
+	}
+	if p.database == "" {
+		p.database = p.user
+	}
+	for k := range p.settings {
+		if isRoleSetting(k) {
+			return nil, fatal(codeInsufficientPrivilege, "%s cannot be set: sessions through pgrotate always act as the database's owner role", k)
+		}
+	}
+	return p, nil
+}
+
+// isRoleSetting reports whether a GUC name changes who the session acts as.
+func isRoleSetting(name string) bool {
+	n := strings.ToLower(name)
+	return n == "role" || n == "session_authorization"
+}
+
+// parseOptions reads the command-line style "options" startup parameter:
+// "-c name=value" and "--name=value" separated by unescaped spaces, with
+// backslash escapes (PostgreSQL's pg_split_opts and process_postgres_switches).
+func parseOptions(s string) (map[string]string, error) {
+	args := splitOptions(s)
+	out := make(map[string]string)
+	for i := 0; i < len(args); i++ {
+		var kv string
+		switch a := args[i]; {
+		case a == "-c" && i+1 < len(args):
+			i++
+			kv = args[i]
+		case strings.HasPrefix(a, "-c") && len(a) > 2:
+			kv = a[2:]
+		case strings.HasPrefix(a, "--"):
+			kv = a[2:]
+		default:
+			return nil, fatal(codeFeatureNotSupported, "unsupported option %q in startup options: only -c name=value is accepted", a)
+		}
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, fatal(codeProtocolViolation, "invalid startup option %q: expected name=value", kv)
+		}
+		out[strings.ReplaceAll(name, "-", "_")] = value
+	}
+	return out, nil
+}
+
+func splitOptions(s string) []string {
+	var args []string
+	var cur strings.Builder
+	inArg, escaped := false, false
+	for _, r := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\':
+			escaped, inArg = true, true
+		case r == ' ' || r == '\t' || r == '\n':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteRune(r)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// setConfigSQL renders settings as one statement that applies them all to the
+// server session, in a stable order. Values go in E” literals, which mean the
+// same whatever standard_conforming_strings is.
+func setConfigSQL(settings map[string]string) string {
+	if len(settings) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, k := range slices.Sorted(maps.Keys(settings)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "pg_catalog.set_config(%s, %s, false)", quoteLiteral(k), quoteLiteral(settings[k]))
+	}
+	return b.String()
+}
+
+func quoteLiteral(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgrotate/pgrotate/configs"
+	"github.com/pgrotate/pgrotate/rotation"
+)
+
+// Upstream logs in to PostgreSQL for one database. It is the only place that
+// builds upstream connection settings, so the pool and the rotation validator
+// connect exactly alike.
+type Upstream struct {
+	cfg   configs.Upstream
+	db    *configs.Database
+	base  *pgconn.Config // parsed once; copied per connection
+	owner string
+}
+
+// NewUpstream validates the upstream settings for db.
+func NewUpstream(up configs.Upstream, db *configs.Database) (*Upstream, error) {
+	base, err := pgconn.ParseConfig(connString(up, db.DBName))
+	if err != nil {
+		return nil, fmt.Errorf("parsing upstream settings: %w", err)
+	}
+	return &Upstream{cfg: up, db: db, base: base, owner: db.OwnerRole}, nil
+}
+
+// connString renders the non-secret settings as a libpq keyword/value string,
+// so sslmode and its TLS consequences are handled by pgconn exactly as libpq
+// users expect. The credential is filled in later, never rendered to a string.
+func connString(up configs.Upstream, dbname string) string {
+	kv := [][2]string{
+		{"host", up.Host},
+		{"port", strconv.Itoa(up.Port)},
+		{"dbname", dbname},
+		{"sslmode", up.SSLMode},
+		{"connect_timeout", strconv.Itoa(max(1, int(up.ConnectTimeout.Seconds())))},
+		{"sslrootcert", up.SSLRootCert},
+		{"sslcert", up.SSLCert},
+		{"sslkey", up.SSLKey},
+	}
+	var b strings.Builder
+	for _, p := range kv {
+		if p[1] == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "%s='%s' ", p[0], strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(p[1]))
+	}
+	return b.String()
+}
+
+// Config returns the connection settings for logging in as cred, acting as the
+// owner role through the startup option (DESIGN.md §2 fact 1): that makes the
+// owner the session's reset value, so RESET ROLE and DISCARD ALL keep it.
+func (u *Upstream) Config(cred rotation.Credential) *pgconn.Config {
+	c := u.base.Copy()
+	apply := func(host *string, port *uint16) {
+		if cred.Host != "" {
+			*host = cred.Host
+		}
+		if cred.Port != 0 {
+			*port = uint16(cred.Port)
+		}
+	}
+	apply(&c.Host, &c.Port)
+	for _, fb := range c.Fallbacks {
+		apply(&fb.Host, &fb.Port)
+	}
+	if cred.DBName != "" {
+		c.Database = cred.DBName
+	}
+	c.User, c.Password = cred.Username, cred.Password
+	c.RuntimeParams = map[string]string{"options": "-c role=" + escapeOption(u.owner)}
+	return c
+}
+
+// escapeOption escapes a value for the startup "options" string, where spaces
+// separate arguments and backslash escapes (PostgreSQL's pg_split_opts).
+func escapeOption(s string) string {
+	return strings.NewReplacer(`\`, `\\`, ` `, `\ `).Replace(s)
+}
+
+// Connect logs in as cred and returns the connection, still owned by pgconn.
+func (u *Upstream) Connect(ctx context.Context, cred rotation.Credential) (*pgconn.PgConn, error) {
+	conn, err := pgconn.ConnectConfig(ctx, u.Config(cred))
+	if err != nil {
+		return nil, &upstreamError{db: u.db.Name, role: cred.Username, err: err}
+	}
+	return conn, nil
+}
+
+// Validate logs in as cred and checks that the session acts as the owner role.
+// It is the rotation.ValidateFunc of this database.
+func (u *Upstream) Validate(ctx context.Context, cred rotation.Credential) error {
+	conn, err := u.Connect(ctx, cred)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return rotation.CheckSession(ctx, conn, cred, u.owner)
+}
+
+// CancelAddr is where cancel requests for this database's servers go.
+func (u *Upstream) CancelAddr(cred rotation.Credential) (network, addr string) {
+	c := u.Config(cred)
+	if strings.HasPrefix(c.Host, "/") {
+		return "unix", fmt.Sprintf("%s/.s.PGSQL.%d", c.Host, c.Port)
+	}
+	return "tcp", net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
+}
+
+// upstreamError is a failure to reach or log in to PostgreSQL. Its text is
+// for pgrotate's log; clients get a generic 08006 (see wireerror.go).
+type upstreamError struct {
+	db, role string
+	err      error
+}
+
+func (e *upstreamError) Error() string {
+	return fmt.Sprintf("connecting to upstream for database %q as role %q: %v", e.db, e.role, e.err)
+}
+
+func (e *upstreamError) Unwrap() error { return e.err }
