@@ -1,0 +1,156 @@
+package configs
+
+// Config is a parsed, defaulted and validated pgrotate configuration file.
+type Config struct {
+	// Path is the file the config was loaded from; it is not part of the YAML.
+	Path string `yaml:"-"`
+	// Listen is the client-facing address, host:port.
+	Listen string `yaml:"listen"`
+	// AdminListen is the address of the admin HTTP server (/metrics,
+	// /healthz, /readyz, /status); "" means disabled, written "off" in YAML.
+	AdminListen string `yaml:"admin_listen"`
+	// Log selects the log format and level.
+	Log Log `yaml:"log"`
+	// Limits bounds client connections and timeouts of the whole process.
+	Limits Limits `yaml:"limits"`
+	// TLS configures TLS towards clients.
+	TLS TLS `yaml:"tls"`
+	// Auth configures client authentication.
+	Auth Auth `yaml:"auth"`
+	// Upstream is where the PostgreSQL server is and how to reach it.
+	Upstream Upstream `yaml:"upstream"`
+	// Databases maps the database name clients ask for to its settings.
+	Databases map[string]*Database `yaml:"databases"`
+	// Clients are the users allowed to log in to pgrotate.
+	Clients []Client `yaml:"clients"`
+
+	meta *meta // where each key was written; set only while Parse runs
+}
+
+// Log selects how pgrotate logs.
+type Log struct {
+	// Format is "text" (the default) or "json".
+	Format string `yaml:"format"`
+	// Level is "debug", "info" (the default), "warn" or "error".
+	Level string `yaml:"level"`
+}
+
+// Limits bounds the resources of the whole process.
+type Limits struct {
+	// MaxClientConn is the most client connections accepted at once.
+	MaxClientConn int `yaml:"max_client_conn"`
+	// AuthTimeout bounds startup and authentication of a client connection.
+	AuthTimeout Duration `yaml:"auth_timeout"`
+	// ShutdownTimeout bounds the drain on SIGTERM before connections are cut.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// TLS configures TLS towards clients. It is accepted and validated now and
+// implemented by the proxy later.
+type TLS struct {
+	// CertFile is the PEM certificate chain; required unless Mode is "disable".
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key; required unless Mode is "disable".
+	KeyFile string `yaml:"key_file"`
+	// Mode is "disable" (the default), "prefer" or "require".
+	Mode string `yaml:"mode"`
+}
+
+// Auth configures how clients authenticate to pgrotate.
+type Auth struct {
+	// AllowMD5 permits md5 password verifiers. Off by default: md5 is weak
+	// and PostgreSQL itself deprecates it.
+	AllowMD5 bool `yaml:"allow_md5"`
+}
+
+// Upstream says where PostgreSQL is and how pgrotate connects to it. The
+// field names follow libpq's connection parameters.
+type Upstream struct {
+	// Host is a host name, an IP address or, when it starts with "/", a
+	// unix socket directory.
+	Host string `yaml:"host"`
+	// Port is the server's port (also the socket file suffix).
+	Port int `yaml:"port"`
+	// SSLMode is one of libpq's sslmode values; the default is "prefer".
+	SSLMode string `yaml:"sslmode"`
+	// SSLRootCert is the CA bundle used by verify-ca and verify-full.
+	SSLRootCert string `yaml:"sslrootcert"`
+	// SSLCert is a client certificate, given together with SSLKey.
+	SSLCert string `yaml:"sslcert"`
+	// SSLKey is the client certificate's key, given together with SSLCert.
+	SSLKey string `yaml:"sslkey"`
+	// ConnectTimeout bounds one connection attempt, TLS and login included.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+}
+
+// Database is one database clients can ask for, with its pool and the
+// credential pgrotate uses to log in to it.
+type Database struct {
+	// Name is the map key: the name clients ask for. It is not in the YAML.
+	Name string `yaml:"-"`
+	// DBName is the upstream database name; the default is Name.
+	DBName string `yaml:"dbname"`
+	// OwnerRole is the NOLOGIN role every server session acts as (sent as
+	// the startup option -c role=OwnerRole). Required.
+	OwnerRole string `yaml:"owner_role"`
+	// PoolMode is PoolSession (the default) or PoolTransaction.
+	PoolMode PoolMode `yaml:"pool_mode"`
+	// PoolSize is the most server connections, 1..10000; default 20.
+	PoolSize int `yaml:"pool_size"`
+	// MinPoolSize is the number of server connections kept open even when
+	// idle; default 0, at most PoolSize.
+	MinPoolSize int `yaml:"min_pool_size"`
+	// QueryWaitTimeout bounds how long a client waits for a server connection.
+	QueryWaitTimeout Duration `yaml:"query_wait_timeout"`
+	// ServerIdleTimeout closes server connections idle for longer.
+	ServerIdleTimeout Duration `yaml:"server_idle_timeout"`
+	// ServerLifetime closes server connections older than this once released.
+	ServerLifetime Duration `yaml:"server_lifetime"`
+	// Credentials is where the current executing role's credential is read.
+	Credentials CredentialSource `yaml:"credentials"`
+	// DrainTimeout bounds how long sessions of an old credential generation
+	// may stay before they are ended with 57P01.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// RoleGuard rejects statements that change role (SET ROLE, …); nil means
+	// the default, true. Read it with RoleGuardEnabled.
+	RoleGuard *bool `yaml:"role_guard"`
+}
+
+// CredentialSource is where a database's login credential lives.
+type CredentialSource struct {
+	// Path is a directory of files (a Kubernetes Secret mount), a JSON file
+	// or a file holding a libpq URL. Required.
+	Path string `yaml:"path"`
+	// Format is "auto" (the default: decided by what Path is), "dir",
+	// "json" or "url".
+	Format string `yaml:"format"`
+	// PollInterval is how often Path is re-read in case a change event was
+	// missed (Kubernetes symlink swaps, network file systems).
+	PollInterval Duration `yaml:"poll_interval"`
+}
+
+// Client is a user allowed to log in to pgrotate.
+type Client struct {
+	// User is the user name in the client's startup message. Required, unique.
+	User string `yaml:"user"`
+	// PasswordVerifier is one stored secret: "SCRAM-SHA-256$…" or "md5…".
+	PasswordVerifier string `yaml:"password_verifier"`
+	// PasswordVerifiers are several secrets valid at once, for the overlap
+	// while the application's own password is rotated.
+	PasswordVerifiers []string `yaml:"password_verifiers"`
+	// PasswordFile is a file holding one verifier per line.
+	PasswordFile string `yaml:"password_file"`
+	// Databases are the names (keys of Config.Databases) this client may
+	// use; empty means all of them.
+	Databases []string `yaml:"databases"`
+}
+
+// PoolMode says when a server connection is handed back to the pool.
+type PoolMode string
+
+const (
+	// PoolSession keeps one server connection for the client's whole session.
+	PoolSession PoolMode = "session"
+	// PoolTransaction lends a server connection for one transaction.
+	PoolTransaction PoolMode = "transaction"
+)
