@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,8 +82,10 @@ type proxyEnv struct {
 	addr    string
 	credDir string
 	logs    *syncBuffer
-	cancel  context.CancelFunc
-	done    chan error
+	credKind string // "dir", "json" or "url"
+	daemon   *daemon.Daemon
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 // setup tweaks the generated config before it is loaded.
@@ -93,7 +96,9 @@ type setup struct {
 	execRole      string
 	execPass      string
 	upstreamPort  int
-	invalid       bool // the credential is expected to fail validation
+	invalid       bool   // the credential is expected to fail validation
+	credKind      string // "dir" (default: a Kubernetes Secret volume), "json" or "url"
+	drainTimeout  string // default 5m
 }
 
 // startProxy writes a config file and a Kubernetes-style credential
@@ -115,9 +120,15 @@ func startProxy(t *testing.T, s setup) *proxyEnv {
 	if s.upstreamPort == 0 {
 		s.upstreamPort = cluster.Port
 	}
+	if s.credKind == "" {
+		s.credKind = "dir"
+	}
+	if s.drainTimeout == "" {
+		s.drainTimeout = "5m"
+	}
 	dir := t.TempDir()
-	env := &proxyEnv{t: t, credDir: filepath.Join(dir, "secret"), logs: &syncBuffer{}}
-	writeCredential(t, env.credDir, s.execRole, s.execPass)
+	env := &proxyEnv{t: t, credDir: filepath.Join(dir, "secret"), credKind: s.credKind, logs: &syncBuffer{}}
+	env.writeCredential(t, s.execRole, s.execPass)
 	verifier, err := auth.NewSCRAMVerifier(appPass, 4096)
 	if err != nil {
 		t.Fatal(err)
@@ -134,10 +145,11 @@ databases:
     pool_mode: %s
     pool_size: %d
     query_wait_timeout: 10s
+    drain_timeout: %s
     credentials: {path: %s, poll_interval: 1s}
 clients:
   - {user: %s, password_verifier: "%s"}
-`, s.maxClientConn, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, env.credDir, appUser, verifier)
+`, s.maxClientConn, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.drainTimeout, env.credPath(), appUser, verifier)
 	path := filepath.Join(dir, "pgrotate.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -155,7 +167,7 @@ clients:
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.addr = ln.Addr().String()
+	env.addr, env.daemon = ln.Addr().String(), d
 	ctx, cancel := context.WithCancel(context.Background())
 	env.cancel, env.done = cancel, make(chan error, 1)
 	go func() { env.done <- d.Run(ctx, ln) }()
@@ -199,17 +211,57 @@ func (e *proxyEnv) connect(t *testing.T) *pgx.Conn {
 	return c
 }
 
-// writeCredential lays a credential out as a Kubernetes Secret volume does:
-// a timestamped directory, the ..data symlink, and one symlink per key.
-func writeCredential(t *testing.T, dir, user, password string) {
+// credPath is the credential source pgrotate is configured with.
+func (e *proxyEnv) credPath() string {
+	switch e.credKind {
+	case "json":
+		return filepath.Join(e.credDir, "bookstore.json")
+	case "url":
+		return filepath.Join(e.credDir, "database-url")
+	}
+	return e.credDir
+}
+
+// writeCredential replaces the credential the way its kind of source is
+// updated in production: a Kubernetes ..data swap, or a file renamed into
+// place (Vault agent, most secret managers).
+func (e *proxyEnv) writeCredential(t *testing.T, user, password string) {
+	t.Helper()
+	switch e.credKind {
+	case "json":
+		writeFileAtomic(t, e.credPath(), fmt.Sprintf(`{"username": %q, "password": %q, "engine": "postgres"}`, user, password))
+	case "url":
+		writeFileAtomic(t, e.credPath(), fmt.Sprintf("postgresql://%s:%s@127.0.0.1:%d/%s\n", user, url.QueryEscape(password), cluster.Port, dbName))
+	default:
+		writeSecretVolume(t, e.credDir, user, password)
+	}
+}
+
+// writeFileAtomic writes a temp file and renames it into place.
+func writeFileAtomic(t *testing.T, path, content string) {
+	t.Helper()
+	must(t, os.MkdirAll(filepath.Dir(path), 0o700))
+	tmp := path + ".tmp"
+	must(t, os.WriteFile(tmp, []byte(content), 0o600))
+	must(t, os.Rename(tmp, path))
+}
+
+// writeSecretVolume lays a credential out as kubelet updates a Secret
+// volume: a new timestamped directory, the ..data symlink swapped to it
+// atomically, one symlink per key, and the old directory removed.
+func writeSecretVolume(t *testing.T, dir, user, password string) {
 	t.Helper()
 	ts := filepath.Join(dir, fmt.Sprintf("..%d", time.Now().UnixNano()))
-	must(t, os.MkdirAll(ts, 0o755))
+	must(t, os.MkdirAll(ts, 0o750))
 	must(t, os.WriteFile(filepath.Join(ts, "username"), []byte(user), 0o600))
 	must(t, os.WriteFile(filepath.Join(ts, "password"), []byte(password), 0o600))
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
 	tmp := filepath.Join(dir, "..data_tmp")
 	must(t, os.Symlink(filepath.Base(ts), tmp))
 	must(t, os.Rename(tmp, filepath.Join(dir, "..data")))
+	if old != "" {
+		must(t, os.RemoveAll(filepath.Join(dir, old)))
+	}
 	for _, k := range []string{"username", "password"} {
 		link := filepath.Join(dir, k)
 		if _, err := os.Lstat(link); err != nil {

@@ -60,3 +60,16 @@ func (r *cancelRegistry) lookup(pid uint32, secret []byte) (*session, bool) {
 	}
 	return s, true
 }
+
+// each calls f for every registered session, outside the lock.
+func (r *cancelRegistry) each(f func(*session)) {
+	r.mu.Lock()
+	all := make([]*session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		f(s)
+	}
+}

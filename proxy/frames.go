@@ -127,15 +127,41 @@ type inspector interface {
 	inspect(typ byte, body []byte) (verdict, error)
 }
 
-// typeSet is a set of message type bytes.
-type typeSet [256]bool
+// interest is how closely the relay looks at one message type.
+type interest uint8
 
+const (
+	// ignore: forwarded as it arrives, never decoded.
+	ignore interest = iota
+	// header: the inspector is told of the message (with a nil body) when
+	// its header arrives; the body is forwarded as it arrives, so a message
+	// of any size passes without being buffered whole. The verdict is
+	// ignored: the message is always forwarded.
+	header
+	// whole: the inspector sees the whole body before anything of the
+	// message is forwarded. Bodies are capped at maxInspectedBody.
+	whole
+)
+
+// typeSet says how closely the relay looks at each message type.
+type typeSet [256]interest
+
+// newTypeSet returns a set that inspects the given types whole.
 func newTypeSet(types ...byte) *typeSet {
 	var s typeSet
 	for _, t := range types {
-		s[t] = true
+		s[t] = whole
 	}
 	return &s
+}
+
+// withHeaders returns s with the given types inspected by header only.
+func (s *typeSet) withHeaders(types ...byte) *typeSet {
+	c := *s
+	for _, t := range types {
+		c[t] = header
+	}
+	return &c
 }
 
 // pump forwards messages from r to dst until the inspector stops it or an error
@@ -207,7 +233,13 @@ func (r *frameReader) scan(interest *typeSet, in inspector) (pos int, v verdict,
 			return pos, forward, err
 		}
 		typ := r.buf[pos]
-		if !interest[typ] {
+		switch interest[typ] {
+		case header:
+			if _, err := in.inspect(typ, nil); err != nil {
+				return pos, forward, err
+			}
+			fallthrough
+		case ignore:
 			pos += headerLen
 			r.passthrough = n - headerLen
 			continue

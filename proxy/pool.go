@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 
 	"github.com/pgrotate/pgrotate/configs"
@@ -26,18 +28,23 @@ type Credentials interface {
 // stamped with the credential generation it logged in with; a connection of an
 // older generation is never handed out again.
 type pool struct {
-	db    *configs.Database
-	up    *Upstream
-	creds Credentials
-	res   *puddle.Pool[*serverConn]
-	log   *slog.Logger
+	db      *configs.Database
+	up      *Upstream
+	creds   Credentials
+	res     *puddle.Pool[*serverConn]
+	conns   *connSet
+	clients atomic.Int64 // client sessions of this database
+	log     *slog.Logger
+	// onAuthFailure is told when PostgreSQL refuses the current credential,
+	// so the credential source is re-read at once (see connect).
+	onAuthFailure func()
 }
 
 func newPool(db *configs.Database, up *Upstream, creds Credentials, log *slog.Logger) (*pool, error) {
-	p := &pool{db: db, up: up, creds: creds, log: log.With("database", db.Name)}
+	p := &pool{db: db, up: up, creds: creds, conns: newConnSet(), log: log.With("database", db.Name)}
 	res, err := puddle.NewPool(&puddle.Config[*serverConn]{
 		Constructor: p.connect,
-		Destructor:  func(sc *serverConn) { sc.close() },
+		Destructor:  p.destroy,
 		MaxSize:     int32(db.PoolSize),
 	})
 	if err != nil {
@@ -55,12 +62,71 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		return nil, errNoCredential
 	}
 	sc, err := dialServer(ctx, p.up, gen)
+	if err != nil && isAuthFailure(err) {
+		// A password changed in the database before the new one reached the
+		// credential source (Vault static roles, AWS single-user rotation).
+		// Re-read the source and give the new credential a moment.
+		if next, ok := p.awaitNewerGeneration(ctx, gen); ok {
+			gen = next
+			sc, err = dialServer(ctx, p.up, gen)
+		}
+	}
 	if err != nil {
 		p.log.Error("server connection failed", "role", gen.Cred.Username, "generation", gen.N, "err", err)
 		return nil, err
 	}
+	p.conns.add(sc)
 	p.log.Debug("server connection opened", "role", gen.Cred.Username, "generation", gen.N, "pid", sc.pid)
 	return sc, nil
+}
+
+// authFailureWait bounds how long a new server connection waits for a fresh
+// credential after PostgreSQL refused the current one.
+const authFailureWait = 5 * time.Second
+
+// awaitNewerGeneration asks for the credential source to be re-read and
+// waits until a generation newer than gen is promoted.
+func (p *pool) awaitNewerGeneration(ctx context.Context, gen rotation.Generation) (rotation.Generation, bool) {
+	if p.onAuthFailure != nil {
+		p.onAuthFailure()
+	}
+	ctx, cancel := context.WithTimeout(ctx, authFailureWait)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if next, ok := p.creds.Current(); ok && next.N > gen.N {
+			return next, true
+		}
+		select {
+		case <-ctx.Done():
+			return gen, false
+		case <-tick.C:
+		}
+	}
+}
+
+// isAuthFailure reports whether PostgreSQL refused the credential itself.
+func isAuthFailure(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000")
+}
+
+// destroy is the pool's destructor. When the last connection of a past
+// generation closes, pgrotate no longer uses that credential: say so.
+func (p *pool) destroy(sc *serverConn) {
+	sc.close()
+	left := p.conns.remove(sc)
+	if left == 0 && sc.gen.N < p.currentGen() {
+		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
+			"role", sc.gen.Cred.Username, "generation", sc.gen.N, "safe_to_retire", true)
+	}
+}
+
+// currentGen is the current generation's number, 0 before the first.
+func (p *pool) currentGen() uint64 {
+	gen, _ := p.creds.Current()
+	return gen.N
 }
 
 // lease is a server connection taken from the pool.
@@ -75,16 +141,38 @@ func (p *pool) acquire(ctx context.Context) (*lease, error) {
 			return nil, err
 		}
 		if !p.stale(l.Value()) {
+			l.Value().state.Store(int32(connLeased))
 			return l, nil
 		}
 		l.Destroy()
 	}
 }
 
+// replace trades old, a connection of a past generation, for one of the
+// current generation. An idle current connection is taken at once; otherwise
+// old is closed first, so that a pool full of old connections still makes
+// room.
+func (p *pool) replace(ctx context.Context, old *lease) (*lease, error) {
+	nl, err := p.res.TryAcquire(ctx)
+	if err == nil && !p.stale(nl.Value()) {
+		nl.Value().state.Store(int32(connLeased))
+		old.Destroy()
+		return nl, nil
+	}
+	if err == nil {
+		nl.Destroy()
+	}
+	old.Destroy()
+	nl, err = p.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquiring a server connection of the new generation: %w", err)
+	}
+	return nl, nil
+}
+
 // stale reports whether sc logged in with a generation older than the current.
 func (p *pool) stale(sc *serverConn) bool {
-	gen, ok := p.creds.Current()
-	return ok && sc.gen.N < gen.N
+	return sc.gen.N < p.currentGen()
 }
 
 // release gives l back: reset for the next client when reusable, closed
@@ -103,11 +191,42 @@ func (p *pool) release(l *lease, reusable bool) {
 		l.Destroy()
 		return
 	}
+	sc.state.Store(int32(connIdle))
 	l.Release()
 }
 
-// stats counts connections for /status.
-func (p *pool) stats() *puddle.Stat { return p.res.Stat() }
+// promoted drains the idle connections of older generations after a
+// rotation. The new generation is pre-warmed first, one new connection per
+// idle old one, so the rotation causes neither a connect storm nor a wait.
+// Leased old connections close when released (see release).
+func (p *pool) promoted(ctx context.Context, prev, next rotation.Generation) {
+	p.conns.noteGeneration(next.N, next.Cred.Username)
+	if p.conns.count(prev.N) == 0 {
+		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
+			"role", prev.Cred.Username, "generation", prev.N, "safe_to_retire", true)
+	}
+	var old []*lease
+	for _, l := range p.res.AcquireAllIdle() {
+		if p.stale(l.Value()) {
+			old = append(old, l)
+		} else {
+			l.ReleaseUnused()
+		}
+	}
+	for _, l := range old {
+		// Make room first when the pool is full, then connect anew.
+		if p.res.Stat().TotalResources() >= p.res.Stat().MaxResources() {
+			l.Destroy()
+			l = nil
+		}
+		if err := p.res.CreateResource(ctx); err != nil && !errors.Is(err, puddle.ErrNotAvailable) {
+			p.log.Warn("pre-warming a server connection of the new generation failed", "generation", next.N, "err", err)
+		}
+		if l != nil {
+			l.Destroy()
+		}
+	}
+}
 
 // close closes every connection.
 func (p *pool) close() { p.res.Close() }

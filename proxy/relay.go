@@ -11,7 +11,8 @@ import (
 var (
 	// fromClient: Terminate ends the session; Query, Sync and FunctionCall each
 	// earn exactly one ReadyForQuery, which tells when the server is idle again.
-	fromClient = newTypeSet('X', 'Q', 'S', 'F')
+	// Query and FunctionCall bodies stream through: only their headers count.
+	fromClient = newTypeSet('X', 'S').withHeaders('Q', 'F')
 	// fromServer: ReadyForQuery (transaction status) and ParameterStatus (kept
 	// current so the next client is greeted with true values).
 	fromServer = newTypeSet('Z', 'S')
@@ -23,6 +24,22 @@ type relayState struct {
 	// answered with ReadyForQuery. Zero with status 'I' means idle.
 	pending atomic.Int64
 	status  atomic.Uint32 // transaction status of the last ReadyForQuery
+	// stopWhenIdle asks the server direction to stop right after the
+	// ReadyForQuery that leaves the server idle: the moment a session can
+	// move to another connection.
+	stopWhenIdle atomic.Bool
+}
+
+func newRelayState() *relayState {
+	st := &relayState{}
+	st.status.Store('I')
+	return st
+}
+
+// idle reports whether the server has answered everything and is outside a
+// transaction.
+func (st *relayState) idle() bool {
+	return st.pending.Load() == 0 && byte(st.status.Load()) == 'I'
 }
 
 // clientInspector watches client messages in the relay.
@@ -46,51 +63,83 @@ func (s serverInspector) inspect(typ byte, body []byte) (verdict, error) {
 	switch typ {
 	case 'Z':
 		s.st.status.Store(uint32(readyStatus(body)))
-		s.st.pending.Add(-1)
+		if s.st.pending.Add(-1) == 0 && readyStatus(body) == 'I' && s.st.stopWhenIdle.Load() {
+			return forwardStop, nil
+		}
 	case 'S':
 		s.sc.noteParameter(body)
 	}
 	return forward, nil
 }
 
-// relay forwards both directions until the client leaves or a side fails. It
-// reports whether the server connection is idle at a message boundary and so
-// may be reset and reused.
-func (s *session) relay(sc *serverConn) (reusable bool, err error) {
-	st := &relayState{}
-	st.status.Store('I')
+// roundEnd says why a relay round ended.
+type roundEnd int
+
+const (
+	// endClientLeft: the client sent Terminate.
+	endClientLeft roundEnd = iota
+	// endClientGone: the client connection failed or closed.
+	endClientGone
+	// endServerLost: the server connection failed or closed.
+	endServerLost
+	// endKicked: pgrotate interrupted both directions to act on the session
+	// (move it to a new credential generation); nothing is lost, the relay
+	// resumes where it stopped.
+	endKicked
+)
+
+// relayRound forwards both directions until the client leaves, a side fails
+// or the session is kicked. While it runs, a second goroutine owns the
+// server-to-client direction; both are stopped when it returns.
+func (s *session) relayRound(sc *serverConn, st *relayState) (roundEnd, error) {
+	_ = s.conn.SetReadDeadline(time.Time{})
+	_ = sc.conn.SetReadDeadline(time.Time{})
+	if s.kicked.Load() { // a kick that came before the deadlines were cleared
+		return endKicked, nil
+	}
 	fromSrv := make(chan error, 1)
 	go func() {
 		err := sc.rd.pump(s.conn, fromServer, serverInspector{st: st, sc: sc})
-		// Unblock the client direction: the session ends with the server.
-		_ = s.conn.SetReadDeadline(time.Now())
+		if err == nil { // stopped at an idle point on request
+			s.kicked.Store(true)
+		}
+		_ = s.conn.SetReadDeadline(time.Now()) // stop the client direction too
 		fromSrv <- err
 	}()
 	cerr := s.clientRd.pump(sc.conn, fromClient, clientInspector{st: st})
-	// The client left (or failed): stop the server direction at once.
 	_ = sc.conn.SetReadDeadline(time.Now())
-	_ = s.conn.SetWriteDeadline(time.Now())
+	if cerr == nil || !isDeadline(cerr) {
+		// The client is leaving: a blocked write to it must not hold us.
+		_ = s.conn.SetWriteDeadline(time.Now())
+	}
 	serr := <-fromSrv
 	_ = sc.conn.SetReadDeadline(time.Time{})
+	_ = s.conn.SetWriteDeadline(time.Time{})
+	return classifyRound(cerr, serr, s.kicked.Load())
+}
 
-	serverBroken := serr != nil && !errors.Is(serr, os.ErrDeadlineExceeded) && !isWriteErr(serr)
-	reusable = !serverBroken && sc.rd.atBoundary() && st.pending.Load() == 0 && byte(st.status.Load()) == 'I'
-	sc.txStatus = byte(st.status.Load())
+// classifyRound decides why a round ended from the errors of its two
+// directions: cerr of client-to-server, serr of server-to-client.
+func classifyRound(cerr, serr error, kicked bool) (roundEnd, error) {
 	switch {
-	case serverBroken && sc.rd.passthrough == 0:
-		// The client stands between messages: tell it why the session ends
-		// (PostgreSQL usually has already sent its own FATAL).
-		return false, withCause(fatal(codeConnectionFailure, "the database server closed the connection"), serr)
-	case serverBroken:
-		return false, &disconnect{serr}
+	case serr != nil && !isDeadline(serr) && !isWriteErr(serr):
+		return endServerLost, serr
+	case cerr == nil:
+		return endClientLeft, nil
 	case errors.Is(cerr, errFrameLength):
-		return reusable, withCause(fatal(codeProtocolViolation, "invalid frontend message length"), cerr)
-	case cerr != nil && !errors.Is(cerr, os.ErrDeadlineExceeded):
-		return reusable, &disconnect{cerr}
+		return endClientGone, withCause(fatal(codeProtocolViolation, "invalid frontend message length"), cerr)
+	case !isDeadline(cerr):
+		return endClientGone, &disconnect{cerr}
+	case isWriteErr(serr):
+		return endClientGone, &disconnect{serr}
+	case kicked:
+		return endKicked, nil
 	default:
-		return reusable, nil
+		return endClientGone, &disconnect{cerr}
 	}
 }
+
+func isDeadline(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 func isWriteErr(err error) bool {
 	var we *writeError

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgrotate/pgrotate/configs"
+	"github.com/pgrotate/pgrotate/rotation"
 )
 
 // Options are what a Server is built from. Everything is validated before.
@@ -20,7 +21,10 @@ type Options struct {
 	Config *configs.Config
 	// Credentials of each configured database, by database name.
 	Credentials map[string]Credentials
-	Logger      *slog.Logger
+	// OnUpstreamAuthFailure, if set, is called with a database's name when
+	// PostgreSQL refuses its current credential: re-read the source now.
+	OnUpstreamAuthFailure func(db string)
+	Logger                *slog.Logger
 }
 
 // Server is the proxy: it accepts clients and serves them from per-database
@@ -71,6 +75,9 @@ func New(opts Options) (*Server, error) {
 		p, err := newPool(db, up, creds, log)
 		if err != nil {
 			return nil, err
+		}
+		if f := opts.OnUpstreamAuthFailure; f != nil {
+			p.onAuthFailure = func() { f(name) }
 		}
 		s.pools[name] = p
 	}
@@ -201,4 +208,26 @@ func (s *Server) forwardCancel(ctx context.Context, cr *pgproto3.CancelRequest) 
 	if err := sc.cancel(ctx); err != nil {
 		s.log.Warn("forwarding cancel request failed", "database", sc.db, "err", err)
 	}
+}
+
+// Promoted tells the proxy that db's credential moved from prev to next:
+// idle connections of older generations are replaced, and session-mode
+// clients on them are asked to move. Busy connections follow as they are
+// released.
+func (s *Server) Promoted(db string, prev, next rotation.Generation) {
+	p, ok := s.pools[db]
+	if !ok || prev.N == 0 {
+		if ok {
+			p.conns.noteGeneration(next.N, next.Cred.Username)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p.promoted(ctx, prev, next)
+	s.cancels.each(func(sess *session) {
+		if sc := sess.server.Load(); sc != nil && sc.db == db && sc.gen.N < next.N {
+			sess.kick()
+		}
+	})
 }

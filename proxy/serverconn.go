@@ -2,10 +2,10 @@ package proxy
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -26,6 +26,7 @@ type serverConn struct {
 	db         string
 	createdAt  time.Time
 	txStatus   byte // from the last ReadyForQuery
+	state      atomic.Int32 // a connState; written by the pool
 	cancelNet  string
 	cancelAddr string
 }
@@ -70,19 +71,30 @@ func (s *serverConn) close() {
 }
 
 // exec runs sql with the simple query protocol and reads up to ReadyForQuery,
-// keeping params current. The first ErrorResponse is returned as *pgconn-free
-// serverError. Only call it when the connection is idle at a message boundary.
+// keeping params current. Only call it when the connection is idle at a
+// message boundary.
 func (s *serverConn) exec(ctx context.Context, sql string) error {
+	return s.roundTrip(ctx, []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}, nil)
+}
+
+// roundTrip sends msgs (ending in Query or Sync) and reads every reply up to
+// ReadyForQuery, handing each other message to onMsg when it is not nil. The
+// first ErrorResponse is returned as a *serverError after ReadyForQuery, so the
+// connection is idle again whatever happened.
+func (s *serverConn) roundTrip(ctx context.Context, msgs []pgproto3.FrontendMessage, onMsg func(typ byte, body []byte) error) error {
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = s.conn.SetDeadline(deadline)
 		defer s.conn.SetDeadline(time.Time{})
 	}
-	msg, err := (&pgproto3.Query{String: sql}).Encode(nil)
-	if err != nil {
-		return fmt.Errorf("encoding query: %w", err)
+	var out []byte
+	for _, m := range msgs {
+		var err error
+		if out, err = m.Encode(out); err != nil {
+			return fmt.Errorf("encoding %T: %w", m, err)
+		}
 	}
-	if _, err := s.conn.Write(msg); err != nil {
-		return fmt.Errorf("sending query: %w", err)
+	if _, err := s.conn.Write(out); err != nil {
+		return fmt.Errorf("sending control messages: %w", err)
 	}
 	var firstErr error
 	for {
@@ -100,6 +112,10 @@ func (s *serverConn) exec(ctx context.Context, sql string) error {
 		case 'Z':
 			s.txStatus = readyStatus(body)
 			return firstErr
+		default:
+			if onMsg != nil && firstErr == nil {
+				firstErr = onMsg(typ, body)
+			}
 		}
 	}
 }
@@ -166,6 +182,25 @@ func isServerError(err error) bool {
 	return errors.As(err, &se)
 }
 
-// appendUint32 is binary.BigEndian.AppendUint32, named for readability where
-// messages are built by hand.
-func appendUint32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
+// query runs sql with the simple query protocol and returns every row of
+// every result, as text (NULL as ""). For pgrotate's own small control
+// queries only; the relay never decodes rows.
+func (s *serverConn) query(ctx context.Context, sql string) ([][]string, error) {
+	var rows [][]string
+	err := s.roundTrip(ctx, []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}, func(typ byte, body []byte) error {
+		if typ != 'D' {
+			return nil
+		}
+		var dr pgproto3.DataRow
+		if err := dr.Decode(body); err != nil {
+			return fmt.Errorf("decoding row: %w", err)
+		}
+		row := make([]string, len(dr.Values))
+		for i, v := range dr.Values {
+			row[i] = string(v)
+		}
+		rows = append(rows, row)
+		return nil
+	})
+	return rows, err
+}

@@ -52,6 +52,13 @@ type session struct {
 	// overLimit marks a client accepted beyond max_client_conn: it is told
 	// so after its startup packet, as PostgreSQL does.
 	overLimit bool
+	// kicked asks the relay to stop at once and let the session act (see
+	// kick); retry re-kicks a session that could not act yet.
+	kicked atomic.Bool
+	retry  *time.Timer
+	// drainBy is when a client that cannot be moved off a rotated-out
+	// credential is disconnected; zero while none is pending.
+	drainBy time.Time
 }
 
 func (s *session) setState(st sessionState) { s.state.Store(int32(st)) }
@@ -124,37 +131,6 @@ func (s *session) authenticate(p *startupParams) error {
 		return fmt.Errorf("authenticating: %w", err)
 	}
 	return nil
-}
-
-// serveSession leases a server connection for the client's whole life
-// (session pooling) and relays until one side leaves.
-func (s *session) serveSession(ctx context.Context, p *pool, params *startupParams) error {
-	s.setState(stateConnecting)
-	acqCtx, cancel := context.WithTimeout(ctx, p.db.QueryWaitTimeout.Duration)
-	l, err := p.acquire(acqCtx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("acquiring server connection: %w", err)
-	}
-	sc := l.Value()
-	reusable := false
-	defer func() { p.release(l, reusable) }()
-	if err := s.applySettings(ctx, sc, params.settings); err != nil {
-		reusable = err != nil && isServerError(err) && sc.txStatus == 'I'
-		return err
-	}
-	s.key = s.srv.cancels.register(s)
-	defer s.srv.cancels.unregister(s.key)
-	s.server.Store(sc)
-	defer s.server.Store(nil)
-	if err := s.greet(sc); err != nil {
-		reusable = true
-		return &disconnect{err}
-	}
-	s.setState(stateActive)
-	s.log.Debug("client session started", "role", sc.gen.Cred.Username, "generation", sc.gen.N, "server_pid", sc.pid)
-	reusable, err = s.relay(sc)
-	return err
 }
 
 // applySettings applies the client's startup parameters to the server

@@ -41,6 +41,8 @@ func New(cfg *configs.Config, log *slog.Logger) (*Daemon, error) {
 		m := rotation.NewManager(rotation.ManagerConfig{
 			Database: name,
 			Validate: up.Validate,
+			// Called from the manager's goroutine, after New has set d.proxy.
+			OnPromote: func(prev, next rotation.Generation) { d.proxy.Promoted(name, prev, next) },
 			Logger:   log, // the manager names the database itself
 		})
 		w, err := rotation.NewWatcher(rotation.WatchConfig{
@@ -59,7 +61,12 @@ func New(cfg *configs.Config, log *slog.Logger) (*Daemon, error) {
 		d.dbs = append(d.dbs, &database{cfg: db, manager: m, watcher: w})
 		creds[name] = m
 	}
-	srv, err := proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log})
+	srv, err := proxy.New(proxy.Options{
+		Config:                cfg,
+		Credentials:           creds,
+		OnUpstreamAuthFailure: d.reread,
+		Logger:                log,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +112,15 @@ func (d *Daemon) WaitReady(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// reread re-reads one database's credential source now.
+func (d *Daemon) reread(name string) {
+	for _, db := range d.dbs {
+		if db.cfg.Name == name {
+			db.watcher.Reread()
+		}
+	}
 }
 
 // Reload re-reads every credential source now (SIGHUP).

@@ -1,0 +1,253 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgrotate/pgrotate/internal/daemon"
+)
+
+// nextRole creates a fresh executing role, as an operator (or `pgrotate
+// rotate`) does before updating the credential, and drops it at the end.
+func nextRole(t *testing.T, i int) (role, password string) {
+	t.Helper()
+	role = fmt.Sprintf("%s_r%02d_%d", "bookstore_user", i, time.Now().UnixNano()%1_000_000)
+	password = fmt.Sprintf("pw-%d-%d", i, time.Now().UnixNano())
+	must(t, cluster.CreateExecutingRole(ctxT(t), bookstore, role, password))
+	t.Cleanup(func() { dropRole(context.Background(), role) })
+	return role, password
+}
+
+func dropRole(ctx context.Context, role string) error {
+	id := pgx.Identifier{role}.Sanitize()
+	if err := cluster.Exec(ctx, dbName, "REASSIGN OWNED BY "+id+" TO "+ownerRole+"; DROP OWNED BY "+id); err != nil {
+		return err
+	}
+	return cluster.Exec(ctx, "postgres", "DROP ROLE IF EXISTS "+id)
+}
+
+// dbStatus returns the status of the bookstore database.
+func (e *proxyEnv) dbStatus() daemon.DatabaseStatus {
+	return e.daemon.Status().Databases[0]
+}
+
+// waitRotated waits until role is the current executing role and every older
+// generation has drained, and returns how long each step took.
+func (e *proxyEnv) waitRotated(t *testing.T, role string, since time.Time) (promoted, drained time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st := e.dbStatus()
+		if st.CurrentRole == role && promoted == 0 {
+			promoted = time.Since(since)
+		}
+		if promoted != 0 && allDrained(st) {
+			return promoted, time.Since(since)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("rotation to %s did not complete: status %+v\nlog:\n%s", role, e.dbStatus(), tail(e.logs.String(), 40))
+	return 0, 0
+}
+
+func allDrained(st daemon.DatabaseStatus) bool {
+	for _, g := range st.Generations {
+		if !g.Current && !g.Drained {
+			return false
+		}
+	}
+	return true
+}
+
+// load runs pgx workers through pgrotate until stopped, counting committed
+// transactions and failures. pgxpool keeps its connections open for the whole
+// run, and pgx's statement cache prepares named statements on them: rotations
+// must carry both over without the app noticing.
+type load struct {
+	committed, failed atomic.Int64
+	firstErr          atomic.Value
+	cancel            context.CancelFunc
+	wg                sync.WaitGroup
+}
+
+func startLoad(t *testing.T, env *proxyEnv, workers int) *load {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(env.appURL())
+	must(t, err)
+	cfg.MaxConns = int32(workers)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	must(t, err)
+	_, err = pool.Exec(ctxT(t), "CREATE TABLE IF NOT EXISTS rot_counter (worker int PRIMARY KEY, n bigint NOT NULL)")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	for w := range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for ctx.Err() == nil {
+				l.record(ctx, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, "INSERT INTO rot_counter VALUES ($1, 1) ON CONFLICT (worker) DO UPDATE SET n = rot_counter.n + 1", w)
+					if err != nil {
+						return err
+					}
+					var who string
+					return tx.QueryRow(ctx, "SELECT current_user").Scan(&who)
+				}))
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		l.stop()
+		pool.Close()
+		_ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS rot_counter")
+	})
+	return l
+}
+
+func (l *load) record(ctx context.Context, err error) {
+	switch {
+	case err == nil:
+		l.committed.Add(1)
+	case ctx.Err() != nil: // stopping
+	default:
+		l.failed.Add(1)
+		l.firstErr.CompareAndSwap(nil, err.Error())
+	}
+}
+
+func (l *load) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// The product promise: ten rotations in a row under load, each source kind,
+// zero failed transactions; each old role drains and can be dropped.
+func TestTenRotationsUnderLoad(t *testing.T) {
+	for _, kind := range []string{"dir", "json", "url"} {
+		t.Run(kind, func(t *testing.T) {
+			env := startProxy(t, setup{credKind: kind, poolSize: 12})
+			l := startLoad(t, env, 8)
+			prevRole := execRole1
+			for i := 1; i <= 10; i++ {
+				role, pw := nextRole(t, i)
+				committedBefore := l.committed.Load()
+				swapped := time.Now()
+				env.writeCredential(t, role, pw)
+				promoted, drained := env.waitRotated(t, role, swapped)
+				if n, err := cluster.Sessions(ctxT(t), prevRole); err != nil || n != 0 {
+					t.Fatalf("rotation %d: %d sessions of %s remain after the drain (%v)", i, n, prevRole, err)
+				}
+				if prevRole != execRole1 {
+					retire(t, prevRole)
+				}
+				t.Logf("rotation %d: promoted after %v, drained after %v, %d transactions meanwhile",
+					i, promoted.Round(time.Millisecond), drained.Round(time.Millisecond), l.committed.Load()-committedBefore)
+				prevRole = role
+			}
+			l.stop()
+			if f := l.failed.Load(); f != 0 {
+				t.Fatalf("%d failed transactions during rotations (first: %v)", f, l.firstErr.Load())
+			}
+			if l.committed.Load() == 0 {
+				t.Fatal("no transaction committed")
+			}
+			env.waitForLog(t, "generation drained", "safe_to_retire=true")
+		})
+	}
+}
+
+// retire drops a drained executing role as an operator would: it must own
+// nothing (everything was created as the owner), so DROP OWNED only revokes
+// its CONNECT grant, and DROP ROLE succeeds.
+func retire(t *testing.T, role string) {
+	t.Helper()
+	rows, err := cluster.QueryStrings(ctxT(t), dbName,
+		"SELECT count(*)::text FROM pg_shdepend WHERE refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1) AND deptype = 'o'", role)
+	if err != nil || rows[0][0] != "0" {
+		t.Fatalf("%s owns %v objects (%v); want none", role, rows, err)
+	}
+	id := pgx.Identifier{role}.Sanitize()
+	must(t, cluster.Exec(ctxT(t), dbName, "DROP OWNED BY "+id))
+	if err := cluster.Exec(ctxT(t), "postgres", "DROP ROLE "+id); err != nil {
+		t.Fatalf("DROP ROLE %s after the drain: %v", role, err)
+	}
+}
+
+// A session-mode client idle across a rotation keeps working: it moves to
+// the new executing role with its settings and prepared statements intact.
+func TestIdleSessionMovesWithItsState(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	ctx := ctxT(t)
+	_, err := c.Exec(ctx, "SET statement_timeout = '7s'", pgx.QueryExecModeSimpleProtocol)
+	must(t, err)
+	_, err = c.Prepare(ctx, "double_it", "SELECT $1::int * 2")
+	must(t, err)
+
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitRotated(t, role, time.Now())
+
+	got := queryStrings(t, c, "SELECT session_user, current_user, current_setting('statement_timeout')")
+	if got[0] != role || got[1] != ownerRole || got[2] != "7s" {
+		t.Fatalf("after the rotation: session_user, current_user, statement_timeout = %q; want %s, %s, 7s", got, role, ownerRole)
+	}
+	var doubled int
+	if err := c.QueryRow(ctx, "double_it", 21).Scan(&doubled); err != nil || doubled != 42 {
+		t.Fatalf("prepared statement after the move: %d, %v", doubled, err)
+	}
+	if auth := c.PgConn().ParameterStatus("session_authorization"); auth != role {
+		t.Errorf("ParameterStatus session_authorization = %q, want %q", auth, role)
+	}
+}
+
+// A client holding state that cannot move (LISTEN) keeps its old connection
+// until drain_timeout, then gets a clean 57P01 naming the rotation.
+func TestUnmovableSessionGetsDrainTimeout(t *testing.T) {
+	env := startProxy(t, setup{drainTimeout: "1s"})
+	c := env.connect(t)
+	_, err := c.Exec(ctxT(t), "LISTEN orders")
+	must(t, err)
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitRotated(t, role, time.Now())
+	_, err = c.Exec(ctxT(t), "SELECT 1")
+	if sqlState(err) != "57P01" {
+		t.Fatalf("query after drain_timeout: %v; want SQLSTATE 57P01", err)
+	}
+	env.waitForLog(t, "drain timeout", "LISTEN")
+}
+
+// A password-only change (same role, new password) is a rotation too: new
+// logins use the new password and the old connections drain.
+func TestPasswordOnlyRotation(t *testing.T) {
+	role, pw := nextRole(t, 1)
+	env := startProxy(t, setup{execRole: role, execPass: pw})
+	l := startLoad(t, env, 4)
+	for l.committed.Load() < 100 { // every worker has its connection
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := env.dbStatus().Generation
+	newPw := pw + "-rotated"
+	must(t, cluster.Exec(ctxT(t), "postgres", fmt.Sprintf("ALTER ROLE %s PASSWORD '%s'", pgx.Identifier{role}.Sanitize(), newPw)))
+	env.writeCredential(t, role, newPw)
+	deadline := time.Now().Add(20 * time.Second)
+	for env.dbStatus().Generation == before || !allDrained(env.dbStatus()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("password change not promoted and drained: %+v", env.dbStatus())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.stop()
+	if f := l.failed.Load(); f != 0 {
+		t.Fatalf("%d failed transactions (first: %v)", f, l.firstErr.Load())
+	}
+}

@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// sessionStateSQL reads, in one round trip, the state of an idle server
+// session that decides whether its client can move to another connection:
+// what cannot be carried over (tag "block"), the settings the session changed
+// ("set") and the protocol-level prepared statements ("prepare") — pgx, JDBC
+// and psycopg 3 cache those, so carrying them is what makes moves routine.
+const sessionStateSQL = `SELECT 'block', concat_ws(', ',
+  CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END,
+  CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temporary tables' END,
+  CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'WITH HOLD cursors' END,
+  CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory locks' END,
+  CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'SQL PREPARE statements' END), NULL
+UNION ALL
+SELECT 'set', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings
+  WHERE source = 'session' AND name NOT IN ('role', 'session_authorization')
+UNION ALL
+SELECT 'prepare', name, statement || E'\x01' || parameter_types::oid[]::text FROM pg_catalog.pg_prepared_statements
+  WHERE NOT from_sql`
+
+// carriedState is what a client's session holds that pgrotate re-creates on
+// the connection it moves to.
+type carriedState struct {
+	settings map[string]string
+	prepared []*pgproto3.Parse
+}
+
+// errUnmovable means the session holds state pgrotate cannot carry over.
+var errUnmovable = errors.New("session state cannot be carried to a new connection")
+
+// readCarriedState reads sc's session state. It fails with errUnmovable when
+// something in it cannot be re-created elsewhere.
+func readCarriedState(ctx context.Context, sc *serverConn) (*carriedState, error) {
+	rows, err := sc.query(ctx, sessionStateSQL)
+	if err != nil {
+		return nil, fmt.Errorf("reading session state: %w", err)
+	}
+	cs := &carriedState{settings: make(map[string]string)}
+	for _, r := range rows {
+		switch r[0] {
+		case "block":
+			if r[1] != "" {
+				return nil, fmt.Errorf("%w: %s", errUnmovable, r[1])
+			}
+		case "set":
+			cs.settings[r[1]] = r[2]
+		case "prepare":
+			p, err := parsePrepared(r[1], r[2])
+			if err != nil {
+				return nil, err
+			}
+			cs.prepared = append(cs.prepared, p)
+		}
+	}
+	return cs, nil
+}
+
+// parsePrepared rebuilds the Parse message of a prepared statement from
+// pg_prepared_statements: its text, and its parameter types as "{23,25}".
+func parsePrepared(name, textAndTypes string) (*pgproto3.Parse, error) {
+	i := strings.LastIndexByte(textAndTypes, '\x01')
+	if i < 0 {
+		return nil, fmt.Errorf("reading prepared statement %q: malformed row", name)
+	}
+	p := &pgproto3.Parse{Name: name, Query: textAndTypes[:i]}
+	types := strings.Trim(textAndTypes[i+1:], "{}")
+	if types == "" {
+		return p, nil
+	}
+	for _, t := range strings.Split(types, ",") {
+		oid, err := strconv.ParseUint(t, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("reading prepared statement %q: parameter type %q: %w", name, t, err)
+		}
+		p.ParameterOIDs = append(p.ParameterOIDs, uint32(oid))
+	}
+	return p, nil
+}
+
+// restore re-creates cs on sc, which must be idle.
+func (cs *carriedState) restore(ctx context.Context, sc *serverConn) error {
+	if sql := setConfigSQL(cs.settings); sql != "" {
+		if err := sc.exec(ctx, sql); err != nil {
+			return fmt.Errorf("restoring settings: %w", err)
+		}
+	}
+	if len(cs.prepared) == 0 {
+		return nil
+	}
+	msgs := make([]pgproto3.FrontendMessage, 0, len(cs.prepared)+1)
+	for _, p := range cs.prepared {
+		msgs = append(msgs, p)
+	}
+	msgs = append(msgs, &pgproto3.Sync{})
+	if err := sc.roundTrip(ctx, msgs, nil); err != nil {
+		return fmt.Errorf("restoring %d prepared statements: %w", len(cs.prepared), err)
+	}
+	return nil
+}

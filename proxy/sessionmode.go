@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// moveRetryInterval is how often a session on a rotated-out credential looks
+// for an idle moment to move to the current one.
+const moveRetryInterval = 500 * time.Millisecond
+
+// serveSession leases a server connection for the client's life (session
+// pooling) and relays until one side leaves. After a rotation the client is
+// moved to a connection of the new generation at an idle moment.
+func (s *session) serveSession(ctx context.Context, p *pool, params *startupParams) error {
+	s.setState(stateConnecting)
+	p.clients.Add(1)
+	defer p.clients.Add(-1)
+	l, err := s.acquire(ctx, p)
+	if err != nil {
+		return err
+	}
+	reusable := false
+	defer func() { p.release(l, reusable) }()
+	sc := l.Value()
+	if err := s.applySettings(ctx, sc, params.settings); err != nil {
+		reusable = isServerError(err) && sc.txStatus == 'I'
+		return err
+	}
+	s.key = s.srv.cancels.register(s)
+	defer s.srv.cancels.unregister(s.key)
+	s.server.Store(sc)
+	defer s.server.Store(nil)
+	defer s.stopRetry()
+	if err := s.greet(sc); err != nil {
+		reusable = true
+		return &disconnect{err}
+	}
+	s.setState(stateActive)
+	s.log.Debug("client session started", "role", sc.gen.Cred.Username, "generation", sc.gen.N, "server_pid", sc.pid)
+	l, reusable, err = s.relayLoop(ctx, p, l)
+	return err
+}
+
+// acquire waits for a server connection, up to query_wait_timeout.
+func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.db.QueryWaitTimeout.Duration)
+	defer cancel()
+	l, err := p.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquiring server connection: %w", err)
+	}
+	return l, nil
+}
+
+// relayLoop relays round after round; between rounds it acts on kicks. It
+// returns the lease it ends with and whether that connection is reusable.
+func (s *session) relayLoop(ctx context.Context, p *pool, l *lease) (*lease, bool, error) {
+	st := newRelayState()
+	for {
+		sc := l.Value()
+		end, err := s.relayRound(sc, st)
+		sc.txStatus = byte(st.status.Load())
+		switch end {
+		case endKicked:
+			s.kicked.Store(false)
+			if l, err = s.onKick(ctx, p, l, st); err != nil {
+				return l, false, err
+			}
+		case endServerLost:
+			return l, false, s.serverLost(sc, err)
+		default:
+			return l, st.idle() && sc.rd.atBoundary(), err
+		}
+	}
+}
+
+// serverLost explains to the client why its session ends, when the client
+// stands between messages (PostgreSQL usually has already sent a FATAL).
+func (s *session) serverLost(sc *serverConn, err error) error {
+	if sc.rd.passthrough != 0 {
+		return &disconnect{err}
+	}
+	return withCause(fatal(codeConnectionFailure, "the database server closed the connection"), err)
+}
+
+// kick interrupts the relay so the session can act between rounds. Safe to
+// call from any goroutine.
+func (s *session) kick() {
+	s.kicked.Store(true)
+	now := time.Now()
+	_ = s.conn.SetReadDeadline(now)
+	if sc := s.server.Load(); sc != nil {
+		_ = sc.conn.SetReadDeadline(now)
+	}
+}
+
+func (s *session) scheduleRetry(after time.Duration) {
+	if s.retry == nil {
+		s.retry = time.AfterFunc(after, s.kick)
+		return
+	}
+	s.retry.Reset(after)
+}
+
+func (s *session) stopRetry() {
+	if s.retry != nil {
+		s.retry.Stop()
+	}
+}
+
+// onKick moves the client to the current generation if its connection is of
+// an older one. A busy client is moved at its next idle point (the server
+// direction stops there by itself); one holding state pgrotate cannot carry
+// is tried again shortly. Whoever has not moved by drain_timeout is
+// disconnected with 57P01.
+func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState) (*lease, error) {
+	st.stopWhenIdle.Store(false)
+	if !p.stale(l.Value()) {
+		s.drainBy = time.Time{}
+		return l, nil
+	}
+	if s.drainBy.IsZero() {
+		s.drainBy = time.Now().Add(p.db.DrainTimeout.Duration)
+	}
+	if !(st.idle() && l.Value().rd.atBoundary() && s.clientRd.atBoundary()) {
+		if time.Now().After(s.drainBy) {
+			return l, s.drainTimeout(l.Value(), "a transaction or request in progress")
+		}
+		st.stopWhenIdle.Store(true)
+		s.scheduleRetry(time.Until(s.drainBy) + time.Millisecond) // to enforce the timeout
+		return l, nil
+	}
+	nl, err := s.move(ctx, p, l)
+	switch {
+	case err == nil:
+		s.drainBy = time.Time{}
+		return nl, nil
+	case nl == nil: // the old connection is gone too
+		return l, err
+	case time.Now().After(s.drainBy):
+		return l, s.drainTimeout(l.Value(), err.Error())
+	}
+	s.log.Debug("client cannot move to the new credential yet", "reason", err)
+	s.scheduleRetry(moveRetryInterval)
+	return l, nil
+}
+
+// drainTimeout ends a session that could not be moved off a rotated-out
+// credential in time.
+func (s *session) drainTimeout(sc *serverConn, why string) error {
+	s.log.Warn("drain timeout: disconnecting a client that could not move to the new credential",
+		"role", sc.gen.Cred.Username, "generation", sc.gen.N, "reason", why)
+	w := fatal(codeAdminShutdown, "terminating connection because the database credential was rotated")
+	w.Detail = "The session held state that cannot move to a new server connection (" + why + ") until drain_timeout."
+	if sc.rd.passthrough != 0 {
+		return &disconnect{errors.New(w.Message)}
+	}
+	return w
+}
+
+// move carries the client's session over to a connection of the current
+// generation. On success it returns the new lease, and the old connection is
+// closed. When it fails, it returns the lease the client still holds: the
+// old one if the session can go on there, nil if it cannot.
+func (s *session) move(ctx context.Context, p *pool, old *lease) (*lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	osc := old.Value()
+	cs, err := readCarriedState(ctx, osc)
+	if err != nil {
+		if errors.Is(err, errUnmovable) && osc.txStatus == 'I' {
+			return old, err
+		}
+		p.release(old, false)
+		return nil, err
+	}
+	nl, err := p.replace(ctx, old)
+	if err != nil {
+		return nil, err
+	}
+	nsc := nl.Value()
+	if err := cs.restore(ctx, nsc); err != nil {
+		p.release(nl, isServerError(err) && nsc.txStatus == 'I')
+		return nil, fmt.Errorf("moving session: %w", err)
+	}
+	s.server.Store(nsc)
+	s.announceChanges(osc.params, nsc.params)
+	s.log.Info("client moved to the new credential",
+		"from_role", osc.gen.Cred.Username, "from_generation", osc.gen.N,
+		"role", nsc.gen.Cred.Username, "generation", nsc.gen.N,
+		"settings", len(cs.settings), "prepared_statements", len(cs.prepared))
+	return nl, nil
+}
+
+// announceChanges sends the client ParameterStatus for every reported
+// parameter that differs on its new connection (session_authorization, at
+// least, names the new executing role). PostgreSQL sends these at any time.
+func (s *session) announceChanges(before, after map[string]string) {
+	changed := false
+	for k, v := range after {
+		if before[k] != v {
+			s.be.Send(&pgproto3.ParameterStatus{Name: k, Value: v})
+			changed = true
+		}
+	}
+	if changed {
+		_ = s.be.Flush()
+	}
+}

@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+)
+
+// GenerationStatus counts the server connections of one credential
+// generation of a database.
+type GenerationStatus struct {
+	Generation uint64 `json:"generation"`
+	Role       string `json:"role"`
+	Current    bool   `json:"current"`
+	Idle       int    `json:"idle"`
+	Busy       int    `json:"busy"`
+	// Drained is true for a past generation with no server connection left:
+	// pgrotate no longer uses its role, which may be retired.
+	Drained bool `json:"drained"`
+}
+
+// PoolStatus is the state of one database's pool.
+type PoolStatus struct {
+	Clients     int                `json:"clients"`
+	Generations []GenerationStatus `json:"generations"`
+}
+
+// Status returns every pool's state, by database name.
+func (s *Server) Status() map[string]PoolStatus {
+	out := make(map[string]PoolStatus, len(s.pools))
+	for name, p := range s.pools {
+		out[name] = PoolStatus{Clients: int(p.clients.Load()), Generations: p.conns.snapshot(p.currentGen())}
+	}
+	return out
+}
+
+// connState is where a server connection is in its life.
+type connState int32
+
+const (
+	// connIdle: in the pool, ready to be leased.
+	connIdle connState = iota
+	// connLeased: held by a client session.
+	connLeased
+)
+
+// maxRememberedGenerations bounds how many drained generations /status keeps.
+const maxRememberedGenerations = 8
+
+// connSet tracks a pool's open server connections by generation, for status
+// and for knowing when a generation has drained.
+type connSet struct {
+	mu    sync.Mutex
+	conns map[*serverConn]struct{}
+	roles map[uint64]string // every generation seen, drained ones included
+}
+
+func newConnSet() *connSet {
+	return &connSet{conns: make(map[*serverConn]struct{}), roles: make(map[uint64]string)}
+}
+
+func (c *connSet) add(sc *serverConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conns[sc] = struct{}{}
+	c.roles[sc.gen.N] = sc.gen.Cred.Username
+}
+
+// noteGeneration records a generation even before it has a connection.
+func (c *connSet) noteGeneration(n uint64, role string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.roles[n] = role
+}
+
+// remove forgets sc and reports how many connections of its generation remain.
+func (c *connSet) remove(sc *serverConn) (left int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.conns, sc)
+	for o := range c.conns {
+		if o.gen.N == sc.gen.N {
+			left++
+		}
+	}
+	return left
+}
+
+// count returns the open connections of generation n.
+func (c *connSet) count(n uint64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := 0
+	for o := range c.conns {
+		if o.gen.N == n {
+			k++
+		}
+	}
+	return k
+}
+
+func (c *connSet) snapshot(current uint64) []GenerationStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byGen := make(map[uint64]*GenerationStatus)
+	for n, role := range c.roles {
+		byGen[n] = &GenerationStatus{Generation: n, Role: role, Current: n == current}
+	}
+	for sc := range c.conns {
+		g := byGen[sc.gen.N]
+		if connState(sc.state.Load()) == connLeased {
+			g.Busy++
+		} else {
+			g.Idle++
+		}
+	}
+	var out []GenerationStatus
+	for _, g := range byGen {
+		g.Drained = !g.Current && g.Idle+g.Busy == 0
+		out = append(out, *g)
+	}
+	slices.SortFunc(out, func(a, b GenerationStatus) int { return cmp.Compare(b.Generation, a.Generation) })
+	// Forget the oldest drained generations beyond the bound.
+	for len(out) > maxRememberedGenerations && out[len(out)-1].Drained {
+		delete(c.roles, out[len(out)-1].Generation)
+		out = out[:len(out)-1]
+	}
+	return out
+}
