@@ -78,10 +78,10 @@ func setUpRoles(ctx context.Context) error {
 
 // proxyEnv is one running pgrotate in front of the cluster.
 type proxyEnv struct {
-	t       *testing.T
-	addr    string
-	credDir string
-	logs    *syncBuffer
+	t        *testing.T
+	addr     string
+	credDir  string
+	logs     *syncBuffer
 	credKind string // "dir", "json" or "url"
 	daemon   *daemon.Daemon
 	cancel   context.CancelFunc

@@ -25,7 +25,7 @@ type serverConn struct {
 	gen        rotation.Generation
 	db         string
 	createdAt  time.Time
-	txStatus   byte // from the last ReadyForQuery
+	txStatus   byte         // from the last ReadyForQuery
 	state      atomic.Int32 // a connState; written by the pool
 	cancelNet  string
 	cancelAddr string

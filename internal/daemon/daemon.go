@@ -43,7 +43,7 @@ func New(cfg *configs.Config, log *slog.Logger) (*Daemon, error) {
 			Validate: up.Validate,
 			// Called from the manager's goroutine, after New has set d.proxy.
 			OnPromote: func(prev, next rotation.Generation) { d.proxy.Promoted(name, prev, next) },
-			Logger:   log, // the manager names the database itself
+			Logger:    log, // the manager names the database itself
 		})
 		w, err := rotation.NewWatcher(rotation.WatchConfig{
 			Path:         db.Credentials.Path,
