@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,23 +31,23 @@ func runServe(ctx context.Context, args []string, io stdio) int {
 	if err != nil {
 		return fail(io.err, err)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ls, err := daemon.Listen(cfg)
 	if err != nil {
-		return fail(io.err, fmt.Errorf("listening for clients: %w", err))
+		return fail(io.err, err)
 	}
-	log.Info("pgrotate listening", "addr", ln.Addr().String())
-	return serveUntilSignal(ctx, d, ln, log)
+	log.Info("pgrotate listening", "addr", ls.Clients.Addr().String(), "admin", cfg.AdminListen)
+	return serveUntilSignal(ctx, d, ls, log)
 }
 
 // serveUntilSignal runs d and maps the signal that ends it to an exit code.
-func serveUntilSignal(ctx context.Context, d *daemon.Daemon, ln net.Listener, log *slog.Logger) int {
+func serveUntilSignal(ctx context.Context, d *daemon.Daemon, ls daemon.Listeners, log *slog.Logger) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, ln) }()
+	go func() { done <- d.RunAll(ctx, ls) }()
 	code := exitOK
 	for {
 		select {

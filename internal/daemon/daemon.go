@@ -74,12 +74,50 @@ func New(cfg *configs.Config, log *slog.Logger) (*Daemon, error) {
 	return d, nil
 }
 
+// Listeners are the sockets a Daemon serves on; the caller opens them so that
+// start-up fails fast on an unusable address.
+type Listeners struct {
+	Clients net.Listener
+	Admin   net.Listener // nil: no admin endpoints
+}
+
+// Listen opens the listeners the config asks for.
+func Listen(cfg *configs.Config) (Listeners, error) {
+	var ls Listeners
+	var err error
+	if ls.Clients, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return ls, fmt.Errorf("listening for clients on %s: %w", cfg.Listen, err)
+	}
+	if cfg.AdminListen != "" {
+		if ls.Admin, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			ls.Clients.Close()
+			return ls, fmt.Errorf("listening for admin requests on %s: %w", cfg.AdminListen, err)
+		}
+	}
+	return ls, nil
+}
+
 // Run serves clients on ln until ctx is done, then closes everything and
 // returns. Credential watchers and managers run alongside.
 func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
+	return d.RunAll(ctx, Listeners{Clients: ln})
+}
+
+// RunAll is Run with the admin endpoints too.
+func (d *Daemon) RunAll(ctx context.Context, ls Listeners) error {
+	ln := ls.Clients
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	if ls.Admin != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.serveAdmin(ctx, ls.Admin); err != nil {
+				d.log.Error("admin endpoints stopped", "err", err)
+			}
+		}()
+	}
 	for _, db := range d.dbs {
 		wg.Add(2)
 		go func() { defer wg.Done(); _ = db.manager.Run(ctx) }()
