@@ -161,7 +161,6 @@ func TestListenNotify(t *testing.T) {
 // psql through pgrotate: queries, \copy in and out, and an error that does
 // not end the session.
 func TestPsql(t *testing.T) {
-	psql := lookPath(t, "psql")
 	env := startProxy(t, setup{})
 	script := `
 \set ON_ERROR_STOP 0
@@ -172,12 +171,7 @@ SELECT 1/0;
 \copy (SELECT sum(n) FROM psql_t) TO STDOUT
 DROP TABLE psql_t;
 `
-	cmd := exec.Command(psql, "-X", "-A", "-t", env.appURL())
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("psql: %v\n%s", err, out)
-	}
+	out := runPsql(t, env, script)
 	for _, want := range []string{ownerRole + "|1000", "division by zero", "500500"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("psql output lacks %q:\n%s", want, out)
@@ -206,6 +200,18 @@ func TestPgbench(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runPsql runs a psql script through pgrotate and returns its output.
+func runPsql(t *testing.T, env *proxyEnv, script string) string {
+	t.Helper()
+	cmd := exec.Command(lookPath(t, "psql"), "-X", "-A", "-t", env.appURL())
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 func runPgbench(t *testing.T, pgbench string, env *proxyEnv, args ...string) string {

@@ -99,6 +99,7 @@ type setup struct {
 	invalid       bool   // the credential is expected to fail validation
 	credKind      string // "dir" (default: a Kubernetes Secret volume), "json" or "url"
 	drainTimeout  string // default 5m
+	queryWait     string // query_wait_timeout, default 10s
 }
 
 // startProxy writes a config file and a Kubernetes-style credential
@@ -126,6 +127,9 @@ func startProxy(t *testing.T, s setup) *proxyEnv {
 	if s.drainTimeout == "" {
 		s.drainTimeout = "5m"
 	}
+	if s.queryWait == "" {
+		s.queryWait = "10s"
+	}
 	dir := t.TempDir()
 	env := &proxyEnv{t: t, credDir: filepath.Join(dir, "secret"), credKind: s.credKind, logs: &syncBuffer{}}
 	env.writeCredential(t, s.execRole, s.execPass)
@@ -144,12 +148,12 @@ databases:
     owner_role: %s
     pool_mode: %s
     pool_size: %d
-    query_wait_timeout: 10s
+    query_wait_timeout: %s
     drain_timeout: %s
     credentials: {path: %s, poll_interval: 1s}
 clients:
   - {user: %s, password_verifier: "%s"}
-`, s.maxClientConn, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.drainTimeout, env.credPath(), appUser, verifier)
+`, s.maxClientConn, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), appUser, verifier)
 	path := filepath.Join(dir, "pgrotate.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)

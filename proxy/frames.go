@@ -11,10 +11,11 @@ import (
 // 4-byte big-endian length that counts itself but not the type byte.
 const headerLen = 5
 
-// maxInspectedBody caps the body of a message the relay must decode (ErrorResponse,
-// ParameterStatus, Query text for the role guard…). PostgreSQL caps most of these
-// far lower; a peer that announces more is broken or hostile.
-const maxInspectedBody = 1 << 20
+// maxInspectedBody caps the body of a message the relay must hold whole to
+// decode (ErrorResponse, ParameterStatus, and in transaction mode Query, Parse
+// and Bind, whose parameters can be large). It bounds a connection's memory;
+// PostgreSQL's own limit is 1 GB.
+const maxInspectedBody = 64 << 20
 
 // defaultBufSize is the relay buffer of one direction. 32 KiB holds a typical
 // result set's worth of DataRows, so one read is usually one write.
@@ -31,6 +32,7 @@ var errFrameLength = errors.New("invalid message length")
 // are only valid until the next call on the reader.
 type frameReader struct {
 	src        io.Reader
+	size       int // the buffer's normal size
 	buf        []byte
 	start, end int // buf[start:end] is read but not yet consumed
 	// passthrough counts body bytes of the current message that are being
@@ -40,7 +42,7 @@ type frameReader struct {
 }
 
 func newFrameReader(src io.Reader, size int) *frameReader {
-	return &frameReader{src: src, buf: make([]byte, size)}
+	return &frameReader{src: src, size: size, buf: make([]byte, size)}
 }
 
 // atBoundary reports whether the reader stands between two messages, so that
@@ -55,6 +57,10 @@ func (r *frameReader) buffered() bool { return r.start < r.end }
 // fill reads at least once more from src, compacting or growing the buffer so
 // that at least need bytes (counted from start) fit.
 func (r *frameReader) fill(need int) error {
+	if r.start == r.end && len(r.buf) > r.size && need <= r.size {
+		// A large message grew the buffer; do not keep it for good.
+		r.buf, r.start, r.end = make([]byte, r.size), 0, 0
+	}
 	if need > len(r.buf) {
 		grown := make([]byte, max(need, 2*len(r.buf)))
 		r.end = copy(grown, r.buf[r.start:r.end])
@@ -119,7 +125,20 @@ const (
 	forwardStop
 	// dropStop consumes the message without passing it on and ends the pump.
 	dropStop
+	// rewrite forwards the inspector's replacement (see rewriter) instead
+	// of the message, and keeps pumping.
+	rewrite
+	// dropContinue consumes the message without passing it on and keeps
+	// pumping.
+	dropContinue
 )
+
+// rewriter is an inspector that can replace a message. replacement is
+// called right after inspect returned rewrite; the bytes are a whole message,
+// header included, and are only used until the next inspect.
+type rewriter interface {
+	replacement() []byte
+}
 
 // inspector is told about each message whose type is in its interest set, with
 // its whole body (valid only during the call).
@@ -186,11 +205,23 @@ func (r *frameReader) pump(dst io.Writer, interest *typeSet, in inspector) error
 		if err != nil {
 			return err
 		}
-		if v == dropStop {
+		switch v {
+		case rewrite:
 			n, _ := frameLen(r.buf[pos:])
 			r.start = pos + n
-		}
-		if v != forward {
+			if _, werr := dst.Write(in.(rewriter).replacement()); werr != nil {
+				return &writeError{werr}
+			}
+			continue
+		case dropContinue:
+			n, _ := frameLen(r.buf[pos:])
+			r.start = pos + n
+			continue
+		case dropStop:
+			n, _ := frameLen(r.buf[pos:])
+			r.start = pos + n
+			return nil
+		case forwardStop:
 			return nil
 		}
 		if pos == r.end {
@@ -251,7 +282,7 @@ func (r *frameReader) scan(interest *typeSet, in inspector) (pos int, v verdict,
 		switch {
 		case err != nil:
 			return pos, forward, err
-		case v == dropStop:
+		case v == dropStop || v == rewrite || v == dropContinue:
 			return pos, v, nil
 		}
 		pos += n

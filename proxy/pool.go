@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,11 @@ type pool struct {
 	res     *puddle.Pool[*serverConn]
 	conns   *connSet
 	clients atomic.Int64 // client sessions of this database
+	guard   *roleGuard
+	stmts   *stmtRegistry
+	// defaults are the parameters a fresh server session reports, from the
+	// newest connection; transaction-mode clients are greeted with them.
+	defaults atomic.Pointer[map[string]string]
 	log     *slog.Logger
 	// onAuthFailure is told when PostgreSQL refuses the current credential,
 	// so the credential source is re-read at once (see connect).
@@ -41,7 +47,11 @@ type pool struct {
 }
 
 func newPool(db *configs.Database, up *Upstream, creds Credentials, log *slog.Logger) (*pool, error) {
-	p := &pool{db: db, up: up, creds: creds, conns: newConnSet(), log: log.With("database", db.Name)}
+	p := &pool{
+		db: db, up: up, creds: creds, conns: newConnSet(),
+		guard: newRoleGuard(db.OwnerRole), stmts: newStmtRegistry(),
+		log: log.With("database", db.Name),
+	}
 	res, err := puddle.NewPool(&puddle.Config[*serverConn]{
 		Constructor: p.connect,
 		Destructor:  p.destroy,
@@ -76,6 +86,8 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		return nil, err
 	}
 	p.conns.add(sc)
+	defaults := maps.Clone(sc.params)
+	p.defaults.Store(&defaults)
 	p.log.Debug("server connection opened", "role", gen.Cred.Username, "generation", gen.N, "pid", sc.pid)
 	return sc, nil
 }
@@ -121,6 +133,15 @@ func (p *pool) destroy(sc *serverConn) {
 		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
 			"role", sc.gen.Cred.Username, "generation", sc.gen.N, "safe_to_retire", true)
 	}
+}
+
+// serverDefaults returns a copy of the parameters of a fresh server
+// session, or nil before the first connection.
+func (p *pool) serverDefaults() map[string]string {
+	if d := p.defaults.Load(); d != nil {
+		return maps.Clone(*d)
+	}
+	return nil
 }
 
 // currentGen is the current generation's number, 0 before the first.
@@ -190,6 +211,28 @@ func (p *pool) release(l *lease, reusable bool) {
 		p.log.Warn("server connection reset failed; closing it", "pid", sc.pid, "err", err)
 		l.Destroy()
 		return
+	}
+	sc.state.Store(int32(connIdle))
+	l.Release()
+}
+
+// releaseTx gives l back after a transaction (transaction pooling): no
+// DISCARD ALL, so the next client finds its prepared statements; RESET ROLE
+// when the transaction's text mentioned roles.
+func (p *pool) releaseTx(l *lease, resetRole bool) {
+	sc := l.Value()
+	if p.stale(sc) {
+		l.Destroy()
+		return
+	}
+	if resetRole {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := sc.exec(ctx, "RESET ROLE"); err != nil || sc.txStatus != 'I' {
+			p.log.Warn("RESET ROLE failed; closing the server connection", "pid", sc.pid, "err", err)
+			l.Destroy()
+			return
+		}
 	}
 	sc.state.Store(int32(connIdle))
 	l.Release()

@@ -13,6 +13,9 @@ var (
 	// earn exactly one ReadyForQuery, which tells when the server is idle again.
 	// Query and FunctionCall bodies stream through: only their headers count.
 	fromClient = newTypeSet('X', 'S').withHeaders('Q', 'F')
+	// fromClientGuarded: the same, with Query and Parse text read whole for
+	// the role guard.
+	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P').withHeaders('F')
 	// fromServer: ReadyForQuery (transaction status) and ParameterStatus (kept
 	// current so the next client is greeted with true values).
 	fromServer = newTypeSet('Z', 'S')
@@ -42,16 +45,41 @@ func (st *relayState) idle() bool {
 	return st.pending.Load() == 0 && byte(st.status.Load()) == 'I'
 }
 
-// clientInspector watches client messages in the relay.
-type clientInspector struct{ st *relayState }
+// clientInspector watches client messages in the session-mode relay.
+type clientInspector struct {
+	st      *relayState
+	guard   *roleGuard // nil when the role guard is off
+	log     interface{ Warn(string, ...any) }
+	scratch []byte
+}
 
-func (c clientInspector) inspect(typ byte, _ []byte) (verdict, error) {
-	if typ == 'X' {
+func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
+	switch typ {
+	case 'X':
 		return dropStop, nil
+	case 'P':
+		name, rest, _ := cstring(body)
+		query, _, _ := cstring(rest)
+		if c.guard.refuses(query) {
+			c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
+			c.scratch = c.guard.refusedParse(c.scratch[:0], string(name))
+			return rewrite, nil
+		}
+		return forward, nil
+	case 'Q':
+		c.st.pending.Add(1)
+		if c.guard != nil && c.guard.refuses(trimNUL(body)) {
+			c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
+			c.scratch = c.guard.refusedQuery(c.scratch[:0])
+			return rewrite, nil
+		}
+		return forward, nil
 	}
 	c.st.pending.Add(1)
 	return forward, nil
 }
+
+func (c *clientInspector) replacement() []byte { return c.scratch }
 
 // serverInspector watches server messages in the relay.
 type serverInspector struct {
@@ -91,7 +119,7 @@ const (
 // relayRound forwards both directions until the client leaves, a side fails
 // or the session is kicked. While it runs, a second goroutine owns the
 // server-to-client direction; both are stopped when it returns.
-func (s *session) relayRound(sc *serverConn, st *relayState) (roundEnd, error) {
+func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector) (roundEnd, error) {
 	_ = s.conn.SetReadDeadline(time.Time{})
 	_ = sc.conn.SetReadDeadline(time.Time{})
 	if s.kicked.Load() { // a kick that came before the deadlines were cleared
@@ -106,7 +134,11 @@ func (s *session) relayRound(sc *serverConn, st *relayState) (roundEnd, error) {
 		_ = s.conn.SetReadDeadline(time.Now()) // stop the client direction too
 		fromSrv <- err
 	}()
-	cerr := s.clientRd.pump(sc.conn, fromClient, clientInspector{st: st})
+	interest := fromClient
+	if ci.guard != nil {
+		interest = fromClientGuarded
+	}
+	cerr := s.clientRd.pump(sc.conn, interest, ci)
 	_ = sc.conn.SetReadDeadline(time.Now())
 	if cerr == nil || !isDeadline(cerr) {
 		// The client is leaving: a blocked write to it must not hold us.

@@ -27,6 +27,10 @@ type serverConn struct {
 	createdAt  time.Time
 	txStatus   byte         // from the last ReadyForQuery
 	state      atomic.Int32 // a connState; written by the pool
+	// Transaction pooling: the settings key last applied (see txClient) and
+	// the server-side names of the statements prepared on this connection.
+	appliedKey string
+	stmts      map[string]bool
 	cancelNet  string
 	cancelAddr string
 }
@@ -57,6 +61,7 @@ func dialServer(ctx context.Context, up *Upstream, gen rotation.Generation) (*se
 		db:         up.db.Name,
 		createdAt:  time.Now(),
 		txStatus:   hc.TxStatus,
+		stmts:      make(map[string]bool),
 		cancelNet:  network,
 		cancelAddr: addr,
 	}, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgrotate/pgrotate/auth"
+	"github.com/pgrotate/pgrotate/configs"
 )
 
 // sessionState is where a client session is in its life.
@@ -113,6 +114,9 @@ func (s *session) serve(ctx context.Context) error {
 		return err
 	}
 	_ = s.conn.SetDeadline(time.Time{})
+	if p.db.PoolMode == configs.PoolTransaction {
+		return s.serveTransactions(ctx, p, params)
+	}
 	return s.serveSession(ctx, p, params)
 }
 
@@ -154,10 +158,13 @@ func (s *session) applySettings(ctx context.Context, sc *serverConn, settings ma
 
 // greet completes the startup as PostgreSQL would: AuthenticationOk, the
 // server's parameters, pgrotate's own BackendKeyData, ReadyForQuery.
-func (s *session) greet(sc *serverConn) error {
+func (s *session) greet(sc *serverConn) error { return s.greetWith(sc.params) }
+
+// greetWith greets with the given server parameters.
+func (s *session) greetWith(params map[string]string) error {
 	s.be.Send(&pgproto3.AuthenticationOk{})
-	for _, k := range slices.Sorted(maps.Keys(sc.params)) {
-		s.be.Send(&pgproto3.ParameterStatus{Name: k, Value: sc.params[k]})
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		s.be.Send(&pgproto3.ParameterStatus{Name: k, Value: params[k]})
 	}
 	s.be.Send(&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]})
 	s.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})

@@ -48,22 +48,33 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 
 // acquire waits for a server connection, up to query_wait_timeout.
 func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.db.QueryWaitTimeout.Duration)
+	wait := p.db.QueryWaitTimeout.Duration
+	actx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	l, err := p.acquire(ctx)
-	if err != nil {
+	l, err := p.acquire(actx)
+	switch {
+	case err == nil:
+		return l, nil
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		w := fatal(codeTooManyConnections, "no server connection of pool %q became free within query_wait_timeout (%s)", p.db.Name, wait)
+		w.Hint = "All pool_size server connections stayed busy; raise pool_size or shorten transactions."
+		return nil, withCause(w, err)
+	default:
 		return nil, fmt.Errorf("acquiring server connection: %w", err)
 	}
-	return l, nil
 }
 
 // relayLoop relays round after round; between rounds it acts on kicks. It
 // returns the lease it ends with and whether that connection is reusable.
 func (s *session) relayLoop(ctx context.Context, p *pool, l *lease) (*lease, bool, error) {
 	st := newRelayState()
+	ci := &clientInspector{st: st, log: s.log}
+	if p.db.RoleGuardEnabled() {
+		ci.guard = p.guard
+	}
 	for {
 		sc := l.Value()
-		end, err := s.relayRound(sc, st)
+		end, err := s.relayRound(sc, st, ci)
 		sc.txStatus = byte(st.status.Load())
 		switch end {
 		case endKicked:

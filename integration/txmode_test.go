@@ -1,0 +1,170 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Transaction pooling with pgx's default statement cache: many clients share
+// few server connections, and every client's named prepared statements keep
+// working on whichever connection it gets.
+func TestTransactionModePgxStatementCache(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 3})
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for w := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, env.appURL())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close(context.Background())
+			for i := range 50 {
+				var got int
+				var who string
+				// Two cached statements per client, used alternately.
+				if err := c.QueryRow(ctx, "SELECT $1::int + $2::int", w, i).Scan(&got); err != nil || got != w+i {
+					errs <- fmt.Errorf("worker %d: %d+%d = %d, %v", w, w, i, got, err)
+					return
+				}
+				if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != ownerRole {
+					errs <- fmt.Errorf("worker %d: current_user = %q, %v", w, who, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// pgbench in transaction mode, 100 clients on a pool of 10, in every
+// protocol including -M prepared.
+func TestTransactionModePgbench(t *testing.T) {
+	pgbench := lookPath(t, "pgbench")
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 10})
+	runPgbench(t, pgbench, env, "-i", "-s", "1", "-q")
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history")
+	})
+	for _, mode := range []string{"simple", "extended", "prepared"} {
+		t.Run(mode, func(t *testing.T) {
+			out := runPgbench(t, pgbench, env, "-M", mode, "-c", "100", "-j", "2", "-t", "30", "-n")
+			if !strings.Contains(out, "number of failed transactions: 0 ") || !strings.Contains(out, "actually processed: 3000/3000") {
+				t.Fatalf("pgbench -M %s:\n%s", mode, out)
+			}
+		})
+	}
+}
+
+// Two clients with different TimeZone settings share one server connection
+// and each sees its own zone, whoever ran on the connection before.
+func TestTransactionModeKeepsEachClientsSettings(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	tokyo, err := pgx.Connect(ctxT(t), env.appURL()+"&timezone=Asia/Tokyo")
+	must(t, err)
+	defer tokyo.Close(context.Background())
+	lima := env.connect(t)
+	_, err = lima.Exec(ctxT(t), "SET TimeZone = 'America/Lima'")
+	must(t, err)
+	for range 5 {
+		for c, want := range map[*pgx.Conn]string{tokyo: "Asia/Tokyo", lima: "America/Lima"} {
+			if got := queryStrings(t, c, "SELECT current_setting('TimeZone')")[0]; got != want {
+				t.Fatalf("TimeZone = %s, want %s", got, want)
+			}
+		}
+	}
+}
+
+// When every server connection stays busy past query_wait_timeout, the
+// waiting client gets 53300 naming the pool.
+func TestTransactionModeWaitTimeout(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, queryWait: "500ms"})
+	holder := env.connect(t)
+	tx, err := holder.Begin(ctxT(t))
+	must(t, err)
+	defer tx.Rollback(context.Background())
+	_, err = tx.Exec(ctxT(t), "SELECT 1")
+	must(t, err)
+	waiter := env.connect(t)
+	_, err = waiter.Exec(ctxT(t), "SELECT 1")
+	if sqlState(err) != "53300" || !strings.Contains(err.Error(), `"bookstore"`) {
+		t.Fatalf("query while the pool is busy: %v; want SQLSTATE 53300 naming the pool", err)
+	}
+}
+
+// A cancel in transaction mode reaches the connection the client holds now.
+func TestTransactionModeCancel(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 2})
+	c := env.connect(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctxT(t), "SELECT pg_sleep(30)", pgx.QueryExecModeSimpleProtocol)
+		done <- err
+	}()
+	waitForQuery(t, "SELECT pg_sleep(30)")
+	must(t, c.PgConn().CancelRequest(ctxT(t)))
+	if err := <-done; sqlState(err) != "57014" {
+		t.Fatalf("cancelled query: %v; want 57014", err)
+	}
+	if got := queryStrings(t, c, "SELECT 1")[0]; got != "1" {
+		t.Fatalf("after the cancel: %q", got)
+	}
+}
+
+// psql and COPY in transaction mode.
+func TestTransactionModePsqlAndCopy(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 2})
+	c := env.connect(t)
+	ctx := ctxT(t)
+	_, err := c.Exec(ctx, "CREATE TABLE tx_copy (n int)")
+	must(t, err)
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS tx_copy") })
+	rows := make([][]any, 1000)
+	for i := range rows {
+		rows[i] = []any{i}
+	}
+	n, err := c.CopyFrom(ctx, pgx.Identifier{"tx_copy"}, []string{"n"}, pgx.CopyFromRows(rows))
+	if err != nil || n != 1000 {
+		t.Fatalf("CopyFrom: %d, %v", n, err)
+	}
+	out := runPsql(t, env, `\copy tx_copy FROM PROGRAM 'seq 1 10'
+SELECT count(*) FROM tx_copy;`)
+	if !strings.Contains(out, "1010") {
+		t.Fatalf("psql:\n%s", out)
+	}
+}
+
+// A pgxpool app keeps working across a rotation in transaction mode.
+func TestTransactionModeRotation(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 4})
+	cfg, err := pgxpool.ParseConfig(env.appURL())
+	must(t, err)
+	pool, err := pgxpool.NewWithConfig(ctxT(t), cfg)
+	must(t, err)
+	defer pool.Close()
+	for i := 1; i <= 3; i++ {
+		role, pw := nextRole(t, i)
+		env.writeCredential(t, role, pw)
+		env.waitRotated(t, role, time.Now())
+		var who string
+		must(t, pool.QueryRow(ctxT(t), "SELECT session_user").Scan(&who))
+		if who != role {
+			t.Fatalf("rotation %d: session_user = %s, want %s", i, who, role)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// The role guard keeps sessions acting as the owner role (DESIGN.md §2 fact 4).
+// PostgreSQL never reports the role GUC on the wire, so the guard reads
+// statement text: a cheap substring test first, then a few regular expressions
+// on the rare text that mentions a role at all. It is no SQL parser and does
+// not pretend to be: NOINHERIT executing roles, the RESET ROLE of connections
+// whose text mentioned roles, and `pgrotate check` are the other layers.
+
+// guardMessage is what a client is told when the guard refuses a statement.
+const guardMessage = "changing the role is not allowed: sessions through pgrotate always act as the database's owner role"
+
+var (
+	// setRole matches SET [SESSION|LOCAL] ROLE <target>, capturing the target.
+	setRole = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?role\s*(?:to|=)?\s*("(?:[^"]|"")*"|[^\s;]+)`)
+	// setAuthorization matches SET [SESSION|LOCAL] SESSION AUTHORIZATION x.
+	setAuthorization = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?session\s+authorization\s+([^\s;]+)`)
+	// setConfigRole matches set_config('role' | 'session_authorization', …).
+	setConfigRole = regexp.MustCompile(`(?is)\bset_config\s*\(\s*(?:e?'(?:role|session_authorization)'|\$[^$]*\$(?:role|session_authorization)\$)`)
+)
+
+// roleGuard checks statement text against the owner role of one database.
+type roleGuard struct {
+	owner string
+	// refusal is the Query that replaces a refused one: it fails on the
+	// server with SQLSTATE 42501, so the client sees the error in order,
+	// followed by the ReadyForQuery PostgreSQL would send.
+	refusal string
+}
+
+func newRoleGuard(owner string) *roleGuard {
+	msg := strings.ReplaceAll(guardMessage, "'", "''")
+	return &roleGuard{
+		owner:   owner,
+		refusal: "DO $pgrotate$BEGIN RAISE EXCEPTION '" + msg + "' USING ERRCODE = '42501'; END$pgrotate$",
+	}
+}
+
+// mentionsRole is the cheap first test: does the text mention roles at all?
+// Text that does is also reason to RESET ROLE a connection before reuse.
+func mentionsRole(sql []byte) bool {
+	// One pass, byte compares only: this runs on every statement.
+	for i := 0; i+4 <= len(sql); i++ {
+		switch sql[i] | 0x20 {
+		case 'r':
+			if sql[i+1]|0x20 == 'o' && sql[i+2]|0x20 == 'l' && sql[i+3]|0x20 == 'e' {
+				return true
+			}
+		case 'a':
+			if sql[i+1]|0x20 == 'u' && sql[i+2]|0x20 == 't' && sql[i+3]|0x20 == 'h' && containsFold(sql[i:], "authorization") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refuses reports whether sql tries to change the role. SET ROLE to the owner
+// itself is allowed: apps that used to SET ROLE on connect keep working.
+func (g *roleGuard) refuses(sql []byte) bool {
+	if !mentionsRole(sql) {
+		return false
+	}
+	for _, m := range setRole.FindAllSubmatch(sql, -1) {
+		if !g.isOwner(string(m[1])) {
+			return true
+		}
+	}
+	for _, m := range setAuthorization.FindAllSubmatch(sql, -1) {
+		if !strings.EqualFold(string(m[1]), "default") {
+			return true
+		}
+	}
+	return setConfigRole.Match(sql)
+}
+
+// isOwner reports whether a role name as written in SQL names the owner.
+func (g *roleGuard) isOwner(name string) bool {
+	if strings.HasPrefix(name, `"`) {
+		return strings.ReplaceAll(strings.Trim(name, `"`), `""`, `"`) == g.owner
+	}
+	name = strings.Trim(name, `'`)
+	return strings.EqualFold(name, g.owner)
+}
+
+// refusedQuery is the replacement for a refused simple Query.
+func (g *roleGuard) refusedQuery(dst []byte) []byte {
+	out, _ := (&pgproto3.Query{String: g.refusal}).Encode(dst)
+	return out
+}
+
+// refusedParse is the replacement for a refused Parse: the statement exists,
+// and fails with the guard's error when executed.
+func (g *roleGuard) refusedParse(dst []byte, name string) []byte {
+	out, _ := (&pgproto3.Parse{Name: name, Query: g.refusal}).Encode(dst)
+	return out
+}
+
+// containsFold is an allocation-free ASCII case-insensitive bytes.Contains
+// for a lowercase needle.
+func containsFold(s []byte, needle string) bool {
+	first := needle[0]
+	for i := 0; i+len(needle) <= len(s); i++ {
+		if s[i]|0x20 != first {
+			continue
+		}
+		if bytes.EqualFold(s[i:i+len(needle)], []byte(needle)) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strconv"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Named prepared statements in transaction pooling (pgx's statement cache,
+// JDBC, psycopg 3, pgbench -M prepared): a client prepares "S1" on one server
+// connection and executes it on whichever it holds next. pgrotate renames
+// every client statement to a server-side name shared by all clients that
+// prepare the same text (so a server connection holds each distinct statement
+// once, as PgBouncer does), remembers each client's statements, and prepares
+// a statement on a server connection that lacks it just before the Bind or
+// Describe that needs it.
+
+// stmtRegistry gives each distinct statement (text and parameter types) of a
+// database one server-side name.
+type stmtRegistry struct {
+	mu    sync.Mutex
+	names map[string]string
+	next  uint64
+}
+
+func newStmtRegistry() *stmtRegistry {
+	return &stmtRegistry{names: make(map[string]string)}
+}
+
+// serverName returns the shared server-side name of a statement.
+func (r *stmtRegistry) serverName(query string, types []uint32) string {
+	key := make([]byte, 0, len(query)+1+4*len(types))
+	key = append(key, query...)
+	key = append(key, 0)
+	for _, t := range types {
+		key = binary.BigEndian.AppendUint32(key, t)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n, ok := r.names[string(key)]; ok {
+		return n
+	}
+	r.next++
+	n := "pgrotate_" + strconv.FormatUint(r.next, 10)
+	r.names[string(key)] = n
+	return n
+}
+
+// clientStmt is one of a client's named statements, as the server knows it.
+type clientStmt struct {
+	name  string         // the client's name
+	parse pgproto3.Parse // with the server-side name
+}
+
+// closedStmtName is what a client's Close of a shared statement is rewritten
+// to: closing a statement that does not exist is not an error, so the client
+// gets its CloseComplete in order while the shared statement stays for others.
+const closedStmtName = "pgrotate_closed"
+
+// cstring reads a NUL-terminated string at the start of b and returns it and
+// the rest. ok is false when b has no NUL.
+func cstring(b []byte) (s, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return nil, nil, false
+	}
+	return b[:i], b[i+1:], true
+}
+
+// appendMessage appends a message of type typ made of parts to dst.
+func appendMessage(dst []byte, typ byte, parts ...[]byte) []byte {
+	n := 4
+	for _, p := range parts {
+		n += len(p)
+	}
+	dst = append(dst, typ)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	for _, p := range parts {
+		dst = append(dst, p...)
+	}
+	return dst
+}
+
+// appendCString appends s and its NUL terminator.
+func appendCString(dst []byte, s string) []byte {
+	return append(append(dst, s...), 0)
+}

@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Between transactions a client holds no server connection. libpq's
+// PQprepare (pgbench -M prepared among others) sends Parse and Sync and
+// blocks until they are answered; pgbench does it from the thread that also
+// drives its other clients, which may hold every server connection in open
+// transactions. Waiting for a server there would deadlock the app, so
+// pgrotate answers such a batch itself: it records the statement, replies
+// ParseComplete and ReadyForQuery 'I', and prepares the statement on a server
+// when a Bind or Describe needs it. A syntax error therefore surfaces at the
+// statement's first use instead of at PQprepare.
+
+// answerLocally handles a client message without a server connection when
+// it can: a named Parse (deferred into c.batch) and the Sync ending a batch
+// of them. done=false means the message needs a server connection.
+func (c *txClient) answerLocally(typ byte, body []byte) (v verdict, done bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lease != nil {
+		return forward, false, nil
+	}
+	switch typ {
+	case 'P':
+		name, rest, ok := cstring(body)
+		query, _, _ := cstring(rest)
+		if !ok || len(name) == 0 || mentionsRole(query) {
+			return forward, false, nil // the unnamed statement, or one for the role guard
+		}
+		cs := c.register(body)
+		if cs == nil {
+			return forward, false, nil
+		}
+		c.batch = append(c.batch, cs)
+		return dropContinue, true, nil
+	case 'S':
+		if len(c.batch) == 0 {
+			return forward, false, nil
+		}
+		c.awaitWrites()
+		return dropContinue, true, c.replyBatch()
+	}
+	return forward, false, nil
+}
+
+// replyBatch answers the deferred Parses and their Sync. No server goroutine
+// runs, so the client goroutine may write to the client.
+func (c *txClient) replyBatch() error {
+	out := c.prefix[:0]
+	for range c.batch {
+		out, _ = (&pgproto3.ParseComplete{}).Encode(out)
+	}
+	out, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(out)
+	c.prefix = out
+	c.batch = c.batch[:0]
+	if _, err := c.s.conn.Write(out); err != nil {
+		return &writeError{err}
+	}
+	return nil
+}
+
+// sendBatch appends to dst the Parses deferred in the current batch, now that
+// another message of the batch needs the server: the client gets their
+// ParseCompletes from the server, in order. Called with mu held.
+func (c *txClient) sendBatch(dst []byte) []byte {
+	for _, cs := range c.batch {
+		dst = c.appendClientParse(dst, cs)
+	}
+	c.batch = c.batch[:0]
+	return dst
+}

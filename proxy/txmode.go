@@ -1,0 +1,430 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Interest sets of the transaction-mode relay.
+var (
+	// txFromClient: every client message may need a server connection, so
+	// all are seen at least by header; the ones pgrotate rewrites or checks
+	// (statement names, role guard, DEALLOCATE) are seen whole.
+	txFromClient = func() *typeSet {
+		var s typeSet
+		for i := range s {
+			s[i] = header
+		}
+		for _, t := range []byte{'X', 'S', 'Q', 'P', 'B', 'D', 'C'} {
+			s[t] = whole
+		}
+		return &s
+	}()
+	// txFromServer: ReadyForQuery ends transactions, ParameterStatus keeps
+	// the client's settings, ParseComplete confirms prepared statements.
+	txFromServer = newTypeSet('Z', 'S', '1')
+)
+
+// unsyncedParams are reported parameters a client cannot set: they are not
+// part of the settings pgrotate carries from one server connection to the next.
+var unsyncedParams = map[string]bool{
+	"server_version": true, "server_encoding": true, "is_superuser": true,
+	"session_authorization": true, "integer_datetimes": true, "in_hot_standby": true,
+	"scram_iterations": true,
+}
+
+// txClient is the transaction-pooling state of one client. The client
+// goroutine owns it; while a server connection is leased, a second goroutine
+// pumps the server's replies and shares the fields under mu.
+type txClient struct {
+	s     *session
+	p     *pool
+	ctx   context.Context
+	guard *roleGuard // nil when the role guard is off
+
+	// settings are the client's session settings: its startup parameters
+	// and the reported parameters it changed since. settingsKey identifies
+	// them, so a server connection that last ran with the same settings
+	// needs no round trip.
+	settings    map[string]string
+	settingsKey string
+
+	scratch []byte // the rewritten message, owned by the client goroutine
+	prefix  []byte // messages sent ahead of it
+	// batch holds the named Parses of the current batch that were answered
+	// without a server connection (see answerLocally).
+	batch []*clientStmt
+
+	// wrote is closed when the server goroutine of the last lease has
+	// written its last reply to the client; whoever writes to the client
+	// next waits for it, so replies never overtake each other.
+	wrote chan struct{}
+
+	mu        sync.Mutex
+	lease     *lease // held server connection; nil between transactions
+	srvDone   chan error
+	pending   int  // Query/Sync/FunctionCall sent on the lease, not yet answered
+	unsynced  bool // extended-protocol messages sent since the last Sync
+	status    byte // transaction status of the last ReadyForQuery
+	syncsSent int  // ReadyForQuery-earning messages sent on the lease
+	syncsDone int  // ReadyForQuery received on the lease
+	mentioned bool // the lease's statements mentioned roles: RESET ROLE before reuse
+	closing   bool // the client is leaving: finish, not the server goroutine, ends the lease
+	forgetAll bool // the client ran DEALLOCATE or DISCARD: statements are gone
+	stmts     map[string]*clientStmt
+	parses    []pendingParse // Parses sent on the lease, awaiting ParseComplete
+}
+
+// pendingParse is a Parse sent to the server and not yet confirmed.
+type pendingParse struct {
+	server   string // server-side name
+	client   string // client-side name; "" for one pgrotate injected
+	injected bool   // pgrotate's own: its ParseComplete is not forwarded
+	sync     int    // the ReadyForQuery number that settles it
+}
+
+func newTxClient(ctx context.Context, s *session, p *pool, settings map[string]string) *txClient {
+	c := &txClient{s: s, p: p, ctx: ctx, settings: settings, stmts: make(map[string]*clientStmt), status: 'I'}
+	if p.db.RoleGuardEnabled() {
+		c.guard = p.guard
+	}
+	c.settingsKey = settingsKey(settings)
+	return c
+}
+
+// settingsKey renders settings in a stable order.
+func settingsKey(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(m[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// serveTransactions serves a client in transaction pooling: a server
+// connection per transaction, released at ReadyForQuery 'I'.
+func (s *session) serveTransactions(ctx context.Context, p *pool, params *startupParams) error {
+	s.setState(stateConnecting)
+	p.clients.Add(1)
+	defer p.clients.Add(-1)
+	c := newTxClient(ctx, s, p, params.settings)
+	greetParams, err := c.greetParams()
+	if err != nil {
+		return err
+	}
+	s.key = s.srv.cancels.register(s)
+	defer s.srv.cancels.unregister(s.key)
+	if err := s.greetWith(greetParams); err != nil {
+		return &disconnect{err}
+	}
+	s.setState(stateActive)
+	cerr := s.clientRd.pump(c, txFromClient, c)
+	return c.finish(cerr)
+}
+
+// greetParams are the parameters to greet the client with: the server's
+// defaults with the client's own settings laid over them. Logging in needs no
+// server connection, as with PgBouncer: a client must be able to log in while
+// every server connection is held by other clients' transactions (an app
+// that opens its connections one by one would otherwise deadlock itself).
+// The settings are applied, and so checked, with the first transaction. Only
+// before the pool ever connected is a connection leased to learn them.
+func (c *txClient) greetParams() (map[string]string, error) {
+	defaults := c.p.serverDefaults()
+	if defaults == nil {
+		l, err := c.lease1()
+		if err != nil {
+			return nil, err
+		}
+		defaults = maps.Clone(l.Value().params)
+		c.p.releaseTx(l, false)
+	}
+	for k, v := range c.settings {
+		if _, reported := defaults[k]; reported {
+			defaults[k] = v
+		}
+	}
+	return defaults, nil
+}
+
+// lease1 leases a server connection and brings it to the client's settings.
+func (c *txClient) lease1() (*lease, error) {
+	l, err := c.s.acquire(c.ctx, c.p)
+	if err != nil {
+		return nil, err
+	}
+	sc := l.Value()
+	if sc.appliedKey == c.settingsKey {
+		return l, nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	if err := sc.exec(ctx, "RESET ALL; "+setConfigSQL(c.settings)); err != nil {
+		c.p.releaseTx(l, false)
+		var se *serverError
+		if errors.As(err, &se) {
+			return nil, &WireError{Severity: "FATAL", Code: se.Code, Message: se.Message, Cause: err}
+		}
+		return nil, fmt.Errorf("applying client settings: %w", err)
+	}
+	sc.appliedKey = c.settingsKey
+	return l, nil
+}
+
+// Write sends client bytes to the leased server connection. The relay calls
+// it only after inspect made sure a lease is held.
+func (c *txClient) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	l := c.lease
+	c.mu.Unlock()
+	if l == nil {
+		return 0, errors.New("no server connection leased")
+	}
+	return l.Value().conn.Write(b)
+}
+
+// inspect handles one client message: it leases a server connection for the
+// first message of a transaction and rewrites what must be rewritten.
+func (c *txClient) inspect(typ byte, body []byte) (verdict, error) {
+	if typ == 'X' {
+		return dropStop, nil
+	}
+	if v, done, err := c.answerLocally(typ, body); done {
+		return v, err
+	}
+	if err := c.ensureLease(); err != nil {
+		return forward, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.batch) == 0 {
+		return c.route(typ, body)
+	}
+	// Parses answered locally must reach the server before this message.
+	c.prefix = c.sendBatch(c.prefix[:0])
+	v, err := c.route(typ, body)
+	if v == forward {
+		c.scratch = appendMessage(c.scratch[:0], typ, body)
+	}
+	c.prefix = append(c.prefix, c.scratch...)
+	c.scratch, c.prefix = c.prefix, c.scratch
+	return rewrite, err
+}
+
+// route handles a client message on the leased connection. Called with mu
+// held.
+func (c *txClient) route(typ byte, body []byte) (verdict, error) {
+	switch typ {
+	case 'Q', 'F':
+		c.pending++
+		c.syncsSent++
+		if typ == 'Q' {
+			return c.onQuery(body), nil
+		}
+	case 'S':
+		c.pending++
+		c.syncsSent++
+		c.unsynced = false
+	case 'P':
+		c.unsynced = true
+		return c.onParse(body)
+	case 'B':
+		c.unsynced = true
+		return c.onBind(body)
+	case 'D', 'C':
+		c.unsynced = true
+		return c.onDescribeOrClose(typ, body)
+	case 'E', 'H':
+		c.unsynced = true
+	}
+	return forward, nil
+}
+
+// replacement is the message that replaces the one just inspected.
+func (c *txClient) replacement() []byte { return c.scratch }
+
+// ensureLease leases a server connection if none is held.
+func (c *txClient) ensureLease() error {
+	c.mu.Lock()
+	held := c.lease != nil
+	c.mu.Unlock()
+	if held {
+		return nil
+	}
+	l, err := c.lease1()
+	if err != nil {
+		return err
+	}
+	c.awaitWrites()
+	done, wrote := make(chan error, 1), make(chan struct{})
+	c.wrote = wrote
+	c.mu.Lock()
+	c.lease, c.srvDone = l, done
+	c.pending, c.unsynced, c.syncsSent, c.syncsDone = 0, false, 0, 0
+	c.mentioned, c.forgetAll, c.parses = false, false, c.parses[:0]
+	c.mu.Unlock()
+	c.s.server.Store(l.Value())
+	go c.serverLoop(l, done, wrote)
+	return nil
+}
+
+// awaitWrites waits until the last lease's replies are all written.
+func (c *txClient) awaitWrites() {
+	if c.wrote != nil {
+		<-c.wrote
+	}
+}
+
+// serverLoop forwards the server's replies of one lease. It returns the
+// connection to the pool when the transaction ends; on any other end it
+// leaves the lease to the client goroutine (finish).
+func (c *txClient) serverLoop(l *lease, done chan<- error, wrote chan<- struct{}) {
+	sc := l.Value()
+	err := sc.rd.pump(c.s.conn, txFromServer, txServerInspector{c: c, sc: sc})
+	close(wrote)
+	c.mu.Lock()
+	ended, resetRole := c.lease == nil, c.mentioned
+	c.mu.Unlock()
+	if err == nil && ended {
+		c.p.releaseTx(l, resetRole)
+	}
+	if err != nil && !isDeadline(err) {
+		// The server or the client failed: stop the client direction too.
+		_ = c.s.conn.SetReadDeadline(time.Now())
+	}
+	done <- err
+}
+
+// txServerInspector watches one lease's server replies.
+type txServerInspector struct {
+	c  *txClient
+	sc *serverConn
+}
+
+func (i txServerInspector) inspect(typ byte, body []byte) (verdict, error) {
+	c := i.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch typ {
+	case 'S':
+		i.sc.noteParameter(body)
+		c.noteParameter(body)
+	case '1':
+		if len(c.parses) > 0 {
+			p := c.parses[0]
+			c.parses = c.parses[1:]
+			if p.injected {
+				return dropContinue, nil
+			}
+		}
+	case 'Z':
+		c.status = readyStatus(body)
+		c.pending--
+		c.syncsDone++
+		c.settleParses(i.sc)
+		if c.pending == 0 && !c.unsynced && c.status == 'I' {
+			if !c.closing {
+				c.endLease(i.sc)
+			}
+			return forwardStop, nil
+		}
+	}
+	return forward, nil
+}
+
+// endLease records what the server connection now holds, as its lease ends
+// at an idle ReadyForQuery. Called with mu held.
+func (c *txClient) endLease(sc *serverConn) {
+	if c.forgetAll {
+		clear(sc.stmts)
+		clear(c.stmts)
+		sc.appliedKey = ""
+	} else {
+		sc.appliedKey = c.settingsKey
+	}
+	c.lease = nil
+	c.s.server.Store(nil)
+}
+
+// settleParses forgets the Parses that a ReadyForQuery proved failed: the
+// server skipped or refused them. Called with mu held.
+func (c *txClient) settleParses(sc *serverConn) {
+	for len(c.parses) > 0 && c.parses[0].sync <= c.syncsDone {
+		p := c.parses[0]
+		c.parses = c.parses[1:]
+		delete(sc.stmts, p.server)
+		if cs, ok := c.stmts[p.client]; ok && p.client != "" && cs.parse.Name == p.server {
+			delete(c.stmts, p.client)
+		}
+	}
+}
+
+// noteParameter keeps the client's settings current. Called with mu held.
+func (c *txClient) noteParameter(body []byte) {
+	var ps pgproto3.ParameterStatus
+	if ps.Decode(body) != nil || unsyncedParams[ps.Name] || c.settings[ps.Name] == ps.Value {
+		return
+	}
+	c.settings = maps.Clone(c.settings)
+	c.settings[ps.Name] = ps.Value
+	c.settingsKey = settingsKey(c.settings)
+}
+
+// finish ends the session: the client left or a side failed. A lease still
+// held is given back if the server is idle, closed otherwise.
+func (c *txClient) finish(cerr error) error {
+	c.mu.Lock()
+	c.closing = true // from here on the server goroutine leaves the lease to us
+	l, done := c.lease, c.srvDone
+	c.mu.Unlock()
+	if l == nil {
+		return c.clientErr(cerr)
+	}
+	sc := l.Value()
+	_ = sc.conn.SetReadDeadline(time.Now())
+	serr := <-done
+	_ = sc.conn.SetReadDeadline(time.Time{})
+	c.mu.Lock()
+	idle := c.pending == 0 && !c.unsynced && c.status == 'I'
+	c.lease = nil
+	c.mu.Unlock()
+	c.s.server.Store(nil)
+	if serr != nil && !isDeadline(serr) && !isWriteErr(serr) {
+		l.Destroy()
+		return c.s.serverLost(sc, serr)
+	}
+	if idle && sc.rd.atBoundary() {
+		c.p.releaseTx(l, c.mentioned)
+	} else {
+		l.Destroy()
+	}
+	return c.clientErr(cerr)
+}
+
+func (c *txClient) clientErr(cerr error) error {
+	switch {
+	case cerr == nil:
+		return nil
+	case errors.Is(cerr, errFrameLength):
+		return withCause(fatal(codeProtocolViolation, "invalid frontend message length"), cerr)
+	case isWriteErr(cerr):
+		return withCause(fatal(codeConnectionFailure, "lost the server connection"), cerr)
+	default:
+		var we *WireError
+		if errors.As(cerr, &we) || !isDisconnect(cerr) && !isDeadline(cerr) {
+			return cerr
+		}
+		return &disconnect{cerr}
+	}
+}

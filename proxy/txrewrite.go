@@ -1,0 +1,166 @@
+package proxy
+
+import (
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// The transaction-mode rewrites of client messages. All are called from
+// txClient.inspect with mu held and a lease in place; a rewrite leaves the
+// replacement in c.scratch.
+
+// onQuery checks a simple Query: the role guard, and DEALLOCATE/DISCARD,
+// after which the server connection's prepared statements are unknown.
+func (c *txClient) onQuery(body []byte) verdict {
+	sql := trimNUL(body)
+	if v, refused := c.checkRole(sql, func(dst []byte) []byte { return c.guard.refusedQuery(dst) }); refused {
+		return v
+	}
+	if containsFold(sql, "deallocate") || containsFold(sql, "discard") {
+		c.forgetAll = true
+	}
+	return forward
+}
+
+// checkRole applies the role guard to statement text.
+func (c *txClient) checkRole(sql []byte, refusal func([]byte) []byte) (verdict, bool) {
+	if !mentionsRole(sql) {
+		return forward, false
+	}
+	c.mentioned = true
+	if c.guard == nil || !c.guard.refuses(sql) {
+		return forward, false
+	}
+	c.s.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
+	c.scratch = refusal(c.scratch[:0])
+	return rewrite, true
+}
+
+// onParse renames a named statement to its shared server-side name. Every
+// Parse forwarded is queued, so each ParseComplete can be matched to it.
+func (c *txClient) onParse(body []byte) (verdict, error) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return forward, nil // malformed: PostgreSQL will say so
+	}
+	query, _, _ := cstring(rest)
+	if v, refused := c.checkRole(query, func(dst []byte) []byte { return c.guard.refusedParse(dst, string(name)) }); refused {
+		c.queueParse(pendingParse{})
+		return v, nil
+	}
+	if len(name) == 0 {
+		c.queueParse(pendingParse{})
+		return forward, nil
+	}
+	cs := c.register(body)
+	if cs == nil {
+		return forward, nil
+	}
+	c.scratch = c.appendClientParse(c.scratch[:0], cs)
+	return rewrite, nil
+}
+
+// register records the client's named statement in a Parse body; nil if
+// the body is malformed (the server will say so).
+func (c *txClient) register(body []byte) *clientStmt {
+	var p pgproto3.Parse
+	if err := p.Decode(body); err != nil {
+		return nil
+	}
+	cs := &clientStmt{name: p.Name, parse: p}
+	cs.parse.Name = c.p.stmts.serverName(p.Query, p.ParameterOIDs)
+	c.stmts[cs.name] = cs
+	return cs
+}
+
+// appendClientParse appends the Parse of a client's statement, whose
+// ParseComplete the client awaits.
+func (c *txClient) appendClientParse(dst []byte, cs *clientStmt) []byte {
+	sc := c.lease.Value()
+	if sc.stmts[cs.parse.Name] {
+		// This connection has the statement already. Parse it as the unnamed
+		// statement instead: the client gets its ParseComplete in order, and
+		// nothing else changes.
+		c.queueParse(pendingParse{})
+		dst, _ = (&pgproto3.Parse{Query: cs.parse.Query, ParameterOIDs: cs.parse.ParameterOIDs}).Encode(dst)
+		return dst
+	}
+	sc.stmts[cs.parse.Name] = true
+	c.queueParse(pendingParse{server: cs.parse.Name, client: cs.name})
+	dst, _ = cs.parse.Encode(dst)
+	return dst
+}
+
+func (c *txClient) queueParse(p pendingParse) {
+	p.sync = c.syncsSent + 1
+	c.parses = append(c.parses, p)
+}
+
+// onBind renames the statement a Bind refers to, preparing it first on a
+// connection that lacks it.
+func (c *txClient) onBind(body []byte) (verdict, error) {
+	portal, rest, ok := cstring(body)
+	if !ok {
+		return forward, nil
+	}
+	stmt, params, ok := cstring(rest)
+	cs := c.lookup(stmt, ok)
+	if cs == nil {
+		return forward, nil
+	}
+	c.scratch = c.injectParse(c.scratch[:0], cs)
+	c.scratch = appendMessage(c.scratch, 'B', portal, []byte{0}, []byte(cs.parse.Name), []byte{0}, params)
+	return rewrite, nil
+}
+
+// onDescribeOrClose renames the statement of Describe('S') and Close('S').
+// A Close of a shared statement becomes a Close of a name that does not
+// exist: the client gets its CloseComplete, other clients keep the statement.
+func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
+	if len(body) < 2 || body[0] != 'S' {
+		return forward, nil
+	}
+	name, _, ok := cstring(body[1:])
+	cs := c.lookup(name, ok)
+	if cs == nil {
+		return forward, nil
+	}
+	c.scratch = c.scratch[:0]
+	target := cs.parse.Name
+	if typ == 'C' {
+		delete(c.stmts, string(name))
+		target = closedStmtName
+	} else {
+		c.scratch = c.injectParse(c.scratch, cs)
+	}
+	c.scratch = appendMessage(c.scratch, typ, []byte{'S'}, []byte(target), []byte{0})
+	return rewrite, nil
+}
+
+// lookup finds a client's named statement; nil for the unnamed statement,
+// an unknown name or a malformed message, which go to the server unchanged.
+func (c *txClient) lookup(name []byte, ok bool) *clientStmt {
+	if !ok || len(name) == 0 {
+		return nil
+	}
+	return c.stmts[string(name)]
+}
+
+// injectParse appends cs's Parse to dst when the leased connection lacks the
+// statement; its ParseComplete is dropped from the replies.
+func (c *txClient) injectParse(dst []byte, cs *clientStmt) []byte {
+	sc := c.lease.Value()
+	if sc.stmts[cs.parse.Name] {
+		return dst
+	}
+	sc.stmts[cs.parse.Name] = true
+	c.queueParse(pendingParse{server: cs.parse.Name, injected: true})
+	dst, _ = cs.parse.Encode(dst)
+	return dst
+}
+
+func trimNUL(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == 0 {
+		return b[:n-1]
+	}
+	return b
+}
