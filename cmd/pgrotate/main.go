@@ -34,6 +34,7 @@ type stdio struct {
 
 func commands() []command {
 	return []command{
+		{"demo", "throwaway PostgreSQL + pgrotate + load + live rotations, in one command", runDemo},
 		{"serve", "run the proxy: pgrotate serve -config pgrotate.yaml", runServe},
 		{"passwd", "read a password on stdin, print a SCRAM-SHA-256 verifier for the config", runPasswd},
 	}

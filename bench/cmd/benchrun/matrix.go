@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+)
+
+// row is one line of the result table: a spec in one pool mode, measured
+// against all three targets.
+type row struct {
+	spec
+	mode     string
+	direct   measurement // the same for both pool modes of a spec
+	bouncer  measurement
+	pgrotate measurement
+}
+
+// bench holds everything the matrix runs against.
+type bench struct {
+	settings settings
+	pgbench  *pgbench
+	direct   target
+	bouncer  *bouncer
+	execPass string // PgBouncer's clients log in as the executing role
+	pgrotate *proxy
+	progress io.Writer
+
+	directCache map[spec]measurement // direct has no pool mode: run once per spec
+}
+
+// runMatrix measures every row. The targets of a row run back to back, and
+// the poolers' order alternates from row to row, so that noise from other
+// work on the machine, and any drift over the run, hits them alike. On
+// error (only a cancelled ctx) it returns the rows measured so far.
+func (b *bench) runMatrix(ctx context.Context) ([]row, error) {
+	s := b.settings
+	total := len(s.workloads) * len(s.protocols) * len(s.modes) * len(s.clients)
+	var rows []row
+	for _, w := range s.workloads {
+		for _, p := range s.protocols {
+			for _, m := range s.modes {
+				for _, c := range s.clients {
+					r := row{spec: spec{workload: w, protocol: p, clients: c}, mode: m}
+					if err := b.measureRow(ctx, &r, len(rows)%2 == 1); err != nil {
+						return rows, err
+					}
+					rows = append(rows, r)
+					fmt.Fprintf(b.progress, "[%d/%d] %s\n", len(rows), total, r.summary())
+				}
+			}
+		}
+	}
+	return rows, nil
+}
+
+// warmUp runs every pooler target briefly at the largest client count and
+// throws the numbers away, so that the first row does not also pay for
+// filling the pools (each new server connection is a SCRAM login, which
+// costs the pooler a PBKDF2 computation). A target that fails here will
+// fail its rows too, where it is reported.
+func (b *bench) warmUp(ctx context.Context) error {
+	short := *b.pgbench
+	short.duration = time.Second
+	s := spec{workload: "select-only", protocol: "simple", clients: b.settings.maxClients()}
+	for _, mode := range b.settings.modes {
+		for _, t := range []target{b.bouncer.target(mode, b.execPass), b.pgrotate.target(mode)} {
+			if _, err := short.measure(ctx, t, s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// measureRow fills r's three measurements.
+func (b *bench) measureRow(ctx context.Context, r *row, pgrotateFirst bool) error {
+	var err error
+	if r.direct, err = b.measureDirect(ctx, r.spec); err != nil {
+		return err
+	}
+	steps := []func() error{
+		func() (err error) { r.bouncer, err = b.measureBouncer(ctx, r.spec, r.mode); return err },
+		func() (err error) {
+			r.pgrotate, err = b.measureProxy(ctx, b.pgrotate.target(r.mode), r.spec)
+			return err
+		},
+	}
+	if pgrotateFirst {
+		steps[0], steps[1] = steps[1], steps[0]
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measureDirect runs a spec against PostgreSQL once and reuses the result
+// for the other pool mode.
+func (b *bench) measureDirect(ctx context.Context, s spec) (measurement, error) {
+	if m, ok := b.directCache[s]; ok {
+		return m, nil
+	}
+	m, err := b.pgbench.measure(ctx, b.direct, s)
+	if err == nil {
+		b.directCache[s] = m
+	}
+	return m, err
+}
+
+// measureBouncer runs a spec against PgBouncer, unless its version cannot
+// run it at all: named prepared statements in transaction mode before 1.21.
+func (b *bench) measureBouncer(ctx context.Context, s spec, mode string) (measurement, error) {
+	if mode == "transaction" && s.protocol == "prepared" && !b.bouncer.preparedInTx {
+		return unsupported(), nil
+	}
+	return b.measureProxy(ctx, b.bouncer.target(mode, b.execPass), s)
+}
+
+// measureProxy runs a spec against a proxy, restarting the proxy first if
+// an earlier row crashed it.
+func (b *bench) measureProxy(ctx context.Context, t target, s spec) (measurement, error) {
+	reason, err := t.proc.restartIfExited()
+	if err != nil {
+		return measurement{}, err
+	}
+	if reason != "" {
+		fmt.Fprintf(b.progress, "restarted %s: %s\n", t.name, reason)
+		if err := t.waitReady(ctx); err != nil {
+			return failed(err, ""), ctx.Err()
+		}
+	}
+	return b.pgbench.measure(ctx, t, s)
+}
+
+// summary is the progress line of a finished row.
+func (r row) summary() string {
+	return fmt.Sprintf("%s -M %s %s c=%d: direct %s, PgBouncer %s, pgrotate %s",
+		r.workload, r.protocol, r.mode, r.clients, r.direct.brief(), r.bouncer.brief(), r.pgrotate.brief())
+}
+
+// brief is a measurement in a few words, for progress lines.
+func (m measurement) brief() string {
+	if !m.ok() {
+		return m.problem
+	}
+	return fmt.Sprintf("%.0f tps", m.tps)
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// measurement is what one pgbench run against one target yielded. When
+// problem is set, the run produced no numbers and problem says why.
+type measurement struct {
+	tps          float64 // without initial connection time
+	transactions int64   // completed
+	failedTx     int64   // pgbench's "number of failed transactions"
+	p99          time.Duration
+	cpuPerTx     time.Duration // proxy user+sys CPU / transactions
+	hasCPU       bool          // cpuPerTx is valid (proxies only)
+	problem      string        // "failed: …" or "n/a (…)"
+}
+
+// ok reports whether the measurement holds numbers.
+func (m measurement) ok() bool { return m.problem == "" }
+
+// unsupported is the measurement of a combination the pooler cannot run.
+func unsupported() measurement { return measurement{problem: "n/a (unsupported)"} }
+
+// failed turns a pgbench failure into a one-line reason for the table.
+func failed(err error, output string) measurement {
+	reason := firstErrorLine(output)
+	if reason == "" {
+		reason = err.Error()
+		if last := lastLines(strings.TrimSpace(output), 1); last != "" {
+			reason += ": " + last
+		}
+	}
+	return measurement{problem: "failed: " + shorten(reason, 70)}
+}
+
+var (
+	tpsLine    = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
+	txLine     = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
+	failedLine = regexp.MustCompile(`(?m)^number of failed transactions: ([0-9]+)`)
+)
+
+// parseSummary reads the summary pgbench prints at the end of a run.
+// "number of failed transactions" appeared in PostgreSQL 15; older pgbench
+// aborts the client instead, so a missing line means none failed.
+func parseSummary(out string) (measurement, error) {
+	var m measurement
+	tps := tpsLine.FindStringSubmatch(out)
+	tx := txLine.FindStringSubmatch(out)
+	if tx != nil && tx[1] == "0" {
+		// pgbench's -T clock includes the clients' logins; with many
+		// clients on a busy machine they can take all of it.
+		return m, errors.New("no transaction completed within -T (logins took that long?)")
+	}
+	if tps == nil || tx == nil {
+		return m, errors.New("no tps in pgbench output")
+	}
+	var err1, err2, err3 error
+	m.tps, err1 = strconv.ParseFloat(tps[1], 64)
+	m.transactions, err2 = strconv.ParseInt(tx[1], 10, 64)
+	if f := failedLine.FindStringSubmatch(out); f != nil {
+		m.failedTx, err3 = strconv.ParseInt(f[1], 10, 64)
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return m, fmt.Errorf("parsing pgbench output: %w", err)
+	}
+	return m, nil
+}
+
+// p99Latency reads pgbench's per-transaction logs (one per thread, named
+// prefix.<pid>[.<thread>]) and returns the 99th percentile of the latency
+// column. Each line is "client_id transaction_no time script_no
+// time_epoch time_us …" with time in microseconds; failed or skipped
+// transactions carry a word there and are left out.
+func p99Latency(prefix string) (time.Duration, error) {
+	files, err := filepath.Glob(prefix + ".*")
+	if err != nil || len(files) == 0 {
+		return 0, fmt.Errorf("finding pgbench transaction logs %s.*: none", filepath.Base(prefix))
+	}
+	var micros []int64
+	for _, f := range files {
+		if micros, err = appendLatencies(micros, f); err != nil {
+			return 0, err
+		}
+	}
+	if len(micros) == 0 {
+		return 0, errors.New("reading pgbench transaction logs: no latencies")
+	}
+	slices.Sort(micros)
+	// Nearest-rank percentile: the smallest value with 99 % at or below it.
+	rank := (len(micros)*99 + 99) / 100
+	return time.Duration(micros[rank-1]) * time.Microsecond, nil
+}
+
+// appendLatencies adds the latency column of one log file to micros.
+func appendLatencies(micros []int64, path string) ([]int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return micros, fmt.Errorf("reading pgbench transaction log: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 {
+			continue
+		}
+		if us, err := strconv.ParseInt(fields[2], 10, 64); err == nil {
+			micros = append(micros, us)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return micros, fmt.Errorf("reading pgbench transaction log %s: %w", filepath.Base(path), err)
+	}
+	return micros, nil
+}
+
+// firstErrorLine finds the first line of pgbench output that explains a
+// failure, without pgbench's "pgbench: error: " prefix.
+func firstErrorLine(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		lower := strings.ToLower(line)
+		if strings.Contains(lower, "error") || strings.Contains(lower, "fatal") || strings.Contains(lower, "abort") {
+			line = strings.TrimPrefix(line, "pgbench: ")
+			line = strings.TrimPrefix(line, "error: ")
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
+// shorten keeps a table cell readable: one line, at most n runes, and no
+// '|' (which would split a markdown cell).
+func shorten(s string, n int) string {
+	s = strings.ReplaceAll(strings.Join(strings.Fields(s), " "), "|", "/")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// lastLines returns the last n lines of s, for error messages.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

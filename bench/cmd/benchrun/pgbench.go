@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// pgbench runs the pgbench binary and turns its output into measurements.
+type pgbench struct {
+	bin          string
+	logDir       string // per-transaction logs, removed after each run
+	jobs         int
+	duration     time.Duration
+	samplingRate float64
+	runs         int // numbers the log prefixes
+}
+
+// spec is one pgbench invocation of the matrix.
+type spec struct {
+	workload string // "select-only" or "tpcb"
+	protocol string // pgbench -M
+	clients  int
+}
+
+// findPgbench prefers the pgbench next to the server binaries, so client and
+// server versions match, and falls back to PATH.
+func findPgbench(binDir string) (string, error) {
+	if p := filepath.Join(binDir, "pgbench"); isExecutable(p) {
+		return p, nil
+	}
+	p, err := exec.LookPath("pgbench")
+	if err != nil {
+		return "", fmt.Errorf("finding pgbench (install postgresql-client or the contrib package): %w", err)
+	}
+	return p, nil
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&0o111 != 0
+}
+
+// initData creates the pgbench tables through t. Through pgrotate they end
+// up owned by the owner role, as every object made through pgrotate does.
+func (b *pgbench) initData(ctx context.Context, t target, scale int) error {
+	args := append([]string{"-i", "-q", "-s", strconv.Itoa(scale)}, t.connArgs()...)
+	args = append(args, t.db)
+	out, err := b.run(ctx, t, 10*time.Minute, args)
+	if err != nil {
+		return fmt.Errorf("initialising pgbench tables through %s: %w\n%s", t.name, err, lastLines(out, 15))
+	}
+	return nil
+}
+
+// measure runs one spec against t and reads throughput, failures, p99
+// latency and, for a proxy, its CPU time per transaction. A pgbench that
+// fails is reported in the measurement, not as an error, so that one broken
+// row does not end the whole run; only a cancelled ctx is an error.
+func (b *pgbench) measure(ctx context.Context, t target, s spec) (measurement, error) {
+	b.runs++
+	prefix := filepath.Join(b.logDir, fmt.Sprintf("run%d", b.runs))
+	defer removeLogs(prefix)
+	cpuBefore, cpuErr := t.cpuTime()
+	out, runErr := b.run(ctx, t, b.duration+time.Minute, b.benchArgs(t, s, prefix))
+	cpuAfter, cpuErr2 := t.cpuTime()
+	if ctx.Err() != nil {
+		return measurement{}, ctx.Err()
+	}
+	if runErr != nil {
+		return failed(runErr, out), nil
+	}
+	m, err := parseSummary(out)
+	if err != nil {
+		return failed(err, ""), nil
+	}
+	if m.p99, err = p99Latency(prefix); err != nil {
+		return failed(err, ""), nil
+	}
+	if t.proc != nil && cpuErr == nil && cpuErr2 == nil && m.transactions > 0 {
+		m.cpuPerTx = (cpuAfter - cpuBefore) / time.Duration(m.transactions)
+		m.hasCPU = true
+	}
+	return m, nil
+}
+
+// benchArgs is the pgbench command line for one measurement. -n skips the
+// vacuum pgbench would otherwise run before each TPC-B run: it would go
+// through the pooler and be timed with nothing else.
+func (b *pgbench) benchArgs(t target, s spec, logPrefix string) []string {
+	seconds := int(b.duration.Round(time.Second) / time.Second)
+	args := []string{
+		"-n", "-c", strconv.Itoa(s.clients), "-j", strconv.Itoa(min(b.jobs, s.clients)),
+		"-T", strconv.Itoa(seconds), "-M", s.protocol,
+		"--log", "--log-prefix", logPrefix,
+		"--sampling-rate", strconv.FormatFloat(b.samplingRate, 'f', -1, 64),
+	}
+	if s.workload == "select-only" {
+		args = append(args, "-S")
+	}
+	args = append(args, t.connArgs()...)
+	return append(args, t.db)
+}
+
+// run executes pgbench with a deadline and returns its combined output.
+func (b *pgbench) run(ctx context.Context, t target, timeout time.Duration, args []string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.bin, args...)
+	cmd.Env = t.env()
+	cmd.Dir = b.logDir
+	// Its own process group: a Ctrl-C reaches benchrun, which cancels ctx,
+	// instead of killing pgbench first and looking like a failed row.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("timed out after %s", timeout)
+	}
+	return out.String(), err
+}
+
+// cpuTime is the proxy's CPU time so far; zero for the direct target.
+func (t target) cpuTime() (time.Duration, error) {
+	if t.proc == nil {
+		return 0, nil
+	}
+	return t.proc.cpuTime()
+}
+
+// removeLogs deletes the per-transaction logs of one run (one file per
+// pgbench thread).
+func removeLogs(prefix string) {
+	files, _ := filepath.Glob(prefix + ".*")
+	for _, f := range files {
+		_ = os.Remove(f)
+	}
+}

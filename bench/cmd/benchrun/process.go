@@ -1,0 +1,152 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// daemon is a long-running child process (PgBouncer or pgrotate) whose
+// CPU time is measured. Its output goes to logPath.
+type daemon struct {
+	name    string
+	logPath string
+	cred    *syscall.Credential
+	argv    []string // binary and arguments, kept for restart
+	cur     *process // the current incarnation
+}
+
+// process is one start of a daemon.
+type process struct {
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once Wait returned
+	waitErr error         // valid after exited is closed
+}
+
+// startDaemon starts bin with args, its stdout and stderr appended to
+// logPath. cred, when not nil, is the OS identity to run as.
+func startDaemon(name, logPath string, cred *syscall.Credential, bin string, args ...string) (*daemon, error) {
+	d := &daemon{name: name, logPath: logPath, cred: cred, argv: append([]string{bin}, args...)}
+	if err := d.start(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// start execs the process. It gets its own process group so a Ctrl-C in
+// the terminal reaches only benchrun, which then stops the children in
+// order.
+func (d *daemon) start() error {
+	logFile, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening %s log: %w", d.name, err)
+	}
+	defer logFile.Close() // the child holds its own copy
+	cmd := exec.Command(d.argv[0], d.argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Dir = os.TempDir() // another OS user may not be able to enter our working directory
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: d.cred}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", d.name, err)
+	}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	d.cur = p
+	return nil
+}
+
+// restartIfExited starts the process again when it has died, so that one
+// crash fails one row rather than every row after it. It returns the
+// reason it restarted, or "" when the process was running.
+func (d *daemon) restartIfExited() (string, error) {
+	exited := d.running()
+	if exited == nil {
+		return "", nil
+	}
+	return exited.Error(), d.start()
+}
+
+// running reports an error when the process has already exited.
+func (d *daemon) running() error {
+	select {
+	case <-d.cur.exited:
+		return fmt.Errorf("%s exited (%v); its log:\n%s", d.name, d.cur.waitErr, tailFile(d.logPath, 20))
+	default:
+		return nil
+	}
+}
+
+// stop asks the process to shut down (SIGTERM), and kills it if it is
+// still there after a few seconds. It is safe to call more than once.
+func (d *daemon) stop() {
+	p := d.cur
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// clockTicksPerSecond is USER_HZ, the unit of utime and stime in
+// /proc/<pid>/stat. It is 100 on every Linux architecture Go supports;
+// reading sysconf(_SC_CLK_TCK) would need cgo.
+const clockTicksPerSecond = 100
+
+// cpuTime returns the user+sys CPU time the process has used so far, all
+// threads included (the thread-group leader's /proc/<pid>/stat sums them).
+func (d *daemon) cpuTime() (time.Duration, error) {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(d.cur.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("reading CPU time of %s: %w", d.name, err)
+	}
+	ticks, err := utimePlusStime(string(raw))
+	if err != nil {
+		return 0, fmt.Errorf("reading CPU time of %s: %w", d.name, err)
+	}
+	return time.Duration(ticks) * time.Second / clockTicksPerSecond, nil
+}
+
+// utimePlusStime parses fields 14 and 15 of /proc/<pid>/stat (proc(5)).
+// The command name (field 2) may hold spaces, so counting starts after its
+// closing parenthesis, where field 3 begins.
+func utimePlusStime(stat string) (int64, error) {
+	end := strings.LastIndexByte(stat, ')')
+	if end < 0 {
+		return 0, errors.New("no ')' after the command name")
+	}
+	fields := strings.Fields(stat[end+1:])
+	const utimeIndex = 14 - 3 // field 14, counted from field 3
+	if len(fields) <= utimeIndex+1 {
+		return 0, errors.New("too few fields")
+	}
+	utime, err1 := strconv.ParseInt(fields[utimeIndex], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[utimeIndex+1], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return utime + stime, nil
+}
+
+// tailFile returns the last n lines of a file, for error messages.
+func tailFile(path string, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	return lastLines(string(raw), n)
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// runInfo describes the run for the report's header.
+type runInfo struct {
+	started         time.Time
+	revision        string // git revision of pgrotate, from run.sh
+	postgresVersion string
+	bouncerVersion  string
+	cpus            int
+	settings        settings
+}
+
+const dash = "—"
+
+var tableHeader = []string{
+	"workload", "-M", "pool mode", "clients", "direct tps",
+	"PgBouncer tps", "PgBouncer p99 ms", "PgBouncer CPU µs/tx",
+	"pgrotate tps", "pgrotate p99 ms", "pgrotate CPU µs/tx",
+	"failed tx (B / R)", "tps R/B", "CPU R/B",
+}
+
+// report renders the whole result: header, table and how to read it.
+func report(info runInfo, rows []row) string {
+	var b strings.Builder
+	b.WriteString(header(info))
+	b.WriteString(table(rows))
+	b.WriteString(notes(info.settings))
+	return b.String()
+}
+
+// header says what was measured on what.
+func header(info runInfo) string {
+	s := info.settings
+	return fmt.Sprintf(`# pgrotate vs PgBouncer vs direct — %s
+
+- pgrotate %s; PostgreSQL %s; PgBouncer %s; %d CPUs
+- pgbench -T %s -j %d, scale %d, latency log sampling rate %g
+
+`, info.started.Format("2006-01-02 15:04:05 MST"), info.revision, info.postgresVersion,
+		info.bouncerVersion, info.cpus, s.duration, s.jobs, s.scale, s.samplingRate)
+}
+
+// table is the markdown table, one line per row.
+func table(rows []row) string {
+	var b strings.Builder
+	b.WriteString(markdownLine(tableHeader))
+	sep := make([]string, len(tableHeader))
+	for i := range sep {
+		sep[i] = "---"
+		if i >= 3 {
+			sep[i] = "---:"
+		}
+	}
+	b.WriteString(markdownLine(sep))
+	for _, r := range rows {
+		b.WriteString(markdownLine(r.cells()))
+	}
+	return b.String()
+}
+
+// cells are a row's table cells, in tableHeader's order.
+func (r row) cells() []string {
+	cells := []string{r.workload, r.protocol, r.mode, fmt.Sprint(r.clients), tpsCell(r.direct)}
+	cells = append(cells, poolerCells(r.bouncer)...)
+	cells = append(cells, poolerCells(r.pgrotate)...)
+	return append(cells,
+		failedCell(r.bouncer)+" / "+failedCell(r.pgrotate),
+		ratioCell(r.pgrotate.ok() && r.bouncer.ok(), r.pgrotate.tps, r.bouncer.tps),
+		ratioCell(r.pgrotate.hasCPU && r.bouncer.hasCPU, float64(r.pgrotate.cpuPerTx), float64(r.bouncer.cpuPerTx)))
+}
+
+// poolerCells are tps, p99 and CPU per transaction of one pooler.
+func poolerCells(m measurement) []string {
+	if !m.ok() {
+		return []string{m.problem, dash, dash}
+	}
+	cpu := dash
+	if m.hasCPU {
+		cpu = fmt.Sprintf("%.1f", float64(m.cpuPerTx)/float64(time.Microsecond))
+	}
+	return []string{tpsCell(m), fmt.Sprintf("%.2f", float64(m.p99)/float64(time.Millisecond)), cpu}
+}
+
+func tpsCell(m measurement) string {
+	if !m.ok() {
+		return m.problem
+	}
+	return fmt.Sprintf("%.0f", m.tps)
+}
+
+func failedCell(m measurement) string {
+	if !m.ok() {
+		return dash
+	}
+	return fmt.Sprint(m.failedTx)
+}
+
+func ratioCell(valid bool, num, den float64) string {
+	if !valid || den == 0 {
+		return dash
+	}
+	return fmt.Sprintf("%.2f", num/den)
+}
+
+func markdownLine(cells []string) string {
+	return "| " + strings.Join(cells, " | ") + " |\n"
+}
+
+// notes explain the columns under the table.
+func notes(s settings) string {
+	return fmt.Sprintf(`
+Notes:
+- Session-mode pools (PgBouncer and pgrotate) hold up to %d server connections, the
+  most clients of any row, so session rows compare relay cost, not queueing.
+  Transaction-mode pools hold %d.
+- CPU µs/tx is the pooler process's user+sys CPU time during the pgbench run
+  (client logins included) divided by the transactions pgbench completed. It is
+  much steadier than tps on a shared machine; lower is better.
+- R/B columns are pgrotate divided by PgBouncer: tps above 1 and CPU below 1 favour pgrotate.
+- direct runs once per workload, protocol and client count and is shown in both pool modes.
+- "n/a (unsupported)": PgBouncer before 1.21 cannot keep named prepared statements
+  (-M prepared) across transaction-mode server connections.
+`, s.maxClients(), s.txPoolSize)
+}
