@@ -40,7 +40,7 @@ type pool struct {
 	// defaults are the parameters a fresh server session reports, from the
 	// newest connection; transaction-mode clients are greeted with them.
 	defaults atomic.Pointer[map[string]string]
-	log     *slog.Logger
+	log      *slog.Logger
 	// onAuthFailure is told when PostgreSQL refuses the current credential,
 	// so the credential source is re-read at once (see connect).
 	onAuthFailure func()

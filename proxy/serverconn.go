@@ -17,16 +17,16 @@ import (
 // It is owned by exactly one goroutine at a time: the pool while idle, the
 // session that leased it while leased.
 type serverConn struct {
-	conn       net.Conn
-	rd         *frameReader
-	pid        uint32
-	secretKey  []byte
-	params     map[string]string // the server's reported parameters, kept current
-	gen        rotation.Generation
-	db         string
-	createdAt  time.Time
-	txStatus   byte         // from the last ReadyForQuery
-	state      atomic.Int32 // a connState; written by the pool
+	conn      net.Conn
+	rd        *frameReader
+	pid       uint32
+	secretKey []byte
+	params    map[string]string // the server's reported parameters, kept current
+	gen       rotation.Generation
+	db        string
+	createdAt time.Time
+	txStatus  byte         // from the last ReadyForQuery
+	state     atomic.Int32 // a connState; written by the pool
 	// Transaction pooling: the settings key last applied (see txClient) and
 	// the server-side names of the statements prepared on this connection.
 	appliedKey string
