@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,16 +22,20 @@ func TestBadCandidatesNeverSwitch(t *testing.T) {
 		write func()
 		log   string // what the log says about it
 	}{
-		{"wrong password", func() { env.writeCredential(t, execRole1, "not-the-password") }, "candidate rejected"},
+		{"wrong password", func() { env.writeCredential(t, execRole1, "not-the-password") }, "password authentication failed"},
 		{"not a member of the owner", func() { env.writeCredential(t, nonMember, strangerPw) }, "permission denied to set role"},
-		{"garbage JSON", func() { writeFileAtomic(t, env.credPath(), `{"username": "x", "pass`) }, "credential"},
-		{"empty file", func() { must(t, os.WriteFile(env.credPath(), nil, 0o600)) }, "credential"},
-		{"missing file", func() { must(t, os.Remove(env.credPath())) }, "credential"},
+		{"garbage JSON", func() { writeFileAtomic(t, env.credPath(), `{"username": "x", "pass`) }, "unreadable"},
+		{"empty file", func() { must(t, os.WriteFile(env.credPath(), nil, 0o600)) }, "empty"},
+		{"missing file", func() { must(t, os.Remove(env.credPath())) }, "does not exist"},
 	}
 	for _, c := range candidates {
 		t.Run(c.name, func(t *testing.T) {
 			c.write()
-			env.waitForLog(t, c.log) // the candidate was seen and turned down
+			if strings.Contains(c.name, "password") || strings.Contains(c.name, "member") {
+				env.waitForLog(t, "candidate rejected", c.log)
+			} else {
+				env.waitForLog(t, "credential source unreadable", c.log)
+			}
 			st := env.dbStatus()
 			if st.CurrentRole != good.CurrentRole || st.Generation != good.Generation {
 				t.Fatalf("switched to %s (generation %d) on a bad candidate", st.CurrentRole, st.Generation)

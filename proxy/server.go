@@ -25,6 +25,9 @@ type Options struct {
 	// PostgreSQL refuses its current credential: re-read the source now.
 	OnUpstreamAuthFailure func(db string)
 	Logger                *slog.Logger
+	// TLS is the client-side TLS (see NewClientTLS); nil: SSLRequest is
+	// answered 'N'.
+	TLS *ClientTLS
 }
 
 // Server is the proxy: it accepts clients and serves them from per-database
@@ -35,6 +38,7 @@ type Server struct {
 	pools   map[string]*pool
 	clients atomic.Pointer[clientDirectory]
 	cancels *cancelRegistry
+	tls     *ClientTLS
 
 	clientCount atomic.Int64
 	wg          sync.WaitGroup // one per session goroutine
@@ -56,6 +60,7 @@ func New(opts Options) (*Server, error) {
 		log:     log,
 		pools:   make(map[string]*pool),
 		cancels: newCancelRegistry(),
+		tls:     opts.TLS,
 		conns:   make(map[net.Conn]struct{}),
 	}
 	dir, err := newClientDirectory(opts.Config.Clients)

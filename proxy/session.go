@@ -60,6 +60,9 @@ type session struct {
 	// drainBy is when a client that cannot be moved off a rotated-out
 	// credential is disconnected; zero while none is pending.
 	drainBy time.Time
+	// channelBinding is the tls-server-end-point data of the certificate
+	// this client's TLS handshake was served; nil in plaintext.
+	channelBinding []byte
 }
 
 func (s *session) setState(st sessionState) { s.state.Store(int32(st)) }
@@ -92,7 +95,7 @@ func (s *session) serve(ctx context.Context) error {
 	_ = s.conn.SetDeadline(time.Now().Add(s.srv.cfg.Limits.AuthTimeout.Duration))
 	msg, err := s.readStartup()
 	if err != nil {
-		return &disconnect{err}
+		return err
 	}
 	if cr, ok := msg.(*pgproto3.CancelRequest); ok {
 		s.srv.forwardCancel(ctx, cr)
@@ -124,7 +127,10 @@ func (s *session) serve(ctx context.Context) error {
 func (s *session) authenticate(p *startupParams) error {
 	s.setState(stateAuth)
 	client, known := s.srv.clients.Load().lookup(p.user)
-	err := auth.Authenticate(s.be, p.user, client.secrets, auth.Options{AllowMD5: s.srv.cfg.Auth.AllowMD5})
+	err := auth.Authenticate(s.be, p.user, client.secrets, auth.Options{
+		AllowMD5:       s.srv.cfg.Auth.AllowMD5,
+		ChannelBinding: s.channelBinding, // offers SCRAM-SHA-256-PLUS over TLS
+	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return &disconnect{fmt.Errorf("authentication timeout: %w", err)}
 	}

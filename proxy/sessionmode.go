@@ -25,7 +25,11 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 		return err
 	}
 	reusable := false
-	defer func() { p.release(l, reusable) }()
+	defer func() {
+		if l != nil { // nil: a failed move already closed it
+			p.release(l, reusable)
+		}
+	}()
 	sc := l.Value()
 	if err := s.applySettings(ctx, sc, params.settings); err != nil {
 		reusable = isServerError(err) && sc.txStatus == 'I'
@@ -65,7 +69,8 @@ func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
 }
 
 // relayLoop relays round after round; between rounds it acts on kicks. It
-// returns the lease it ends with and whether that connection is reusable.
+// returns the lease it ends with (nil when a failed move closed it) and
+// whether that connection is reusable.
 func (s *session) relayLoop(ctx context.Context, p *pool, l *lease) (*lease, bool, error) {
 	st := newRelayState()
 	ci := &clientInspector{st: st, log: s.log}
@@ -79,7 +84,7 @@ func (s *session) relayLoop(ctx context.Context, p *pool, l *lease) (*lease, boo
 		switch end {
 		case endKicked:
 			s.kicked.Store(false)
-			if l, err = s.onKick(ctx, p, l, st); err != nil {
+			if l, err = s.onKick(ctx, p, l, st); err != nil || l == nil {
 				return l, false, err
 			}
 		case endServerLost:
@@ -152,7 +157,7 @@ func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState)
 		s.drainBy = time.Time{}
 		return nl, nil
 	case nl == nil: // the old connection is gone too
-		return l, err
+		return nil, err
 	case time.Now().After(s.drainBy):
 		return l, s.drainTimeout(l.Value(), err.Error())
 	}

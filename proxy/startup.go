@@ -9,25 +9,32 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// readStartup answers SSLRequest and GSSENCRequest until the client sends its
-// StartupMessage or a CancelRequest. pgproto3 enforces PostgreSQL's startup
-// packet size cap (MAX_STARTUP_PACKET_LENGTH, 10000 bytes).
+// readStartup negotiates encryption (see negotiate) and reads the client's
+// StartupMessage or CancelRequest. pgproto3 enforces PostgreSQL's startup
+// packet size cap (MAX_STARTUP_PACKET_LENGTH, 10000 bytes). Transport
+// failures come back as *disconnect.
 func (s *session) readStartup() (pgproto3.FrontendMessage, error) {
-	for {
-		msg, err := s.be.ReceiveStartupMessage()
-		if err != nil {
-			return nil, fmt.Errorf("reading startup packet: %w", err)
+	if err := s.negotiate(); err != nil {
+		return nil, err
+	}
+	msg, err := s.be.ReceiveStartupMessage()
+	if err != nil {
+		return nil, &disconnect{fmt.Errorf("reading startup packet: %w", err)}
+	}
+	switch m := msg.(type) {
+	case *pgproto3.StartupMessage:
+		if s.srv.tls.required() && !s.isTLS() {
+			// As a pg_hba.conf with only hostssl lines: refused after the
+			// startup packet, so the client sees why.
+			return nil, fatal(codeInvalidAuthSpec, "pgrotate requires TLS (tls.mode: require)")
 		}
-		switch m := msg.(type) {
-		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
-			// No TLS or GSS encryption on the client side yet: decline, and the
-			// client goes on in plaintext or gives up, as with PostgreSQL.
-			if _, err := s.conn.Write([]byte{'N'}); err != nil {
-				return nil, fmt.Errorf("declining encryption: %w", err)
-			}
-		case *pgproto3.StartupMessage, *pgproto3.CancelRequest:
-			return m, nil
-		}
+		return m, nil
+	case *pgproto3.CancelRequest:
+		// Accepted in plaintext whatever the mode: libpq before 17 sends
+		// cancel requests unencrypted, and PostgreSQL accepts them so.
+		return m, nil
+	default:
+		return nil, fatal(codeProtocolViolation, "unexpected encryption request: encryption was already negotiated")
 	}
 }
 
