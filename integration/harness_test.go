@@ -189,8 +189,15 @@ clients:
 
 func (e *proxyEnv) stop() {
 	e.cancel()
-	if err := <-e.done; err != nil {
-		e.t.Errorf("pgrotate stopped with: %v", err)
+	select {
+	case err := <-e.done:
+		if err != nil {
+			e.t.Errorf("pgrotate stopped with: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		// Closing waits for every leased server connection to come back: a
+		// hang here is a lease that was never returned.
+		e.t.Fatalf("pgrotate did not shut down within 30s (a leaked server connection?)\nstatus: %+v", e.daemon.Status())
 	}
 	assertNoSecrets(e.t, e.logs.String())
 }

@@ -31,6 +31,7 @@ type serverConn struct {
 	// the server-side names of the statements prepared on this connection.
 	appliedKey string
 	stmts      map[string]bool
+	resetRole  bool // the last transaction's text mentioned roles: RESET ROLE before reuse
 	cancelNet  string
 	cancelAddr string
 }

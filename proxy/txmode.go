@@ -294,10 +294,12 @@ func (c *txClient) serverLoop(l *lease, done chan<- error, wrote chan<- struct{}
 	err := sc.rd.pump(c.s.conn, txFromServer, txServerInspector{c: c, sc: sc})
 	close(wrote)
 	c.mu.Lock()
-	ended, resetRole := c.lease == nil, c.mentioned
+	// Ended: endLease let go of this lease (the client may hold a new one
+	// already); otherwise finish decides what becomes of it.
+	ended := c.lease != l
 	c.mu.Unlock()
 	if err == nil && ended {
-		c.p.releaseTx(l, resetRole)
+		c.p.releaseTx(l, sc.resetRole)
 	}
 	if err != nil && !isDeadline(err) {
 		// The server or the client failed: stop the client direction too.
@@ -346,6 +348,7 @@ func (i txServerInspector) inspect(typ byte, body []byte) (verdict, error) {
 // endLease records what the server connection now holds, as its lease ends
 // at an idle ReadyForQuery. Called with mu held.
 func (c *txClient) endLease(sc *serverConn) {
+	sc.resetRole = c.mentioned
 	if c.forgetAll {
 		clear(sc.stmts)
 		clear(c.stmts)
