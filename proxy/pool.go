@@ -37,6 +37,7 @@ type pool struct {
 	clients atomic.Int64 // client sessions of this database
 	guard   *roleGuard
 	stmts   *stmtRegistry
+	m       *dbMetrics
 	// defaults are the parameters a fresh server session reports, from the
 	// newest connection; transaction-mode clients are greeted with them.
 	defaults atomic.Pointer[map[string]string]
@@ -46,10 +47,10 @@ type pool struct {
 	onAuthFailure func()
 }
 
-func newPool(db *configs.Database, up *Upstream, creds Credentials, log *slog.Logger) (*pool, error) {
+func newPool(db *configs.Database, up *Upstream, creds Credentials, log *slog.Logger, m *dbMetrics) (*pool, error) {
 	p := &pool{
 		db: db, up: up, creds: creds, conns: newConnSet(),
-		guard: newRoleGuard(db.OwnerRole), stmts: newStmtRegistry(),
+		guard: newRoleGuard(db.OwnerRole), stmts: newStmtRegistry(), m: m,
 		log: log.With("database", db.Name),
 	}
 	res, err := puddle.NewPool(&puddle.Config[*serverConn]{

@@ -50,6 +50,7 @@ type clientInspector struct {
 	st      *relayState
 	guard   *roleGuard // nil when the role guard is off
 	log     interface{ Warn(string, ...any) }
+	m       *dbMetrics
 	scratch []byte
 }
 
@@ -61,6 +62,7 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 		name, rest, _ := cstring(body)
 		query, _, _ := cstring(rest)
 		if c.guard.refuses(query) {
+			c.m.guardRefusals.Inc()
 			c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
 			c.scratch = c.guard.refusedParse(c.scratch[:0], string(name))
 			return rewrite, nil
@@ -68,7 +70,9 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 		return forward, nil
 	case 'Q':
 		c.st.pending.Add(1)
+		c.m.queries.Inc()
 		if c.guard != nil && c.guard.refuses(trimNUL(body)) {
+			c.m.guardRefusals.Inc()
 			c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
 			c.scratch = c.guard.refusedQuery(c.scratch[:0])
 			return rewrite, nil
@@ -76,6 +80,7 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 		return forward, nil
 	}
 	c.st.pending.Add(1)
+	c.m.queries.Inc()
 	return forward, nil
 }
 
@@ -85,12 +90,16 @@ func (c *clientInspector) replacement() []byte { return c.scratch }
 type serverInspector struct {
 	st *relayState
 	sc *serverConn
+	m  *dbMetrics
 }
 
 func (s serverInspector) inspect(typ byte, body []byte) (verdict, error) {
 	switch typ {
 	case 'Z':
 		s.st.status.Store(uint32(readyStatus(body)))
+		if readyStatus(body) == 'I' {
+			s.m.transactions.Inc()
+		}
 		if s.st.pending.Add(-1) == 0 && readyStatus(body) == 'I' && s.st.stopWhenIdle.Load() {
 			return forwardStop, nil
 		}
@@ -119,7 +128,7 @@ const (
 // relayRound forwards both directions until the client leaves, a side fails
 // or the session is kicked. While it runs, a second goroutine owns the
 // server-to-client direction; both are stopped when it returns.
-func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector) (roundEnd, error) {
+func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector, m *dbMetrics) (roundEnd, error) {
 	_ = s.conn.SetReadDeadline(time.Time{})
 	_ = sc.conn.SetReadDeadline(time.Time{})
 	if s.kicked.Load() { // a kick that came before the deadlines were cleared
@@ -127,7 +136,7 @@ func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector
 	}
 	fromSrv := make(chan error, 1)
 	go func() {
-		err := sc.rd.pump(s.conn, fromServer, serverInspector{st: st, sc: sc})
+		err := sc.rd.pump(s.conn, fromServer, serverInspector{st: st, sc: sc, m: m})
 		if err == nil { // stopped at an idle point on request
 			s.kicked.Store(true)
 		}

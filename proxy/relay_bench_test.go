@@ -33,7 +33,7 @@ func BenchmarkRelayServerReply(b *testing.B) {
 	reply := encode(b, msgs...)
 	rd := newFrameReader(&loopReader{data: reply}, defaultBufSize)
 	st := &relayState{}
-	in := serverInspector{st: st, sc: &serverConn{params: map[string]string{}}}
+	in := serverInspector{st: st, sc: &serverConn{params: map[string]string{}}, m: (*Metrics)(nil).forDatabase("bench")}
 	var stopAtIdle inspector = stopAtReady{in} // boxed once, as the relay does per session
 	b.SetBytes(int64(len(reply)))
 	b.ReportAllocs()

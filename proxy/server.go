@@ -28,6 +28,8 @@ type Options struct {
 	// TLS is the client-side TLS (see NewClientTLS); nil: SSLRequest is
 	// answered 'N'.
 	TLS *ClientTLS
+	// Metrics, if set, are updated as clients come and go (NewMetrics).
+	Metrics *Metrics
 }
 
 // Server is the proxy: it accepts clients and serves them from per-database
@@ -38,6 +40,7 @@ type Server struct {
 	pools   map[string]*pool
 	clients atomic.Pointer[clientDirectory]
 	cancels *cancelRegistry
+	metrics *Metrics // nil: none
 	tls     *ClientTLS
 
 	clientCount atomic.Int64
@@ -60,6 +63,7 @@ func New(opts Options) (*Server, error) {
 		log:     log,
 		pools:   make(map[string]*pool),
 		cancels: newCancelRegistry(),
+		metrics: opts.Metrics,
 		tls:     opts.TLS,
 		conns:   make(map[net.Conn]struct{}),
 	}
@@ -77,7 +81,7 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("database %q: %w", name, err)
 		}
-		p, err := newPool(db, up, creds, log)
+		p, err := newPool(db, up, creds, log, opts.Metrics.forDatabase(name))
 		if err != nil {
 			return nil, err
 		}
@@ -230,6 +234,9 @@ func (s *Server) Promoted(db string, prev, next rotation.Generation) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p.promoted(ctx, prev, next)
+	if p.db.PoolMode == configs.PoolTransaction {
+		return // connections change hands at every transaction anyway
+	}
 	s.cancels.each(func(sess *session) {
 		if sc := sess.server.Load(); sc != nil && sc.db == db && sc.gen.N < next.N {
 			sess.kick()

@@ -65,11 +65,15 @@ type session struct {
 	channelBinding []byte
 }
 
-func (s *session) setState(st sessionState) { s.state.Store(int32(st)) }
+func (s *session) setState(st sessionState) {
+	old := sessionState(s.state.Swap(int32(st)))
+	s.srv.metrics.clientState(old, true, st, true)
+}
 
 // run serves the client until it leaves, then closes its connection.
 func (s *session) run(ctx context.Context) {
 	defer s.conn.Close()
+	s.srv.metrics.clientState(0, false, stateStartup, true)
 	err := s.serve(ctx)
 	s.setState(stateClosing)
 	if err != nil {
@@ -131,6 +135,9 @@ func (s *session) authenticate(p *startupParams) error {
 		AllowMD5:       s.srv.cfg.Auth.AllowMD5,
 		ChannelBinding: s.channelBinding, // offers SCRAM-SHA-256-PLUS over TLS
 	})
+	if err != nil {
+		s.srv.metrics.authFailed(authFailureReason(err))
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return &disconnect{fmt.Errorf("authentication timeout: %w", err)}
 	}
@@ -187,4 +194,22 @@ func (d *disconnect) Unwrap() error { return d.err }
 func isDisconnect(err error) bool {
 	var d *disconnect
 	return errors.As(err, &d) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
+
+// authFailureReason is the metric label of a failed authentication: a few
+// fixed values, never anything the client chose.
+func authFailureReason(err error) string {
+	var failed *auth.FailedError
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.As(err, &failed) && failed.Reason == "unknown user":
+		return "unknown_user"
+	case errors.As(err, &failed):
+		return "wrong_password"
+	case isDisconnect(err):
+		return "client_left"
+	default:
+		return "protocol"
+	}
 }

@@ -55,11 +55,14 @@ func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
 	wait := p.db.QueryWaitTimeout.Duration
 	actx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	start := time.Now()
 	l, err := p.acquire(actx)
+	p.m.poolWait.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil:
 		return l, nil
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		p.m.waitTimeouts.Inc()
 		w := fatal(codeTooManyConnections, "no server connection of pool %q became free within query_wait_timeout (%s)", p.db.Name, wait)
 		w.Hint = "All pool_size server connections stayed busy; raise pool_size or shorten transactions."
 		return nil, withCause(w, err)
@@ -73,13 +76,13 @@ func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
 // whether that connection is reusable.
 func (s *session) relayLoop(ctx context.Context, p *pool, l *lease) (*lease, bool, error) {
 	st := newRelayState()
-	ci := &clientInspector{st: st, log: s.log}
+	ci := &clientInspector{st: st, log: s.log, m: p.m}
 	if p.db.RoleGuardEnabled() {
 		ci.guard = p.guard
 	}
 	for {
 		sc := l.Value()
-		end, err := s.relayRound(sc, st, ci)
+		end, err := s.relayRound(sc, st, ci, p.m)
 		sc.txStatus = byte(st.status.Load())
 		switch end {
 		case endKicked:
@@ -145,6 +148,7 @@ func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState)
 	}
 	if !(st.idle() && l.Value().rd.atBoundary() && s.clientRd.atBoundary()) {
 		if time.Now().After(s.drainBy) {
+			p.m.drainTimeouts.Inc()
 			return l, s.drainTimeout(l.Value(), "a transaction or request in progress")
 		}
 		st.stopWhenIdle.Store(true)
@@ -159,6 +163,7 @@ func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState)
 	case nl == nil: // the old connection is gone too
 		return nil, err
 	case time.Now().After(s.drainBy):
+		p.m.drainTimeouts.Inc()
 		return l, s.drainTimeout(l.Value(), err.Error())
 	}
 	s.log.Debug("client cannot move to the new credential yet", "reason", err)
@@ -206,6 +211,7 @@ func (s *session) move(ctx context.Context, p *pool, old *lease) (*lease, error)
 	}
 	s.server.Store(nsc)
 	s.announceChanges(osc.params, nsc.params)
+	p.m.clientMoves.Inc()
 	s.log.Info("client moved to the new credential",
 		"from_role", osc.gen.Cred.Username, "from_generation", osc.gen.N,
 		"role", nsc.gen.Cred.Username, "generation", nsc.gen.N,

@@ -229,6 +229,7 @@ func (c *txClient) route(typ byte, body []byte) (verdict, error) {
 	case 'Q', 'F':
 		c.pending++
 		c.syncsSent++
+		c.p.m.queries.Inc()
 		if typ == 'Q' {
 			return c.onQuery(body), nil
 		}
@@ -236,6 +237,7 @@ func (c *txClient) route(typ byte, body []byte) (verdict, error) {
 		c.pending++
 		c.syncsSent++
 		c.unsynced = false
+		c.p.m.queries.Inc()
 	case 'P':
 		c.unsynced = true
 		return c.onParse(body)
@@ -335,6 +337,9 @@ func (i txServerInspector) inspect(typ byte, body []byte) (verdict, error) {
 		c.pending--
 		c.syncsDone++
 		c.settleParses(i.sc)
+		if c.status == 'I' {
+			c.p.m.transactions.Inc()
+		}
 		if c.pending == 0 && !c.unsynced && c.status == 'I' {
 			if !c.closing {
 				c.endLease(i.sc)

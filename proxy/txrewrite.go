@@ -30,6 +30,7 @@ func (c *txClient) checkRole(sql []byte, refusal func([]byte) []byte) (verdict, 
 	if c.guard == nil || !c.guard.refuses(sql) {
 		return forward, false
 	}
+	c.p.m.guardRefusals.Inc()
 	c.s.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
 	c.scratch = refusal(c.scratch[:0])
 	return rewrite, true

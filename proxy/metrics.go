@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the proxy's Prometheus metrics. Counters on the relay's path
+// are plain atomic adds; pool and connection gauges are read from the pools
+// when Prometheus scrapes (see poolCollector), so nothing is kept twice.
+type Metrics struct {
+	clients       *prometheus.GaugeVec
+	authFailures  *prometheus.CounterVec
+	poolWait      *prometheus.HistogramVec
+	waitTimeouts  *prometheus.CounterVec
+	transactions  *prometheus.CounterVec
+	queries       *prometheus.CounterVec
+	clientMoves   *prometheus.CounterVec
+	drainTimeouts *prometheus.CounterVec
+	guardRefusals *prometheus.CounterVec
+}
+
+// NewMetrics creates the proxy's metrics and registers them, with a
+// collector of srv's pools, on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	byDB := []string{"database"}
+	m := &Metrics{
+		clients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pgrotate_client_connections",
+			Help: "Client connections by state (startup, auth, waiting for a server connection, active).",
+		}, []string{"state"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_client_auth_failures_total",
+			Help: "Client logins refused, by reason.",
+		}, []string{"reason"}),
+		poolWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pgrotate_pool_wait_seconds",
+			Help:    "Time a client waited for a server connection.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, byDB),
+		waitTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_pool_wait_timeouts_total",
+			Help: "Clients refused because no server connection became free within query_wait_timeout.",
+		}, byDB),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_transactions_total",
+			Help: "Transactions completed (ReadyForQuery back to idle).",
+		}, byDB),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_queries_total",
+			Help: "Requests sent by clients: simple queries, extended-protocol Syncs and function calls.",
+		}, byDB),
+		clientMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_session_moves_total",
+			Help: "Session-mode clients moved to a server connection of a newer credential generation.",
+		}, byDB),
+		drainTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_drain_timeouts_total",
+			Help: "Clients disconnected with 57P01 because they could not move off a rotated credential within drain_timeout.",
+		}, byDB),
+		guardRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_role_guard_refusals_total",
+			Help: "Statements refused by the role guard because they would change the role.",
+		}, byDB),
+	}
+	reg.MustRegister(m.clients, m.authFailures, m.poolWait, m.waitTimeouts, m.transactions,
+		m.queries, m.clientMoves, m.drainTimeouts, m.guardRefusals)
+	return m
+}
+
+// dbMetrics are one database's metrics, resolved once so the relay does not
+// look labels up per message. Without a registry they are unregistered
+// metrics: counting costs the same, nobody reads them.
+type dbMetrics struct {
+	poolWait                                  prometheus.Observer
+	waitTimeouts, transactions, queries       prometheus.Counter
+	clientMoves, drainTimeouts, guardRefusals prometheus.Counter
+}
+
+func (m *Metrics) forDatabase(db string) *dbMetrics {
+	if m == nil {
+		m = newUnregisteredMetrics()
+	}
+	return &dbMetrics{
+		poolWait:      m.poolWait.WithLabelValues(db),
+		waitTimeouts:  m.waitTimeouts.WithLabelValues(db),
+		transactions:  m.transactions.WithLabelValues(db),
+		queries:       m.queries.WithLabelValues(db),
+		clientMoves:   m.clientMoves.WithLabelValues(db),
+		drainTimeouts: m.drainTimeouts.WithLabelValues(db),
+		guardRefusals: m.guardRefusals.WithLabelValues(db),
+	}
+}
+
+func newUnregisteredMetrics() *Metrics {
+	return NewMetrics(prometheus.NewRegistry())
+}
+
+// stateLabels name session states for pgrotate_client_connections.
+var stateLabels = map[sessionState]string{
+	stateStartup:    "startup",
+	stateAuth:       "auth",
+	stateConnecting: "waiting",
+	stateActive:     "active",
+}
+
+// clientState moves one client from state from to state to; ok=false for
+// "none" (a new or a finished client).
+func (m *Metrics) clientState(from sessionState, fromOK bool, to sessionState, toOK bool) {
+	if m == nil {
+		return
+	}
+	if l, ok := stateLabels[from]; ok && fromOK {
+		m.clients.WithLabelValues(l).Dec()
+	}
+	if l, ok := stateLabels[to]; ok && toOK {
+		m.clients.WithLabelValues(l).Inc()
+	}
+}
+
+// authFailed counts a refused login by a coarse reason.
+func (m *Metrics) authFailed(reason string) {
+	if m != nil {
+		m.authFailures.WithLabelValues(reason).Inc()
+	}
+}
+
+// poolCollector reports server connections per database, generation, role
+// and state, read from the pools at scrape time.
+type poolCollector struct {
+	srv  *Server
+	desc *prometheus.Desc
+	cl   *prometheus.Desc
+}
+
+// NewPoolCollector returns a collector of srv's server connections.
+func NewPoolCollector(srv *Server) prometheus.Collector {
+	return &poolCollector{
+		srv: srv,
+		desc: prometheus.NewDesc("pgrotate_server_connections",
+			"Server connections by database, credential generation, executing role and state (idle or busy).",
+			[]string{"database", "generation", "role", "state"}, nil),
+		cl: prometheus.NewDesc("pgrotate_database_clients",
+			"Client sessions per database.", []string{"database"}, nil),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.cl
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for db, ps := range c.srv.Status() {
+		ch <- prometheus.MustNewConstMetric(c.cl, prometheus.GaugeValue, float64(ps.Clients), db)
+		for _, g := range ps.Generations {
+			gen := strconv.FormatUint(g.Generation, 10)
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(g.Idle), db, gen, g.Role, "idle")
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(g.Busy), db, gen, g.Role, "busy")
+		}
+	}
+}
