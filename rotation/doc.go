@@ -20,6 +20,14 @@
 //   - The proxy stamps every server connection with the generation it logged
 //     in with and drains the older ones after [ManagerConfig.OnPromote].
 //
+// When given an admin connection, rotation also runs the role lifecycle of
+// DESIGN.md §3.5 itself: a [Lifecycle] sets a database up, rotates its
+// executing role (a new role, the credential file rewritten atomically by
+// [WriteCredential], the old role retired once pg_stat_activity shows no
+// session of it) and converges after a crash at any step, with the database
+// and the file as its only state; [Inspect] reports drift for `pgrotate
+// check`; a [Scheduler] rotates from inside serve under an advisory lock.
+//
 // No password ever appears in an error or a log line: [Credential.String]
 // omits it, and [SourceError] reasons are fixed texts that never quote the
 // source's content.
