@@ -24,11 +24,13 @@ type clientDirectory struct {
 	users map[string]clientEntry
 }
 
-func newClientDirectory(clients []configs.Client) (*clientDirectory, error) {
+// newClientDirectory parses every client's verifiers: those in the config
+// and, from fromFiles, those read from its password_file.
+func newClientDirectory(clients []configs.Client, fromFiles map[string][]string) (*clientDirectory, error) {
 	d := &clientDirectory{users: make(map[string]clientEntry, len(clients))}
 	for _, c := range clients {
 		e := clientEntry{databases: c.Databases}
-		for i, raw := range c.Secrets() {
+		for i, raw := range append(c.Secrets(), fromFiles[c.User]...) {
 			sec, err := auth.ParseSecret(raw)
 			if err != nil {
 				return nil, fmt.Errorf("client %q: verifier %d: %w", c.User, i+1, err)
@@ -44,4 +46,16 @@ func newClientDirectory(clients []configs.Client) (*clientDirectory, error) {
 func (d *clientDirectory) lookup(user string) (clientEntry, bool) {
 	e, ok := d.users[user]
 	return e, ok
+}
+
+// SetClients replaces the list of client users, all at once: a login in
+// progress finishes against the list it started with. On an unparsable
+// verifier it returns the error and keeps the current list.
+func (s *Server) SetClients(clients []configs.Client, fromFiles map[string][]string) error {
+	dir, err := newClientDirectory(clients, fromFiles)
+	if err != nil {
+		return err
+	}
+	s.clients.Store(dir)
+	return nil
 }

@@ -86,6 +86,7 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		p.log.Error("server connection failed", "role", gen.Cred.Username, "generation", gen.N, "err", err)
 		return nil, err
 	}
+	sc.lifetime = jitteredLifetime(p.db.ServerLifetime.Duration)
 	p.conns.add(sc)
 	defaults := maps.Clone(sc.params)
 	p.defaults.Store(&defaults)

@@ -129,9 +129,8 @@ const (
 // or the session is kicked. While it runs, a second goroutine owns the
 // server-to-client direction; both are stopped when it returns.
 func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector, m *dbMetrics) (roundEnd, error) {
-	_ = s.conn.SetReadDeadline(time.Time{})
-	_ = sc.conn.SetReadDeadline(time.Time{})
-	if s.kicked.Load() { // a kick that came before the deadlines were cleared
+	if s.setRelaying(true, sc) { // a kick that came between rounds
+		s.setRelaying(false, sc)
 		return endKicked, nil
 	}
 	fromSrv := make(chan error, 1)
@@ -154,6 +153,7 @@ func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector
 		_ = s.conn.SetWriteDeadline(time.Now())
 	}
 	serr := <-fromSrv
+	s.setRelaying(false, sc)
 	_ = sc.conn.SetReadDeadline(time.Time{})
 	_ = s.conn.SetWriteDeadline(time.Time{})
 	return classifyRound(cerr, serr, s.kicked.Load())

@@ -30,6 +30,9 @@ type Options struct {
 	TLS *ClientTLS
 	// Metrics, if set, are updated as clients come and go (NewMetrics).
 	Metrics *Metrics
+	// ClientSecretsFromFiles are client verifiers read from password_file,
+	// by user.
+	ClientSecretsFromFiles map[string][]string
 }
 
 // Server is the proxy: it accepts clients and serves them from per-database
@@ -50,6 +53,7 @@ type Server struct {
 	listeners []net.Listener
 	conns     map[net.Conn]struct{}
 	closed    bool
+	draining  atomic.Bool // Shutdown began: clients leave at their next idle moment
 }
 
 // New builds a Server; it opens no connection yet.
@@ -67,11 +71,9 @@ func New(opts Options) (*Server, error) {
 		tls:     opts.TLS,
 		conns:   make(map[net.Conn]struct{}),
 	}
-	dir, err := newClientDirectory(opts.Config.Clients)
-	if err != nil {
+	if err := s.SetClients(opts.Config.Clients, opts.ClientSecretsFromFiles); err != nil {
 		return nil, err
 	}
-	s.clients.Store(dir)
 	for name, db := range opts.Config.Databases {
 		creds, ok := opts.Credentials[name]
 		if !ok {
@@ -106,7 +108,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if s.isClosed() {
+			if s.isClosed() || s.draining.Load() {
 				return nil
 			}
 			var ne net.Error
@@ -176,10 +178,8 @@ func (s *Server) Close() error {
 	for _, ln := range s.listeners {
 		_ = ln.Close()
 	}
-	for c := range s.conns {
-		_ = c.Close()
-	}
 	s.mu.Unlock()
+	s.closeClients()
 	s.wg.Wait()
 	for _, p := range s.pools {
 		p.close()

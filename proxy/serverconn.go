@@ -25,8 +25,9 @@ type serverConn struct {
 	gen       rotation.Generation
 	db        string
 	createdAt time.Time
-	txStatus  byte         // from the last ReadyForQuery
-	state     atomic.Int32 // a connState; written by the pool
+	lifetime  time.Duration // server_lifetime with jitter; set by the pool
+	txStatus  byte          // from the last ReadyForQuery
+	state     atomic.Int32  // a connState; written by the pool
 	// Transaction pooling: the settings key last applied (see txClient) and
 	// the server-side names of the statements prepared on this connection.
 	appliedKey string
@@ -51,7 +52,10 @@ func dialServer(ctx context.Context, up *Upstream, gen rotation.Generation) (*se
 		pc.Close(ctx)
 		return nil, fmt.Errorf("taking over upstream connection: %w", err)
 	}
-	network, addr := up.CancelAddr(gen.Cred)
+	// Cancel requests go where this connection went: with several upstream
+	// hosts, that is whichever answered.
+	remote := hc.Conn.RemoteAddr()
+	network, addr := remote.Network(), remote.String()
 	return &serverConn{
 		conn:       hc.Conn,
 		rd:         newFrameReader(hc.Conn, defaultBufSize),

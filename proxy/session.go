@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,12 @@ type session struct {
 	// kick); retry re-kicks a session that could not act yet.
 	kicked atomic.Bool
 	retry  *time.Timer
+	// kickMu orders kicks with the start and end of relay rounds; relaying
+	// is true while one runs.
+	kickMu   sync.Mutex
+	relaying bool
+	// txMode marks a transaction-pooling session.
+	txMode bool
 	// drainBy is when a client that cannot be moved off a rotated-out
 	// credential is disconnected; zero while none is pending.
 	drainBy time.Time
@@ -130,6 +137,9 @@ func (s *session) serve(ctx context.Context) error {
 // authenticate proves the client knows a password of its configured user.
 func (s *session) authenticate(p *startupParams) error {
 	s.setState(stateAuth)
+	// PostgreSQL caps authentication messages at 64 kB (PQ_LARGE_MESSAGE_LIMIT
+	// applies only after authentication).
+	s.be.SetMaxBodyLen(65535)
 	client, known := s.srv.clients.Load().lookup(p.user)
 	err := auth.Authenticate(s.be, p.user, client.secrets, auth.Options{
 		AllowMD5:       s.srv.cfg.Auth.AllowMD5,
@@ -137,6 +147,11 @@ func (s *session) authenticate(p *startupParams) error {
 	})
 	if err != nil {
 		s.srv.metrics.authFailed(authFailureReason(err))
+	}
+	var failed *auth.FailedError
+	if errors.As(err, &failed) {
+		// Slow password guessing down, as PostgreSQL's auth_delay does.
+		time.Sleep(s.srv.cfg.Limits.AuthFailureDelay.Duration)
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return &disconnect{fmt.Errorf("authentication timeout: %w", err)}

@@ -37,6 +37,10 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 	}
 	s.key = s.srv.cancels.register(s)
 	defer s.srv.cancels.unregister(s.key)
+	if s.srv.isDraining() { // Shutdown began before it could kick us
+		reusable = true
+		return shutdownError()
+	}
 	s.server.Store(sc)
 	defer s.server.Store(nil)
 	defer s.stopRetry()
@@ -110,12 +114,36 @@ func (s *session) serverLost(sc *serverConn, err error) error {
 // kick interrupts the relay so the session can act between rounds. Safe to
 // call from any goroutine.
 func (s *session) kick() {
+	s.kickMu.Lock()
+	defer s.kickMu.Unlock()
 	s.kicked.Store(true)
 	now := time.Now()
+	if s.txMode {
+		// Only the client direction: the server goroutine of a transaction
+		// is left alone.
+		_ = s.conn.SetReadDeadline(now)
+		return
+	}
+	if !s.relaying {
+		return // a control query runs: the next relay round sees kicked
+	}
 	_ = s.conn.SetReadDeadline(now)
 	if sc := s.server.Load(); sc != nil {
 		_ = sc.conn.SetReadDeadline(now)
 	}
+}
+
+// setRelaying marks whether relayRound runs, under the lock kick takes, so
+// a kick interrupts only the relay and never a control query.
+func (s *session) setRelaying(on bool, sc *serverConn) (kicked bool) {
+	s.kickMu.Lock()
+	defer s.kickMu.Unlock()
+	s.relaying = on
+	if on {
+		_ = s.conn.SetReadDeadline(time.Time{})
+		_ = sc.conn.SetReadDeadline(time.Time{})
+	}
+	return s.kicked.Load()
 }
 
 func (s *session) scheduleRetry(after time.Duration) {
@@ -139,6 +167,9 @@ func (s *session) stopRetry() {
 // disconnected with 57P01.
 func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState) (*lease, error) {
 	st.stopWhenIdle.Store(false)
+	if s.srv.isDraining() {
+		return l, s.leaveForShutdown(l, st)
+	}
 	if !p.stale(l.Value()) {
 		s.drainBy = time.Time{}
 		return l, nil
@@ -169,6 +200,17 @@ func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState)
 	s.log.Debug("client cannot move to the new credential yet", "reason", err)
 	s.scheduleRetry(moveRetryInterval)
 	return l, nil
+}
+
+// leaveForShutdown disconnects the client with 57P01 when it is idle, and
+// otherwise asks to be kicked again at its next idle point.
+func (s *session) leaveForShutdown(l *lease, st *relayState) error {
+	if st.idle() && l.Value().rd.atBoundary() && s.clientRd.atBoundary() {
+		return shutdownError()
+	}
+	st.stopWhenIdle.Store(true)
+	s.scheduleRetry(shutdownRetry)
+	return nil
 }
 
 // drainTimeout ends a session that could not be moved off a rotated-out

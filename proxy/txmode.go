@@ -118,6 +118,7 @@ func (s *session) serveTransactions(ctx context.Context, p *pool, params *startu
 	s.setState(stateConnecting)
 	p.clients.Add(1)
 	defer p.clients.Add(-1)
+	s.txMode = true
 	c := newTxClient(ctx, s, p, params.settings)
 	greetParams, err := c.greetParams()
 	if err != nil {
@@ -125,12 +126,34 @@ func (s *session) serveTransactions(ctx context.Context, p *pool, params *startu
 	}
 	s.key = s.srv.cancels.register(s)
 	defer s.srv.cancels.unregister(s.key)
+	if s.srv.isDraining() { // Shutdown began before it could kick us
+		return shutdownError()
+	}
 	if err := s.greetWith(greetParams); err != nil {
 		return &disconnect{err}
 	}
 	s.setState(stateActive)
-	cerr := s.clientRd.pump(c, txFromClient, c)
-	return c.finish(cerr)
+	defer s.stopRetry()
+	for {
+		cerr := s.clientRd.pump(c, txFromClient, c)
+		if !(isDeadline(cerr) && s.kicked.Load() && s.srv.isDraining()) {
+			return c.finish(cerr)
+		}
+		// Shutdown: leave now if no transaction is open, else after it.
+		s.kicked.Store(false)
+		if !c.leaseHeld() {
+			return c.finish(shutdownError())
+		}
+		_ = s.conn.SetReadDeadline(time.Time{})
+		s.scheduleRetry(shutdownRetry)
+	}
+}
+
+// leaseHeld reports whether the client is inside a transaction.
+func (c *txClient) leaseHeld() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lease != nil
 }
 
 // greetParams are the parameters to greet the client with: the server's
@@ -302,6 +325,9 @@ func (c *txClient) serverLoop(l *lease, done chan<- error, wrote chan<- struct{}
 	c.mu.Unlock()
 	if err == nil && ended {
 		c.p.releaseTx(l, sc.resetRole)
+		if c.s.srv.isDraining() {
+			c.s.kick() // the transaction is over: time to leave
+		}
 	}
 	if err != nil && !isDeadline(err) {
 		// The server or the client failed: stop the client direction too.

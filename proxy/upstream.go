@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 
@@ -41,6 +40,7 @@ func connString(up configs.Upstream, dbname string) string {
 		{"port", strconv.Itoa(up.Port)},
 		{"dbname", dbname},
 		{"sslmode", up.SSLMode},
+		{"target_session_attrs", up.TargetSessionAttrs},
 		{"connect_timeout", strconv.Itoa(max(1, int(up.ConnectTimeout.Seconds())))},
 		{"sslrootcert", up.SSLRootCert},
 		{"sslcert", up.SSLCert},
@@ -105,15 +105,6 @@ func (u *Upstream) Validate(ctx context.Context, cred rotation.Credential) error
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	return rotation.CheckSession(ctx, conn, cred, u.owner)
-}
-
-// CancelAddr is where cancel requests for this database's servers go.
-func (u *Upstream) CancelAddr(cred rotation.Credential) (network, addr string) {
-	c := u.Config(cred)
-	if strings.HasPrefix(c.Host, "/") {
-		return "unix", fmt.Sprintf("%s/.s.PGSQL.%d", c.Host, c.Port)
-	}
-	return "tcp", net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
 }
 
 // upstreamError is a failure to reach or log in to PostgreSQL. Its text is

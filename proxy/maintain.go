@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// Pool upkeep: connections idle past server_idle_timeout are closed (down to
+// min_pool_size), connections older than server_lifetime are replaced, a
+// connection idle for long is checked before a client can get a dead one,
+// and the pool is topped up to min_pool_size.
+
+// maintainEvery is how often pools are looked after: every 5 s, or more
+// often when a timeout is short enough to need it.
+func (s *Server) maintainEvery() time.Duration {
+	every := 5 * time.Second
+	for _, p := range s.pools {
+		every = min(every, p.db.ServerIdleTimeout.Duration/4, p.db.ServerLifetime.Duration/4)
+	}
+	return max(every, 100*time.Millisecond)
+}
+
+// healthCheckAfter is how long a connection may sit idle before upkeep
+// checks that the server still answers.
+const healthCheckAfter = 30 * time.Second
+
+// lifetimeJitter spreads server_lifetime so connections opened together are
+// not all replaced at the same moment.
+const lifetimeJitter = 0.2
+
+// Maintain looks after every pool until ctx is done.
+func (s *Server) Maintain(ctx context.Context) {
+	tick := time.NewTicker(s.maintainEvery())
+	defer tick.Stop()
+	for {
+		for _, p := range s.pools {
+			p.maintain(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// maintain runs one round of upkeep on p.
+func (p *pool) maintain(ctx context.Context) {
+	idle := p.res.AcquireAllIdle()
+	total := int(p.res.Stat().TotalResources())
+	for _, l := range idle {
+		sc := l.Value()
+		switch {
+		case p.stale(sc):
+			l.Destroy()
+			total--
+		case time.Since(sc.createdAt) > sc.lifetime:
+			p.log.Debug("closing a server connection past server_lifetime", "pid", sc.pid)
+			l.Destroy()
+			total--
+		case l.IdleDuration() > p.db.ServerIdleTimeout.Duration && total > p.db.MinPoolSize:
+			l.Destroy()
+			total--
+		case l.IdleDuration() > healthCheckAfter && !p.healthy(ctx, sc):
+			p.log.Warn("closing a server connection that failed its health check", "pid", sc.pid)
+			l.Destroy()
+			total--
+		default:
+			l.ReleaseUnused()
+		}
+	}
+	for ; total < p.db.MinPoolSize && ctx.Err() == nil; total++ {
+		if err := p.res.CreateResource(ctx); err != nil {
+			p.log.Debug("topping up to min_pool_size failed", "err", err)
+			return
+		}
+	}
+}
+
+// healthy sends an empty query: the cheapest round trip PostgreSQL answers.
+func (p *pool) healthy(ctx context.Context, sc *serverConn) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return sc.exec(ctx, "") == nil && sc.txStatus == 'I'
+}
+
+// jitteredLifetime is server_lifetime less up to lifetimeJitter of it.
+func jitteredLifetime(base time.Duration) time.Duration {
+	return base - time.Duration(rand.Float64()*lifetimeJitter*float64(base))
+}
