@@ -9,6 +9,10 @@ type Config struct {
 	// AdminListen is the address of the admin HTTP server (/metrics,
 	// /healthz, /readyz, /status); "" means disabled, written "off" in YAML.
 	AdminListen string `yaml:"admin_listen"`
+	// UnixSocketDir, when set, is a directory where pgrotate also listens on
+	// a Unix socket named as PostgreSQL's, .s.PGSQL.<listen port>, so that
+	// `psql -h <dir> -p <port>` works for sidecars and local tools.
+	UnixSocketDir string `yaml:"unix_socket_dir"`
 	// Log selects the log format and level.
 	Log Log `yaml:"log"`
 	// Limits bounds client connections and timeouts of the whole process.
@@ -23,6 +27,9 @@ type Config struct {
 	Databases map[string]*Database `yaml:"databases"`
 	// Clients are the users allowed to log in to pgrotate.
 	Clients []Client `yaml:"clients"`
+	// Rotation configures the built-in role lifecycle (setup, rotate,
+	// check and scheduled rotation inside serve).
+	Rotation Rotation `yaml:"rotation"`
 
 	meta *meta // where each key was written; set only while Parse runs
 }
@@ -43,10 +50,12 @@ type Limits struct {
 	AuthTimeout Duration `yaml:"auth_timeout"`
 	// ShutdownTimeout bounds the drain on SIGTERM before connections are cut.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// AuthFailureDelay is waited before a failed login is answered, as
+	// PostgreSQL's auth_delay does, to slow down password guessing.
+	AuthFailureDelay Duration `yaml:"auth_failure_delay"`
 }
 
-// TLS configures TLS towards clients. It is accepted and validated now and
-// implemented by the proxy later.
+// TLS configures TLS towards clients.
 type TLS struct {
 	// CertFile is the PEM certificate chain; required unless Mode is "disable".
 	CertFile string `yaml:"cert_file"`
@@ -67,8 +76,14 @@ type Auth struct {
 // field names follow libpq's connection parameters.
 type Upstream struct {
 	// Host is a host name, an IP address or, when it starts with "/", a
-	// unix socket directory.
+	// unix socket directory — or several, comma-separated, as in libpq's
+	// multi-host URLs: each new server connection tries them in order and
+	// takes the first that matches TargetSessionAttrs, resolving names anew
+	// each time, so a failover (RDS, Patroni) needs no restart.
 	Host string `yaml:"host"`
+	// TargetSessionAttrs is libpq's target_session_attrs; the default,
+	// "read-write", skips a host that has become a standby.
+	TargetSessionAttrs string `yaml:"target_session_attrs"`
 	// Port is the server's port (also the socket file suffix).
 	Port int `yaml:"port"`
 	// SSLMode is one of libpq's sslmode values; the default is "prefer".
@@ -154,3 +169,28 @@ const (
 	// PoolTransaction lends a server connection for one transaction.
 	PoolTransaction PoolMode = "transaction"
 )
+
+// Rotation configures pgrotate's own role lifecycle: `pgrotate setup`,
+// `pgrotate rotate`, `pgrotate check`, and scheduled rotation in serve.
+type Rotation struct {
+	// AdminURL is a libpq URL of a role allowed to create and drop the
+	// executing roles (a superuser, or CREATEROLE with ADMIN on the owner
+	// role on PostgreSQL 16+). It holds a password: never log it. Usually
+	// written "${PGROTATE_ADMIN_URL}"; the -admin-url flag overrides it.
+	AdminURL string `yaml:"admin_url"`
+	// Interval is how often serve rotates each database; 0 (the default)
+	// means never.
+	Interval Duration `yaml:"interval"`
+	// KeepPrevious is how many previous executing roles are kept (still
+	// able to log in) instead of dropped; default 0.
+	KeepPrevious int `yaml:"keep_previous"`
+	// DrainWait bounds how long rotate waits for the sessions of an old
+	// executing role to end before giving up; default 10m.
+	DrainWait Duration `yaml:"drain_wait"`
+	// RolePrefix names the executing roles <prefix>_<NNNN>; "" means the
+	// owner role without its "_owner" suffix plus "_user".
+	RolePrefix string `yaml:"role_prefix"`
+	// ValidUntil, when positive, gives each new executing role a VALID
+	// UNTIL that far in the future; 0 (the default) means no expiry.
+	ValidUntil Duration `yaml:"valid_until"`
+}

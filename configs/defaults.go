@@ -6,21 +6,24 @@ import "time"
 // file is decoded, so a key left out keeps its default and a key written
 // with a bad value is reported instead of silently defaulted.
 const (
-	defaultListen            = "127.0.0.1:6432"
-	defaultAdminListen       = "127.0.0.1:9187"
-	defaultMaxClientConn     = 1000
-	defaultAuthTimeout       = 10 * time.Second
-	defaultShutdownTimeout   = 30 * time.Second
-	defaultUpstreamHost      = "127.0.0.1"
-	defaultUpstreamPort      = 5432
-	defaultSSLMode           = "prefer"
-	defaultConnectTimeout    = 5 * time.Second
-	defaultPoolSize          = 20
-	defaultQueryWaitTimeout  = 120 * time.Second
-	defaultServerIdleTimeout = 10 * time.Minute
-	defaultServerLifetime    = time.Hour
-	defaultDrainTimeout      = 5 * time.Minute
-	defaultPollInterval      = 10 * time.Second
+	defaultListen             = "127.0.0.1:6432"
+	defaultAdminListen        = "127.0.0.1:9187"
+	defaultMaxClientConn      = 1000
+	defaultAuthTimeout        = 10 * time.Second
+	defaultShutdownTimeout    = 30 * time.Second
+	defaultAuthFailureDelay   = 200 * time.Millisecond
+	defaultUpstreamHost       = "127.0.0.1"
+	defaultUpstreamPort       = 5432
+	defaultTargetSessionAttrs = "read-write"
+	defaultSSLMode            = "prefer"
+	defaultConnectTimeout     = 5 * time.Second
+	defaultPoolSize           = 20
+	defaultQueryWaitTimeout   = 120 * time.Second
+	defaultServerIdleTimeout  = 10 * time.Minute
+	defaultServerLifetime     = time.Hour
+	defaultDrainTimeout       = 5 * time.Minute
+	defaultPollInterval       = 10 * time.Second
+	defaultDrainWait          = 10 * time.Minute
 )
 
 // adminOff is how admin_listen is switched off in YAML.
@@ -33,17 +36,20 @@ func defaultConfig() *Config {
 		AdminListen: defaultAdminListen,
 		Log:         Log{Format: "text", Level: "info"},
 		Limits: Limits{
-			MaxClientConn:   defaultMaxClientConn,
-			AuthTimeout:     Duration{defaultAuthTimeout},
-			ShutdownTimeout: Duration{defaultShutdownTimeout},
+			MaxClientConn:    defaultMaxClientConn,
+			AuthTimeout:      Duration{defaultAuthTimeout},
+			ShutdownTimeout:  Duration{defaultShutdownTimeout},
+			AuthFailureDelay: Duration{defaultAuthFailureDelay},
 		},
 		TLS: TLS{Mode: "disable"},
 		Upstream: Upstream{
-			Host:           defaultUpstreamHost,
-			Port:           defaultUpstreamPort,
-			SSLMode:        defaultSSLMode,
-			ConnectTimeout: Duration{defaultConnectTimeout},
+			Host:               defaultUpstreamHost,
+			Port:               defaultUpstreamPort,
+			SSLMode:            defaultSSLMode,
+			TargetSessionAttrs: defaultTargetSessionAttrs,
+			ConnectTimeout:     Duration{defaultConnectTimeout},
 		},
+		Rotation: Rotation{DrainWait: Duration{defaultDrainWait}},
 	}
 }
 

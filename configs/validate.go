@@ -10,12 +10,13 @@ import (
 
 // Allowed values of the enumerated settings.
 var (
-	logFormats        = []string{"text", "json"}
-	logLevels         = []string{"debug", "info", "warn", "error"}
-	tlsModes          = []string{"disable", "prefer", "require"}
-	sslModes          = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
-	poolModes         = []string{string(PoolSession), string(PoolTransaction)}
-	credentialFormats = []string{"auto", "dir", "json", "url"}
+	logFormats         = []string{"text", "json"}
+	logLevels          = []string{"debug", "info", "warn", "error"}
+	tlsModes           = []string{"disable", "prefer", "require"}
+	sslModes           = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+	poolModes          = []string{string(PoolSession), string(PoolTransaction)}
+	credentialFormats  = []string{"auto", "dir", "json", "url"}
+	targetSessionAttrs = []string{"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}
 )
 
 // maxPoolSize bounds pool_size: far above what one PostgreSQL server
@@ -26,6 +27,9 @@ const maxPoolSize = 10000
 func (c *Config) validate() {
 	m := c.meta
 	c.checkAddress("listen", c.Listen, `such as "127.0.0.1:6432" or ":6432"`)
+	if d := c.UnixSocketDir; d != "" && !strings.HasPrefix(d, "/") {
+		m.invalid("unix_socket_dir", "must be an absolute directory path, got %q", d)
+	}
 	if c.AdminListen != "" {
 		c.checkAddress("admin_listen", c.AdminListen, `such as "127.0.0.1:9187", or "off" to disable the admin server`)
 	}
@@ -36,10 +40,37 @@ func (c *Config) validate() {
 	}
 	c.positive("limits.auth_timeout", c.Limits.AuthTimeout)
 	c.positive("limits.shutdown_timeout", c.Limits.ShutdownTimeout)
+	c.positive("limits.auth_failure_delay", c.Limits.AuthFailureDelay)
 	c.validateTLS()
 	c.validateUpstream()
 	c.validateDatabases()
 	c.validateClients()
+	c.validateRotation()
+}
+
+// validateRotation checks the role lifecycle settings. The admin URL is
+// never shown: it holds a password.
+func (c *Config) validateRotation() {
+	r := c.Rotation
+	if r.Interval.Duration < 0 {
+		c.meta.invalid("rotation.interval", "must be 0 (off) or a positive duration such as \"24h\"")
+	}
+	if r.Interval.Duration > 0 && r.AdminURL == "" {
+		c.meta.invalid("rotation.admin_url", "required when rotation.interval is set: a connection URL of a role that may create and drop the executing roles")
+	}
+	if r.AdminURL != "" && !strings.HasPrefix(r.AdminURL, "postgres://") && !strings.HasPrefix(r.AdminURL, "postgresql://") {
+		c.meta.invalid("rotation.admin_url", "must be a postgres:// or postgresql:// URL (value not shown)")
+	}
+	if r.KeepPrevious < 0 {
+		c.meta.invalid("rotation.keep_previous", "must be 0 or more, got %d", r.KeepPrevious)
+	}
+	c.positive("rotation.drain_wait", r.DrainWait)
+	if r.ValidUntil.Duration < 0 {
+		c.meta.invalid("rotation.valid_until", "must be 0 (no expiry) or a positive duration")
+	}
+	if r.ValidUntil.Duration > 0 && r.Interval.Duration > 0 && r.ValidUntil.Duration <= r.Interval.Duration {
+		c.meta.invalid("rotation.valid_until", "must be longer than rotation.interval, or the current role expires before the next rotation")
+	}
 }
 
 // validateTLS checks the client-side TLS settings.
@@ -59,6 +90,7 @@ func (c *Config) validateUpstream() {
 		c.meta.invalid("upstream.port", "must be from 1 to 65535, got %d", u.Port)
 	}
 	c.oneOf("upstream.sslmode", u.SSLMode, sslModes)
+	c.oneOf("upstream.target_session_attrs", u.TargetSessionAttrs, targetSessionAttrs)
 	if (u.SSLCert == "") != (u.SSLKey == "") {
 		c.meta.invalid("upstream", "sslcert and sslkey must be given together")
 	}

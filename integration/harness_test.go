@@ -83,6 +83,7 @@ type proxyEnv struct {
 	credDir  string
 	logs     *syncBuffer
 	credKind string // "dir", "json" or "url"
+	adminURL string // http://127.0.0.1:port of /metrics, /status …
 	daemon   *daemon.Daemon
 	cancel   context.CancelFunc
 	done     chan error
@@ -100,6 +101,8 @@ type setup struct {
 	credKind      string // "dir" (default: a Kubernetes Secret volume), "json" or "url"
 	drainTimeout  string // default 5m
 	queryWait     string // query_wait_timeout, default 10s
+	extraDB       string // more keys of the database, YAML flow style: "min_pool_size: 2, server_lifetime: 1s"
+	clientFile    string // the app's verifiers come from this password_file instead
 }
 
 // startProxy writes a config file and a Kubernetes-style credential
@@ -151,9 +154,10 @@ databases:
     query_wait_timeout: %s
     drain_timeout: %s
     credentials: {path: %s, poll_interval: 1s}
+    %s
 clients:
-  - {user: %s, password_verifier: "%s"}
-`, s.maxClientConn, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), appUser, verifier)
+  - {user: %s, %s}
+`, s.maxClientConn, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), flowKeys(s.extraDB), appUser, clientSecret(s.clientFile, verifier))
 	path := filepath.Join(dir, "pgrotate.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -171,10 +175,14 @@ clients:
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.addr, env.daemon = ln.Addr().String(), d
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.addr, env.daemon, env.adminURL = ln.Addr().String(), d, "http://"+adminLn.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	env.cancel, env.done = cancel, make(chan error, 1)
-	go func() { env.done <- d.Run(ctx, ln) }()
+	go func() { env.done <- d.RunAll(ctx, daemon.Listeners{Clients: ln, Admin: adminLn}) }()
 	t.Cleanup(env.stop)
 	if s.invalid {
 		return env
@@ -292,9 +300,12 @@ func must(t *testing.T, err error) {
 // up in pgrotate's log.
 func assertNoSecrets(t *testing.T, log string) {
 	t.Helper()
-	for _, secret := range []string{execPass1, appPass, strangerPw, "SCRAM-SHA-256$"} {
-		if strings.Contains(log, secret) {
-			t.Errorf("pgrotate's log contains a secret (%.6s…)", secret)
+	for _, secret := range []string{execPass1, appPass, strangerPw, "SCRAM-SHA-256$4096:"} {
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, secret) {
+				t.Errorf("pgrotate's log contains a secret (%.6s…) in: %.400s…", secret, strings.ReplaceAll(line, secret, "<secret>"))
+				break
+			}
 		}
 	}
 }
@@ -341,4 +352,20 @@ func containsAll(s string, parts []string) bool {
 		}
 	}
 	return true
+}
+
+// flowKeys turns "a: 1, b: 2" into YAML block lines at the database's indent.
+func flowKeys(keys string) string {
+	if keys == "" {
+		return ""
+	}
+	return strings.ReplaceAll(keys, ", ", "\n    ")
+}
+
+// clientSecret is the YAML of the app's verifier: inline, or a password_file.
+func clientSecret(file, verifier string) string {
+	if file != "" {
+		return "password_file: " + file
+	}
+	return fmt.Sprintf("password_verifier: %q", verifier)
 }

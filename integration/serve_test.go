@@ -66,13 +66,14 @@ func TestServeBinary(t *testing.T) {
 			writeSecretVolume(t, filepath.Join(dir, "secret"), execRole1, execPass1)
 			listen, admin := unusedPort(t), unusedPort(t)
 			cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+unix_socket_dir: %s
 admin_listen: 127.0.0.1:%d
 upstream: {host: 127.0.0.1, port: %d, sslmode: disable}
 databases:
   %s: {owner_role: %s, credentials: {path: %s}}
 clients:
   - {user: %s, password_verifier: "%s"}
-`, listen, admin, cluster.Port, dbName, ownerRole, filepath.Join(dir, "secret"), appUser, strings.TrimSpace(string(verifier)))
+`, listen, dir, admin, cluster.Port, dbName, ownerRole, filepath.Join(dir, "secret"), appUser, strings.TrimSpace(string(verifier)))
 			must(t, os.WriteFile(filepath.Join(dir, "pgrotate.yaml"), []byte(cfg), 0o600))
 
 			var logs syncBuffer
@@ -88,6 +89,14 @@ clients:
 			out, err := psql.CombinedOutput()
 			if err != nil || strings.TrimSpace(string(out)) != ownerRole+" "+execRole1 {
 				t.Fatalf("psql through pgrotate serve: %q, %v\nlog:\n%s", out, err, logs.String())
+			}
+
+			// The same through the Unix socket, as a sidecar's tools connect.
+			psql = exec.Command(lookPath(t, "psql"), "-X", "-A", "-t", "-h", dir, "-p", fmt.Sprint(listen),
+				"-U", appUser, "-d", dbName, "-c", "SELECT current_user")
+			psql.Env = append(os.Environ(), "PGPASSWORD="+appPass)
+			if out, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != ownerRole {
+				t.Fatalf("psql over the Unix socket: %q, %v", out, err)
 			}
 
 			var st daemon.Status

@@ -1,8 +1,12 @@
 package integration
 
 import (
+	"context"
 	"net"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // unusedPort returns a TCP port nothing listens on.
@@ -15,4 +19,17 @@ func unusedPort(t *testing.T) int {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	return port
+}
+
+// connectAs logs in to pgrotate as user with password.
+func connectAs(env *proxyEnv, user, password string) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return pgx.Connect(ctx, env.url(user, password, dbName))
+}
+
+func closeIf(c *pgx.Conn) {
+	if c != nil {
+		c.Close(context.Background())
+	}
 }

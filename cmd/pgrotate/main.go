@@ -37,6 +37,9 @@ func commands() []command {
 		{"demo", "throwaway PostgreSQL + pgrotate + load + live rotations, in one command", runDemo},
 		{"serve", "run the proxy: pgrotate serve -config pgrotate.yaml", runServe},
 		{"passwd", "read a password on stdin, print a SCRAM-SHA-256 verifier for the config", runPasswd},
+		{"setup", "create the owner role and the first executing role: pgrotate setup -config … -admin-url …", runSetup},
+		{"rotate", "replace the executing role and drop the old one: pgrotate rotate -config … -admin-url …", runRotate},
+		{"check", "report ownership drift and executing roles: pgrotate check -config … [-json]", runCheck},
 	}
 }
 

@@ -20,6 +20,7 @@ func runPasswd(_ context.Context, args []string, io stdio) int {
 	fs.SetOutput(io.err)
 	iterations := fs.Int("iterations", 4096, "SCRAM iteration count (PostgreSQL's default is 4096)")
 	md5User := fs.String("md5-user", "", "print an md5 secret for this user instead (legacy clients only)")
+	overlap := fs.String("overlap", "", "an existing SCRAM verifier of the same client: the new one gets its salt\nand iterations, so both passwords work while the app's password rotates")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -31,7 +32,7 @@ func runPasswd(_ context.Context, args []string, io stdio) int {
 		fmt.Fprintln(io.out, auth.MD5Secret(*md5User, pw))
 		return exitOK
 	}
-	v, err := auth.NewSCRAMVerifier(pw, *iterations)
+	v, err := newVerifier(pw, *iterations, *overlap)
 	if err != nil {
 		return fail(io.err, fmt.Errorf("making verifier: %w", err))
 	}
@@ -50,4 +51,18 @@ func readPassword(r io.Reader) (string, error) {
 		return "", fmt.Errorf("%w: no password on stdin (try: echo -n 'secret' | pgrotate passwd)", errUsage)
 	}
 	return pw, nil
+}
+
+// newVerifier makes a verifier for pw, sharing salt and iterations with the
+// verifier overlap when given: SCRAM sends one salt per login, so verifiers
+// valid at the same time must share it (see package auth).
+func newVerifier(pw string, iterations int, overlap string) (string, error) {
+	if overlap == "" {
+		return auth.NewSCRAMVerifier(pw, iterations)
+	}
+	old, err := auth.ParseSecret(overlap)
+	if err != nil || old.Method() != auth.MethodSCRAM {
+		return "", fmt.Errorf("%w: -overlap needs a SCRAM-SHA-256 verifier", errUsage)
+	}
+	return auth.NewSCRAMVerifierWithSalt(pw, old.Salt(), old.Iterations())
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/pgrotate/pgrotate/configs"
 	"github.com/pgrotate/pgrotate/internal/daemon"
@@ -36,11 +37,11 @@ func runServe(ctx context.Context, args []string, io stdio) int {
 		return fail(io.err, err)
 	}
 	log.Info("pgrotate listening", "addr", ls.Clients.Addr().String(), "admin", cfg.AdminListen)
-	return serveUntilSignal(ctx, d, ls, log)
+	return serveUntilSignal(ctx, d, ls, cfg.Limits.ShutdownTimeout.Duration, log)
 }
 
 // serveUntilSignal runs d and maps the signal that ends it to an exit code.
-func serveUntilSignal(ctx context.Context, d *daemon.Daemon, ls daemon.Listeners, log *slog.Logger) int {
+func serveUntilSignal(ctx context.Context, d *daemon.Daemon, ls daemon.Listeners, shutdownTimeout time.Duration, log *slog.Logger) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -61,15 +62,35 @@ func serveUntilSignal(ctx context.Context, d *daemon.Daemon, ls daemon.Listeners
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				log.Info("SIGHUP: re-reading credential sources")
+				log.Info("SIGHUP: re-reading the config's clients, every credential source and the TLS certificate")
 				d.Reload()
 				continue
-			case syscall.SIGINT:
-				code = exitInterrupt
 			}
-			log.Info("shutting down", "signal", sig.String())
+			code = shutdown(d, sig, shutdownTimeout, log)
 			cancel()
 		}
+	}
+}
+
+// shutdown stops d for sig. SIGTERM lets clients finish their transactions
+// for up to shutdownTimeout and exits 0, or 143 when it had to cut them off;
+// SIGINT (Ctrl-C) disconnects everyone at once and exits 130, as
+// PostgreSQL's fast shutdown does.
+func shutdown(d *daemon.Daemon, sig os.Signal, shutdownTimeout time.Duration, log *slog.Logger) int {
+	if sig == syscall.SIGINT {
+		shutdownTimeout = 0
+	}
+	log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	forced := d.Shutdown(ctx)
+	switch {
+	case sig == syscall.SIGINT:
+		return exitInterrupt
+	case forced:
+		return exitForced
+	default:
+		return exitOK
 	}
 }
 

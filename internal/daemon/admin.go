@@ -16,12 +16,18 @@ import (
 //	/readyz   200 once every database has a validated credential, else 503
 //	/status   JSON: per database the current role and generation, and per
 //	          generation its server connections and whether it has drained
+//	/metrics  Prometheus metrics
 func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", d.metricsHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if d.draining.Load() {
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		if !d.Status().Ready {
 			http.Error(w, "not ready: a database has no validated credential yet", http.StatusServiceUnavailable)
 			return
