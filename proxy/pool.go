@@ -193,6 +193,23 @@ func (p *pool) replace(ctx context.Context, old *lease) (*lease, error) {
 	return nl, nil
 }
 
+// tryAcquire returns an idle connection of the current generation if one is
+// free right now, else nil (when the pool may grow, puddle starts a new
+// connection in the background for the acquire that follows).
+func (p *pool) tryAcquire() *lease {
+	for {
+		l, err := p.res.TryAcquire(context.Background())
+		if err != nil {
+			return nil
+		}
+		if !p.stale(l.Value()) {
+			l.Value().state.Store(int32(connLeased))
+			return l
+		}
+		l.Destroy()
+	}
+}
+
 // stale reports whether sc logged in with a generation older than the current.
 func (p *pool) stale(sc *serverConn) bool {
 	return sc.gen.N < p.currentGen()

@@ -56,10 +56,14 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 
 // acquire waits for a server connection, up to query_wait_timeout.
 func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
+	start := time.Now()
+	if l := p.tryAcquire(); l != nil { // the common case: an idle connection, no timer
+		p.m.poolWait.Observe(time.Since(start).Seconds())
+		return l, nil
+	}
 	wait := p.db.QueryWaitTimeout.Duration
 	actx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	start := time.Now()
 	l, err := p.acquire(actx)
 	p.m.poolWait.Observe(time.Since(start).Seconds())
 	switch {
