@@ -141,7 +141,7 @@ func (s *Server) startSession(ctx context.Context, c net.Conn) {
 		srv:       s,
 		conn:      c,
 		be:        pgproto3.NewBackend(c, c),
-		clientRd:  newFrameReader(c, defaultBufSize),
+		clientRd:  newFrameReader(c, clientBufSize),
 		log:       s.log.With("client", c.RemoteAddr().String()),
 		overLimit: n > int64(s.cfg.Limits.MaxClientConn),
 	}
