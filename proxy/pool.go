@@ -83,7 +83,11 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		}
 	}
 	if err != nil {
-		p.log.Error("server connection failed", "role", gen.Cred.Username, "generation", gen.N, "err", err)
+		level := slog.LevelError
+		if ctx.Err() != nil { // the client that wanted it gave up or left
+			level = slog.LevelDebug
+		}
+		p.log.Log(ctx, level, "server connection failed", "role", gen.Cred.Username, "generation", gen.N, "err", err)
 		return nil, err
 	}
 	sc.lifetime = jitteredLifetime(p.db.ServerLifetime.Duration)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgrotate/pgrotate/auth"
 )
 
 // Bookstore describes the owner/executing-role layout of DESIGN.md §1.
@@ -127,9 +129,11 @@ func (c *Cluster) withRole(ctx context.Context, role, attrs, password string, ex
 	if role == "" {
 		return errors.New("empty role name")
 	}
-	verifier, err := scramVerifier(password)
+	// Only the verifier reaches the server, never the password: it stays out
+	// of the server's statement log.
+	verifier, err := auth.NewSCRAMVerifier(password, auth.DefaultSCRAMIterations)
 	if err != nil {
-		return err
+		return fmt.Errorf("making the SCRAM verifier: %w", err)
 	}
 	c.ddlMu.Lock()
 	defer c.ddlMu.Unlock()
