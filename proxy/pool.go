@@ -180,7 +180,9 @@ func (p *pool) acquire(ctx context.Context) (*lease, error) {
 // old is closed first, so that a pool full of old connections still makes
 // room.
 func (p *pool) replace(ctx context.Context, old *lease) (*lease, error) {
-	nl, err := p.res.TryAcquire(ctx)
+	// Background: puddle builds a missing connection with this context after
+	// TryAcquire returns; a context ending with the move would waste that login.
+	nl, err := p.res.TryAcquire(context.Background())
 	if err == nil && !p.stale(nl.Value()) {
 		nl.Value().state.Store(int32(connLeased))
 		old.Destroy()
