@@ -103,6 +103,7 @@ type setup struct {
 	queryWait     string // query_wait_timeout, default 10s
 	extraDB       string // more keys of the database, YAML flow style: "min_pool_size: 2, server_lifetime: 1s"
 	clientFile    string // the app's verifiers come from this password_file instead
+	upstreamHost  string // upstream.host; default 127.0.0.1
 }
 
 // startProxy writes a config file and a Kubernetes-style credential
@@ -123,6 +124,9 @@ func startProxy(t *testing.T, s setup) *proxyEnv {
 	}
 	if s.upstreamPort == 0 {
 		s.upstreamPort = cluster.Port
+	}
+	if s.upstreamHost == "" {
+		s.upstreamHost = "127.0.0.1"
 	}
 	if s.credKind == "" {
 		s.credKind = "dir"
@@ -145,7 +149,7 @@ listen: 127.0.0.1:0
 admin_listen: "off"
 log: {level: debug}
 limits: {max_client_conn: %d, auth_timeout: 5s}
-upstream: {host: 127.0.0.1, port: %d, sslmode: disable, connect_timeout: 3s}
+upstream: {host: "%s", port: %d, sslmode: disable, connect_timeout: 3s}
 databases:
   %s:
     owner_role: %s
@@ -157,7 +161,7 @@ databases:
     %s
 clients:
   - {user: %s, %s}
-`, s.maxClientConn, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), flowKeys(s.extraDB), appUser, clientSecret(s.clientFile, verifier))
+`, s.maxClientConn, s.upstreamHost, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), flowKeys(s.extraDB), appUser, clientSecret(s.clientFile, verifier))
 	path := filepath.Join(dir, "pgrotate.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)

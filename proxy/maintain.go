@@ -78,11 +78,19 @@ func (p *pool) maintain(ctx context.Context) {
 	}
 }
 
-// healthy sends an empty query: the cheapest round trip PostgreSQL answers.
+// healthy checks that the server answers — and, when the pool wants a
+// primary (target_session_attrs read-write or primary), that it still is one:
+// after a failover a demoted primary's connections are retired.
 func (p *pool) healthy(ctx context.Context, sc *serverConn) bool {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return sc.exec(ctx, "") == nil && sc.txStatus == 'I'
+	switch p.up.cfg.TargetSessionAttrs {
+	case "read-write", "primary":
+		rows, err := sc.query(ctx, "SELECT pg_catalog.pg_is_in_recovery()")
+		return err == nil && sc.txStatus == 'I' && len(rows) == 1 && rows[0][0] == "f"
+	default:
+		return sc.exec(ctx, "") == nil && sc.txStatus == 'I'
+	}
 }
 
 // jitteredLifetime is server_lifetime less up to lifetimeJitter of it.

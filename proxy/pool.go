@@ -167,7 +167,7 @@ func (p *pool) acquire(ctx context.Context) (*lease, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !p.stale(l.Value()) {
+		if p.usable(l) {
 			l.Value().state.Store(int32(connLeased))
 			return l, nil
 		}
@@ -204,16 +204,36 @@ func (p *pool) replace(ctx context.Context, old *lease) (*lease, error) {
 // connection in the background for the acquire that follows).
 func (p *pool) tryAcquire() *lease {
 	for {
+		if p.res.Stat().IdleResources() == 0 {
+			return nil // do not make puddle start a connection nobody waits for
+		}
 		l, err := p.res.TryAcquire(context.Background())
 		if err != nil {
 			return nil
 		}
-		if !p.stale(l.Value()) {
+		if p.usable(l) {
 			l.Value().state.Store(int32(connLeased))
 			return l
 		}
 		l.Destroy()
 	}
+}
+
+// usable reports whether a connection just taken from the pool may be
+// handed out: of the current generation, and — in session mode, where a
+// login pays one system call for it — not closed by the server while idle
+// (after a failover the first client would otherwise get the old server's
+// FATAL). Transaction mode relies on the idle health check instead.
+func (p *pool) usable(l *lease) bool {
+	sc := l.Value()
+	if p.stale(sc) {
+		return false
+	}
+	if p.db.PoolMode == configs.PoolSession && l.IdleDuration() > 0 && closedByServer(sc.conn) {
+		p.log.Info("discarding a server connection the server closed while idle", "pid", sc.pid)
+		return false
+	}
+	return true
 }
 
 // stale reports whether sc logged in with a generation older than the current.

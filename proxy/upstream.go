@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
@@ -35,9 +36,10 @@ func NewUpstream(up configs.Upstream, db *configs.Database) (*Upstream, error) {
 // so sslmode and its TLS consequences are handled by pgconn exactly as libpq
 // users expect. The credential is filled in later, never rendered to a string.
 func connString(up configs.Upstream, dbname string) string {
+	hosts, ports := hostList(up.Host, up.Port)
 	kv := [][2]string{
-		{"host", up.Host},
-		{"port", strconv.Itoa(up.Port)},
+		{"host", hosts},
+		{"port", ports},
 		{"dbname", dbname},
 		{"sslmode", up.SSLMode},
 		{"target_session_attrs", up.TargetSessionAttrs},
@@ -54,6 +56,21 @@ func connString(up configs.Upstream, dbname string) string {
 		fmt.Fprintf(&b, "%s='%s' ", p[0], strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(p[1]))
 	}
 	return b.String()
+}
+
+// hostList turns upstream.host — one host, or several comma-separated, each
+// optionally "host:port" — into libpq's parallel host and port lists.
+func hostList(hosts string, port int) (string, string) {
+	var hs, ps []string
+	for _, h := range strings.Split(hosts, ",") {
+		h = strings.TrimSpace(h)
+		p := strconv.Itoa(port)
+		if host, hp, err := net.SplitHostPort(h); err == nil && !strings.HasPrefix(h, "/") {
+			h, p = host, hp
+		}
+		hs, ps = append(hs, h), append(ps, p)
+	}
+	return strings.Join(hs, ","), strings.Join(ps, ",")
 }
 
 // Config returns the connection settings for logging in as cred, acting as the
