@@ -147,6 +147,17 @@ func TestTLSUpstreamVerifyFull(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Code != "08006" {
 			t.Fatalf("connect through pgrotate to an untrusted server: %v; want 08006", err)
 		}
+
+		// The right CA lands in the sslrootcert file (a renewed CA bundle):
+		// pgrotate uses it from the next connection on, no restart.
+		ca, err := os.ReadFile(serverPKI.caFile)
+		must(t, err)
+		writeFileAtomic(t, other.caFile, string(ca))
+		waitFor(t, func() bool {
+			c, err := connectAs(env, appUser, appPass)
+			closeIf(c)
+			return err == nil
+		}, "clients to connect once sslrootcert holds the server's CA")
 	})
 }
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"sync"
+	"time"
 	"strconv"
 	"strings"
 
@@ -19,8 +22,11 @@ import (
 type Upstream struct {
 	cfg   configs.Upstream
 	db    *configs.Database
-	base  *pgconn.Config // parsed once; copied per connection
 	owner string
+
+	mu    sync.Mutex
+	base  *pgconn.Config // copied per connection; re-parsed when the TLS files change
+	files time.Time      // newest modification time of sslrootcert/sslcert/sslkey seen
 }
 
 // NewUpstream validates the upstream settings for db.
@@ -29,7 +35,39 @@ func NewUpstream(up configs.Upstream, db *configs.Database) (*Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing upstream settings: %w", err)
 	}
-	return &Upstream{cfg: up, db: db, base: base, owner: db.OwnerRole}, nil
+	u := &Upstream{cfg: up, db: db, base: base, owner: db.OwnerRole}
+	u.files = u.filesModTime()
+	return u, nil
+}
+
+// current returns the parsed settings, parsing them anew when a TLS file
+// (the upstream CA above all) changed since: a renewed CA or client
+// certificate is used from the next connection on, without a restart. A file
+// that does not parse keeps the settings that worked; the connection
+// attempts then say why in the log.
+func (u *Upstream) current() *pgconn.Config {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if t := u.filesModTime(); t.After(u.files) {
+		if base, err := pgconn.ParseConfig(connString(u.cfg, u.db.DBName)); err == nil {
+			u.base, u.files = base, t
+		}
+	}
+	return u.base
+}
+
+// filesModTime is the newest modification time of the upstream TLS files.
+func (u *Upstream) filesModTime() time.Time {
+	var newest time.Time
+	for _, f := range []string{u.cfg.SSLRootCert, u.cfg.SSLCert, u.cfg.SSLKey} {
+		if f == "" {
+			continue
+		}
+		if st, err := os.Stat(f); err == nil && st.ModTime().After(newest) {
+			newest = st.ModTime()
+		}
+	}
+	return newest
 }
 
 // connString renders the non-secret settings as a libpq keyword/value string,
@@ -77,7 +115,7 @@ func hostList(hosts string, port int) (string, string) {
 // owner role through the startup option (DESIGN.md §2 fact 1): that makes the
 // owner the session's reset value, so RESET ROLE and DISCARD ALL keep it.
 func (u *Upstream) Config(cred rotation.Credential) *pgconn.Config {
-	c := u.base.Copy()
+	c := u.current().Copy()
 	apply := func(host *string, port *uint16) {
 		if cred.Host != "" {
 			*host = cred.Host
