@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync"
-	"time"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
