@@ -54,6 +54,6 @@ func shutdownError() *WireError {
 	return fatal(codeAdminShutdown, shutdownMessage)
 }
 
-// retryShutdownKick re-kicks a session that was busy when Shutdown began,
-// so it is looked at again shortly.
+// shutdownRetry is how soon a session that was busy when Shutdown began is
+// looked at again.
 const shutdownRetry = 100 * time.Millisecond

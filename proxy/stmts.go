@@ -83,8 +83,3 @@ func appendMessage(dst []byte, typ byte, parts ...[]byte) []byte {
 	}
 	return dst
 }
-
-// appendCString appends s and its NUL terminator.
-func appendCString(dst []byte, s string) []byte {
-	return append(append(dst, s...), 0)
-}
