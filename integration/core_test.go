@@ -248,3 +248,14 @@ func TestTooManyClients(t *testing.T) {
 		t.Fatalf("third client: %v; want SQLSTATE 53300", err)
 	}
 }
+
+// A startup setting PostgreSQL refuses fails the login with PostgreSQL's
+// own SQLSTATE and message, as a direct connection would.
+func TestRefusedStartupSetting(t *testing.T) {
+	env := startProxy(t, setup{})
+	_, err := pgx.Connect(ctxT(t), env.appURL()+"&timezone=Nowhere/Bogus")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "TimeZone") {
+		t.Fatalf("connect with timezone=Nowhere/Bogus: %v; want SQLSTATE 22023 about TimeZone", err)
+	}
+}

@@ -25,6 +25,9 @@ type Metrics struct {
 // collector of srv's pools, on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	byDB := []string{"database"}
+	perDB := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, byDB)
+	}
 	m := &Metrics{
 		clients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pgrotate_client_connections",
@@ -39,30 +42,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time a client waited for a server connection.",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, byDB),
-		waitTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgrotate_pool_wait_timeouts_total",
-			Help: "Clients refused because no server connection became free within query_wait_timeout.",
-		}, byDB),
-		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgrotate_transactions_total",
-			Help: "Transactions completed (ReadyForQuery back to idle).",
-		}, byDB),
-		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgrotate_queries_total",
-			Help: "Requests sent by clients: simple queries, extended-protocol Syncs and function calls.",
-		}, byDB),
-		clientMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgrotate_session_moves_total",
-			Help: "Session-mode clients moved to a server connection of a newer credential generation.",
-		}, byDB),
-		drainTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgrotate_drain_timeouts_total",
-			Help: "Clients disconnected with 57P01 because they could not move off a rotated credential within drain_timeout.",
-		}, byDB),
-		guardRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgrotate_role_guard_refusals_total",
-			Help: "Statements refused by the role guard because they would change the role.",
-		}, byDB),
+		waitTimeouts: perDB("pgrotate_pool_wait_timeouts_total",
+			"Clients refused because no server connection became free within query_wait_timeout."),
+		transactions: perDB("pgrotate_transactions_total",
+			"Transactions completed (ReadyForQuery back to idle)."),
+		queries: perDB("pgrotate_queries_total",
+			"Requests sent by clients: simple queries, extended-protocol Syncs and function calls."),
+		clientMoves: perDB("pgrotate_session_moves_total",
+			"Session-mode clients moved to a server connection of a newer credential generation."),
+		drainTimeouts: perDB("pgrotate_drain_timeouts_total",
+			"Clients disconnected with 57P01 because they could not move off a rotated credential within drain_timeout."),
+		guardRefusals: perDB("pgrotate_role_guard_refusals_total",
+			"Statements refused by the role guard because they would change the role."),
 	}
 	reg.MustRegister(m.clients, m.authFailures, m.poolWait, m.waitTimeouts, m.transactions,
 		m.queries, m.clientMoves, m.drainTimeouts, m.guardRefusals)

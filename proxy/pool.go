@@ -162,8 +162,13 @@ type lease = puddle.Resource[*serverConn]
 // acquire returns a server connection of the current generation, waiting in
 // line (puddle's queue is FIFO) while the pool is full.
 func (p *pool) acquire(ctx context.Context) (*lease, error) {
+	return p.take(func() (*lease, error) { return p.res.Acquire(ctx) })
+}
+
+// take gets connections from get until one is usable, closing the others.
+func (p *pool) take(get func() (*lease, error)) (*lease, error) {
 	for {
-		l, err := p.res.Acquire(ctx)
+		l, err := get()
 		if err != nil {
 			return nil, err
 		}
@@ -203,20 +208,13 @@ func (p *pool) replace(ctx context.Context, old *lease) (*lease, error) {
 // free right now, else nil (when the pool may grow, puddle starts a new
 // connection in the background for the acquire that follows).
 func (p *pool) tryAcquire() *lease {
-	for {
+	l, _ := p.take(func() (*lease, error) {
 		if p.res.Stat().IdleResources() == 0 {
-			return nil // do not make puddle start a connection nobody waits for
+			return nil, puddle.ErrNotAvailable // do not make puddle start a connection nobody waits for
 		}
-		l, err := p.res.TryAcquire(context.Background())
-		if err != nil {
-			return nil
-		}
-		if p.usable(l) {
-			l.Value().state.Store(int32(connLeased))
-			return l
-		}
-		l.Destroy()
-	}
+		return p.res.TryAcquire(context.Background())
+	})
+	return l
 }
 
 // usable reports whether a connection just taken from the pool may be

@@ -175,11 +175,7 @@ func (s *session) applySettings(ctx context.Context, sc *serverConn, settings ma
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := sc.exec(ctx, sql); err != nil {
-		var se *serverError
-		if errors.As(err, &se) {
-			return &WireError{Severity: "FATAL", Code: se.Code, Message: se.Message, Cause: err}
-		}
-		return fmt.Errorf("applying startup parameters: %w", err)
+		return refusedSetting(err, "applying startup parameters")
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -195,11 +194,7 @@ func (c *txClient) lease1() (*lease, error) {
 	defer cancel()
 	if err := sc.exec(ctx, "RESET ALL; "+setConfigSQL(c.settings)); err != nil {
 		c.p.releaseTx(l, false)
-		var se *serverError
-		if errors.As(err, &se) {
-			return nil, &WireError{Severity: "FATAL", Code: se.Code, Message: se.Message, Cause: err}
-		}
-		return nil, fmt.Errorf("applying client settings: %w", err)
+		return nil, refusedSetting(err, "applying client settings")
 	}
 	sc.appliedKey = c.settingsKey
 	return l, nil

@@ -78,6 +78,18 @@ func toWire(err error) *WireError {
 	}
 }
 
+// refusedSetting is the client's view of PostgreSQL refusing one of the
+// client's own settings (an unknown TimeZone, say): PostgreSQL's code and
+// message, as a direct connection would have shown them at startup. Other
+// failures keep their error for toWire.
+func refusedSetting(err error, doing string) error {
+	var se *serverError
+	if errors.As(err, &se) {
+		return &WireError{Severity: "FATAL", Code: se.Code, Message: se.Message, Cause: err}
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
 func withCause(w *WireError, cause error) *WireError {
 	w.Cause = cause
 	return w
