@@ -40,6 +40,7 @@ func defaultConfig() *Config {
 			AuthTimeout:      Duration{defaultAuthTimeout},
 			ShutdownTimeout:  Duration{defaultShutdownTimeout},
 			AuthFailureDelay: Duration{defaultAuthFailureDelay},
+			EventLoop:        true,
 		},
 		TLS: TLS{Mode: "disable"},
 		Upstream: Upstream{

@@ -16,9 +16,15 @@ import (
 
 // pgx through pgrotate behaves as against PostgreSQL: extended protocol with
 // its statement cache, COPY in both directions, errors inside transactions,
-// large rows, cancellation, LISTEN/NOTIFY.
+// large rows, cancellation, LISTEN/NOTIFY. Both relay engines.
 func TestPgxThroughProxy(t *testing.T) {
-	env := startProxy(t, setup{})
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) { testPgxThroughProxy(t, setup{goroutineRelay: r.goroutine}) })
+	}
+}
+
+func testPgxThroughProxy(t *testing.T, s setup) {
+	env := startProxy(t, s)
 	c := env.connect(t)
 	ctx := ctxT(t)
 	if _, err := c.Exec(ctx, "CREATE TABLE pgx_items (id int PRIMARY KEY, body text)"); err != nil {
@@ -182,8 +188,14 @@ DROP TABLE psql_t;
 // pgbench through pgrotate: initialization (a migration), then select-only
 // load in the simple, extended and prepared protocols, with zero errors.
 func TestPgbench(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) { testPgbench(t, setup{poolSize: 20, goroutineRelay: r.goroutine}) })
+	}
+}
+
+func testPgbench(t *testing.T, s setup) {
 	pgbench := lookPath(t, "pgbench")
-	env := startProxy(t, setup{poolSize: 20})
+	env := startProxy(t, s)
 	runPgbench(t, pgbench, env, "-i", "-s", "1", "-q")
 	t.Cleanup(func() {
 		_ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history")

@@ -104,7 +104,17 @@ type setup struct {
 	extraDB       string // more keys of the database, YAML flow style: "min_pool_size: 2, server_lifetime: 1s"
 	clientFile    string // the app's verifiers come from this password_file instead
 	upstreamHost  string // upstream.host; default 127.0.0.1
+	// goroutineRelay turns the event loop off (limits.event_loop: false):
+	// plaintext session-mode clients are relayed on goroutines.
+	goroutineRelay bool
 }
+
+// relays are the two relay engines a plaintext session-mode client can be
+// served by; tests of the relay itself run on both.
+var relays = []struct {
+	name      string
+	goroutine bool
+}{{"event loop", false}, {"goroutines", true}}
 
 // startProxy writes a config file and a Kubernetes-style credential
 // directory, loads them as `pgrotate serve` does, and runs pgrotate.
@@ -148,7 +158,7 @@ func startProxy(t *testing.T, s setup) *proxyEnv {
 listen: 127.0.0.1:0
 admin_listen: "off"
 log: {level: debug}
-limits: {max_client_conn: %d, auth_timeout: 5s}
+limits: {max_client_conn: %d, auth_timeout: 5s, event_loop: %t}
 upstream: {host: "%s", port: %d, sslmode: disable, connect_timeout: 3s}
 databases:
   %s:
@@ -161,7 +171,7 @@ databases:
     %s
 clients:
   - {user: %s, %s}
-`, s.maxClientConn, s.upstreamHost, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), flowKeys(s.extraDB), appUser, clientSecret(s.clientFile, verifier))
+`, s.maxClientConn, !s.goroutineRelay, s.upstreamHost, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), flowKeys(s.extraDB), appUser, clientSecret(s.clientFile, verifier))
 	path := filepath.Join(dir, "pgrotate.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)

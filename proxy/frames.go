@@ -195,28 +195,43 @@ func (s *typeSet) withHeaders(types ...byte) *typeSet {
 // many small messages leave in one packet.
 func (r *frameReader) pump(dst io.Writer, interest *typeSet, in inspector) error {
 	for {
+		need, stop, err := r.forward(dst, interest, in)
+		if err != nil || stop {
+			return err
+		}
+		if err := r.fill(need); err != nil {
+			return err
+		}
+	}
+}
+
+// forward passes on what the buffer holds: through every complete message, and
+// through the arrived part of one passed uninspected. It stops when the
+// inspector says so (stop), or when it needs more bytes: need is how many,
+// counted from start, must be buffered before it can go on. The blocking pump
+// and the event loop both drive the relay through it.
+func (r *frameReader) forward(dst io.Writer, interest *typeSet, in inspector) (need int, stop bool, err error) {
+	for {
 		if r.start == r.end {
-			if err := r.fill(1); err != nil {
-				return err
-			}
+			return 1, false, nil
 		}
 		pos, v, err := r.scan(interest, in)
 		if pos > r.start {
 			chunk := r.buf[r.start:pos]
 			r.start = pos
 			if _, werr := dst.Write(chunk); werr != nil {
-				return &writeError{werr}
+				return 0, false, &writeError{werr}
 			}
 		}
 		if err != nil {
-			return err
+			return 0, false, err
 		}
 		switch v {
 		case rewrite:
 			n, _ := frameLen(r.buf[pos:])
 			r.start = pos + n
 			if _, werr := dst.Write(in.(rewriter).replacement()); werr != nil {
-				return &writeError{werr}
+				return 0, false, &writeError{werr}
 			}
 			continue
 		case dropContinue:
@@ -226,26 +241,24 @@ func (r *frameReader) pump(dst io.Writer, interest *typeSet, in inspector) error
 		case dropStop:
 			n, _ := frameLen(r.buf[pos:])
 			r.start = pos + n
-			return nil
+			return 0, true, nil
 		case forwardStop:
-			return nil
+			return 0, true, nil
 		}
 		if pos == r.end {
 			continue
 		}
-		// A header or an inspected message is incomplete: read the rest of it.
-		need := headerLen
-		if r.end-pos >= headerLen {
-			if need, err = frameLen(r.buf[pos:]); err != nil {
-				return err
-			}
-			if need-headerLen > maxInspectedBody {
-				return fmt.Errorf("%w: %q message of %d bytes", errFrameLength, r.buf[pos], need)
-			}
+		// A header or an inspected message is incomplete: wait for the rest.
+		if r.end-pos < headerLen {
+			return headerLen, false, nil
 		}
-		if err := r.fill(need); err != nil {
-			return err
+		if need, err = frameLen(r.buf[pos:]); err != nil {
+			return 0, false, err
 		}
+		if need-headerLen > maxInspectedBody {
+			return 0, false, fmt.Errorf("%w: %q message of %d bytes", errFrameLength, r.buf[pos], need)
+		}
+		return need, false, nil
 	}
 }
 

@@ -133,6 +133,9 @@ func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector
 		s.setRelaying(false, sc)
 		return endKicked, nil
 	}
+	if end, err, ok := s.relayOnLoop(sc, st, ci, m); ok {
+		return end, err
+	}
 	fromSrv := make(chan error, 1)
 	go func() {
 		err := sc.rd.pump(s.conn, fromServer, serverInspector{st: st, sc: sc, m: m})

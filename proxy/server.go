@@ -51,8 +51,11 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners []net.Listener
-	conns     map[net.Conn]struct{}
+	conns     map[*session]struct{}
 	closed    bool
+
+	loopOnce sync.Once
+	loop     *eventLoop // nil until a relay needs it, or when unavailable
 	draining  atomic.Bool // Shutdown began: clients leave at their next idle moment
 }
 
@@ -69,7 +72,7 @@ func New(opts Options) (*Server, error) {
 		cancels: newCancelRegistry(),
 		metrics: opts.Metrics,
 		tls:     opts.TLS,
-		conns:   make(map[net.Conn]struct{}),
+		conns:   make(map[*session]struct{}),
 	}
 	if err := s.SetClients(opts.Config.Clients, opts.ClientSecretsFromFiles); err != nil {
 		return nil, err
@@ -132,30 +135,31 @@ func (s *Server) startSession(ctx context.Context, c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-
 	n := s.clientCount.Add(1)
 	sess := &session{
 		srv:       s,
 		conn:      c,
+		raw:       c,
 		be:        pgproto3.NewBackend(c, c),
 		clientRd:  newFrameReader(c, clientBufSize),
 		log:       s.log.With("client", c.RemoteAddr().String()),
 		overLimit: n > int64(s.cfg.Limits.MaxClientConn),
 	}
+	s.conns[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+
 	go func() {
 		defer s.wg.Done()
 		defer s.clientCount.Add(-1)
-		defer s.forget(c)
+		defer s.forget(sess)
 		sess.run(ctx)
 	}()
 }
 
-func (s *Server) forget(c net.Conn) {
+func (s *Server) forget(sess *session) {
 	s.mu.Lock()
-	delete(s.conns, c)
+	delete(s.conns, sess)
 	s.mu.Unlock()
 }
 
@@ -183,6 +187,10 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	for _, p := range s.pools {
 		p.close()
+	}
+	s.loopOnce.Do(func() {}) // no loop may start from here on
+	if s.loop != nil {
+		s.loop.close()
 	}
 	return nil
 }

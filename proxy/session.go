@@ -41,6 +41,10 @@ const (
 type session struct {
 	srv  *Server
 	conn net.Conn
+	// raw is the client's socket under conn (under TLS, conn is the TLS
+	// connection on it); Server.Close closes it. Under kickMu once the
+	// session relays: a round on the event loop replaces both.
+	raw net.Conn
 	be   *pgproto3.Backend // startup and authentication; errors
 	// clientRd reads the client once the session relays. pgproto3's reader
 	// holds nothing back at that point: a client sends nothing after its last
@@ -62,6 +66,10 @@ type session struct {
 	// is true while one runs.
 	kickMu   sync.Mutex
 	relaying bool
+	// evr is the relay round the event loop runs for this session, if any;
+	// connClosed marks a connection closed by Server.Close. Both under kickMu.
+	evr        *evRelay
+	connClosed bool
 	// txMode marks a transaction-pooling session.
 	txMode bool
 	// drainBy is when a client that cannot be moved off a rotated-out
@@ -79,7 +87,7 @@ func (s *session) setState(st sessionState) {
 
 // run serves the client until it leaves, then closes its connection.
 func (s *session) run(ctx context.Context) {
-	defer s.conn.Close()
+	defer func() { _ = s.conn.Close() }()
 	s.srv.metrics.clientState(0, false, stateStartup, true)
 	err := s.serve(ctx)
 	s.setState(stateClosing)

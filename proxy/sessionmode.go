@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -131,6 +132,10 @@ func (s *session) kick() {
 	if !s.relaying {
 		return // a control query runs: the next relay round sees kicked
 	}
+	if s.evr != nil {
+		s.evr.interrupt(nil)
+		return
+	}
 	_ = s.conn.SetReadDeadline(now)
 	if sc := s.server.Load(); sc != nil {
 		_ = sc.conn.SetReadDeadline(now)
@@ -148,6 +153,20 @@ func (s *session) setRelaying(on bool, sc *serverConn) (kicked bool) {
 		_ = sc.conn.SetReadDeadline(time.Time{})
 	}
 	return s.kicked.Load()
+}
+
+// closeConn closes the client connection from outside the session (Server
+// Close). A relay round on the event loop works on duplicated descriptors,
+// so it is ended too, and none may start after.
+func (s *session) closeConn() {
+	s.kickMu.Lock()
+	s.connClosed = true
+	r, c := s.evr, s.raw
+	s.kickMu.Unlock()
+	if r != nil {
+		r.interrupt(net.ErrClosed)
+	}
+	_ = c.Close()
 }
 
 func (s *session) scheduleRetry(after time.Duration) {

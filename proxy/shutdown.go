@@ -44,8 +44,8 @@ func (s *Server) isDraining() bool { return s.draining.Load() }
 func (s *Server) closeClients() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.conns {
-		_ = c.Close()
+	for sess := range s.conns {
+		sess.closeConn()
 	}
 }
 

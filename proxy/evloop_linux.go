@@ -1,0 +1,498 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// eventLoop relays plaintext sessions without a goroutine per direction.
+// One goroutine waits on epoll for every socket being relayed and moves the
+// bytes with non-blocking reads and writes.
+//
+// Why: with a goroutine per direction, every message costs a speculative
+// read that fails with EAGAIN (Go's netpoller reads before it waits), a park,
+// a wake-up through the netpoller and often a futex hand-off between threads;
+// measured, that is twice PgBouncer's CPU per transaction (DESIGN.md §6).
+// Here a readable socket is read once, the bytes are inspected by the same
+// inspectors the goroutine relay uses (frameReader.forward), and written
+// once: two reads and two writes per round trip, with one epoll_wait shared
+// by everything that became ready meanwhile.
+//
+// The loop only runs the steady state. Startup, authentication, TLS, control
+// queries and moves stay in the session goroutine, which hands both sockets
+// to the loop for a relay round and gets them back when the round ends
+// (evRelay.done). The loop works on duplicates of the sockets' descriptors,
+// so a descriptor number it holds can never be closed and reused under it.
+type eventLoop struct {
+	epfd   int
+	wakefd int // an eventfd: commands are waiting
+	done   chan struct{}
+
+	mu     sync.Mutex
+	cmds   []func()
+	closed bool
+
+	// Owned by the loop goroutine.
+	slots []*evRelay // by slot; an epoll event names its relay's slot
+	free  []int32
+}
+
+// wakeSlot is the epoll tag of the eventfd; relays are tagged slot+1.
+const wakeSlot = 0
+
+func newEventLoop() (*eventLoop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	r, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if errno != 0 {
+		_ = syscall.Close(epfd)
+		return nil, os.NewSyscallError("eventfd2", errno)
+	}
+	l := &eventLoop{epfd: epfd, wakefd: int(r), done: make(chan struct{})}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: wakeSlot}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakefd, &ev); err != nil {
+		l.closeFDs()
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	go l.run()
+	return l, nil
+}
+
+func (l *eventLoop) closeFDs() {
+	_ = syscall.Close(l.wakefd)
+	_ = syscall.Close(l.epfd)
+}
+
+// close stops the loop once every relay has ended; no relay may start after.
+func (l *eventLoop) close() {
+	l.post(nil)
+	<-l.done
+}
+
+// post runs cmd on the loop goroutine; nil asks the loop to stop. It reports
+// false if the loop has stopped.
+func (l *eventLoop) post(cmd func()) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.closed = cmd == nil
+	l.cmds = append(l.cmds, cmd)
+	wake := len(l.cmds) == 1
+	l.mu.Unlock()
+	if wake {
+		var one = [8]byte{1}
+		_, _ = rawWrite(l.wakefd, one[:])
+	}
+	return true
+}
+
+func (l *eventLoop) run() {
+	defer close(l.done)
+	defer l.closeFDs()
+	events := make([]syscall.EpollEvent, 128)
+	for {
+		n, err := syscall.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			panic(os.NewSyscallError("epoll_wait", err)) // only a programming error gets here
+		}
+		woken := false
+		for _, ev := range events[:n] {
+			if ev.Fd == wakeSlot {
+				woken = true
+				continue
+			}
+			if r := l.slots[ev.Fd-1]; r != nil {
+				r.ready(int(ev.Pad), ev.Events)
+			}
+		}
+		if woken && !l.runCommands() {
+			return
+		}
+	}
+}
+
+// runCommands runs the posted commands; false means stop.
+func (l *eventLoop) runCommands() bool {
+	var buf [8]byte
+	_, _ = rawRead(l.wakefd, buf[:])
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, cmd := range cmds {
+		if cmd == nil {
+			return false
+		}
+		cmd()
+	}
+	return true
+}
+
+// add registers r's two sockets. Loop goroutine only.
+func (l *eventLoop) add(r *evRelay) error {
+	if n := len(l.free); n > 0 {
+		r.slot, l.free = l.free[n-1], l.free[:n-1]
+	} else {
+		r.slot = int32(len(l.slots))
+		l.slots = append(l.slots, nil)
+	}
+	l.slots[r.slot] = r
+	for side := range r.fds {
+		r.mask[side] = syscall.EPOLLIN
+		ev := syscall.EpollEvent{Events: r.mask[side], Fd: r.slot + 1, Pad: int32(side)}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, r.fds[side], &ev); err != nil {
+			l.remove(r)
+			return os.NewSyscallError("epoll_ctl", err)
+		}
+	}
+	return nil
+}
+
+// remove unregisters r; its descriptors go back to the session (attach).
+// Loop goroutine only.
+func (l *eventLoop) remove(r *evRelay) {
+	for _, fd := range r.fds {
+		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+	}
+	l.slots[r.slot] = nil
+	l.free = append(l.free, r.slot)
+}
+
+// evRelay is one relay round on the event loop: side 0 is the client, side
+// 1 the server; direction i reads side i and writes side 1-i.
+type evRelay struct {
+	loop  *eventLoop
+	slot  int32
+	fds   [2]int
+	mask  [2]uint32 // epoll interest of each side
+	dirs  [2]evDir
+	ended bool
+	done  chan evResult // receives the round's end, once
+}
+
+// evResult is how a round on the loop ended, in the terms of the goroutine
+// relay: the error each direction stopped with. A direction interrupted
+// because the other ended reports os.ErrDeadlineExceeded, as it would
+// under the read deadline the goroutine relay uses.
+type evResult struct {
+	errs [2]error
+	// idleStop: the server direction stopped at an idle point on request
+	// (relayState.stopWhenIdle).
+	idleStop bool
+}
+
+// evDir is one direction of a relay on the loop.
+type evDir struct {
+	rd       *frameReader
+	interest *typeSet
+	in       inspector
+	need     int // bytes that must be buffered before forward can go on
+	out      evWriter
+}
+
+// evWriter writes without blocking to a socket and keeps what the socket
+// did not take (spill) until it is writable again; a direction whose writer
+// spilled stops reading.
+type evWriter struct {
+	fd    int
+	spill []byte
+}
+
+func (w *evWriter) Write(b []byte) (int, error) {
+	if len(w.spill) > 0 {
+		w.spill = append(w.spill, b...)
+		return len(b), nil
+	}
+	for off := 0; off < len(b); {
+		n, err := rawWrite(w.fd, b[off:])
+		switch {
+		case err == syscall.EAGAIN:
+			w.spill = append(w.spill[:0], b[off:]...)
+			return len(b), nil
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return off, os.NewSyscallError("write", err)
+		}
+		off += n
+	}
+	return len(b), nil
+}
+
+// flush writes what was spilled, as far as the socket takes it.
+func (w *evWriter) flush() error {
+	for len(w.spill) > 0 {
+		n, err := rawWrite(w.fd, w.spill)
+		switch {
+		case err == syscall.EAGAIN:
+			return nil
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return os.NewSyscallError("write", err)
+		}
+		w.spill = w.spill[n:]
+	}
+	w.spill = w.spill[:0]
+	if cap(w.spill) > defaultBufSize {
+		w.spill = nil // do not keep a large result's worth for good
+	}
+	return nil
+}
+
+// fdReader reads a socket without blocking; EAGAIN is errWouldBlock.
+type fdReader struct{ fd int }
+
+var errWouldBlock = errors.New("read would block")
+
+func (f fdReader) Read(b []byte) (int, error) {
+	for {
+		n, err := rawRead(f.fd, b)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, os.NewSyscallError("read", err)
+		case n == 0 && len(b) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// ready handles the epoll events of one side. Loop goroutine only.
+func (r *evRelay) ready(side int, events uint32) {
+	if r.ended {
+		return
+	}
+	trouble := events&(syscall.EPOLLERR|syscall.EPOLLHUP) != 0
+	if events&syscall.EPOLLOUT != 0 || trouble {
+		// The direction writing to this side may go on.
+		d := &r.dirs[1-side]
+		if len(d.out.spill) > 0 {
+			if err := d.out.flush(); err != nil {
+				r.end(1-side, &writeError{err}, false)
+				return
+			}
+		}
+	}
+	if events&syscall.EPOLLIN != 0 || trouble {
+		if !r.step(side) {
+			return
+		}
+	}
+	r.updateMasks()
+}
+
+// step reads side once and forwards what can be forwarded. It reports
+// whether the relay goes on.
+func (r *evRelay) step(side int) bool {
+	d := &r.dirs[side]
+	if err := d.rd.fill(d.need); err != nil {
+		if err == errWouldBlock {
+			return true
+		}
+		r.end(side, err, false)
+		return false
+	}
+	need, stop, err := d.rd.forward(&d.out, d.interest, d.in)
+	if err != nil || stop {
+		r.end(side, err, stop && err == nil && side == 1)
+		return false
+	}
+	d.need = need
+	return true
+}
+
+// updateMasks sets each side's epoll interest: readable unless its
+// direction is waiting for the other side to take spilled bytes, writable
+// while the opposite direction has spilled bytes for it.
+func (r *evRelay) updateMasks() {
+	for side := range r.fds {
+		var m uint32
+		if len(r.dirs[side].out.spill) == 0 {
+			m |= syscall.EPOLLIN
+		}
+		if len(r.dirs[1-side].out.spill) > 0 {
+			m |= syscall.EPOLLOUT
+		}
+		if m == r.mask[side] {
+			continue
+		}
+		r.mask[side] = m
+		ev := syscall.EpollEvent{Events: m, Fd: r.slot + 1, Pad: int32(side)}
+		if err := syscall.EpollCtl(r.loop.epfd, syscall.EPOLL_CTL_MOD, r.fds[side], &ev); err != nil {
+			r.end(side, os.NewSyscallError("epoll_ctl", err), false)
+			return
+		}
+	}
+}
+
+// end finishes the round: direction side stopped with err, the other is
+// interrupted. Loop goroutine only.
+func (r *evRelay) end(side int, err error, idleStop bool) {
+	if r.ended {
+		return
+	}
+	r.ended = true
+	r.loop.remove(r)
+	var res evResult
+	res.errs[side] = err
+	res.errs[1-side] = os.ErrDeadlineExceeded
+	res.idleStop = idleStop
+	r.done <- res
+}
+
+// interrupt ends the round from outside the loop with both directions
+// interrupted (a kick), or with the client direction failing with err.
+func (r *evRelay) interrupt(err error) {
+	r.loop.post(func() {
+		if err == nil {
+			r.end(1, os.ErrDeadlineExceeded, false)
+		} else {
+			r.end(0, err, false)
+		}
+	})
+}
+
+// startRelay hands a relay round on the sockets fds (client, server; see
+// detach) to the loop.
+func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir) (*evRelay, error) {
+	r := &evRelay{loop: l, fds: fds, dirs: dirs, done: make(chan evResult, 1)}
+	for i := range r.dirs {
+		d := &r.dirs[i]
+		d.rd.src = fdReader{r.fds[i]}
+		d.out.fd = r.fds[1-i]
+		d.need = 1
+	}
+	ok := l.post(func() {
+		if err := l.add(r); err != nil {
+			r.ended = true
+			r.done <- evResult{errs: [2]error{err, os.ErrDeadlineExceeded}}
+			return
+		}
+		// Bytes buffered before the round (a pipelined request behind the
+		// one that ended the last round) must not wait for the socket to
+		// be readable again.
+		r.kickBuffered()
+	})
+	if !ok {
+		return nil, errors.New("event loop stopped")
+	}
+	return r, nil
+}
+
+// kickBuffered forwards what the readers already hold. Loop goroutine only.
+func (r *evRelay) kickBuffered() {
+	for side := range r.dirs {
+		if r.ended || !r.dirs[side].rd.buffered() {
+			continue
+		}
+		d := &r.dirs[side]
+		need, stop, err := d.rd.forward(&d.out, d.interest, d.in)
+		if err != nil || stop {
+			r.end(side, err, stop && err == nil && side == 1)
+			return
+		}
+		d.need = need
+	}
+	if !r.ended {
+		r.updateMasks()
+	}
+}
+
+// detach takes plain TCP or Unix sockets away from Go's netpoller, which
+// would otherwise be woken for every byte the loop relays: it duplicates
+// each descriptor and closes the original connection. ok is false, and
+// nothing is changed, when a connection is not a plain socket (TLS).
+func detach(conns ...net.Conn) (fds []int, ok bool, err error) {
+	for _, c := range conns {
+		switch c.(type) {
+		case *net.TCPConn, *net.UnixConn:
+		default:
+			return nil, false, nil
+		}
+	}
+	for _, c := range conns {
+		fd, err := dupSocket(c.(syscall.Conn))
+		if err != nil {
+			for _, fd := range fds {
+				_ = syscall.Close(fd)
+			}
+			return nil, false, err
+		}
+		fds = append(fds, fd)
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	return fds, true, nil
+}
+
+// attach turns a descriptor detach made back into a connection served by
+// Go's netpoller. The descriptor is closed either way.
+func attach(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+func dupSocket(c syscall.Conn) (fd int, err error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var dupErr error
+	cerr := rc.Control(func(orig uintptr) {
+		r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, orig, syscall.F_DUPFD_CLOEXEC, 0)
+		if errno != 0 {
+			dupErr = os.NewSyscallError("fcntl", errno)
+			return
+		}
+		fd = int(r)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, dupErr
+}
+
+// rawRead and rawWrite are read(2) and write(2) on non-blocking sockets:
+// they never block, so they skip the scheduler's syscall bookkeeping.
+func rawRead(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}

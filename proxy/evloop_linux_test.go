@@ -1,0 +1,175 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/goleak"
+)
+
+// loopRig is one relay round on an event loop between two real TCP socket
+// pairs: the test plays the client on one end and the server on the other.
+type loopRig struct {
+	loop           *eventLoop
+	client, server net.Conn // the test's ends
+	relay          *evRelay
+	st             *relayState
+	cliSide        net.Conn // pgrotate's ends, given back after the round
+	srvSide        net.Conn
+}
+
+func startLoopRig(t *testing.T) *loopRig {
+	t.Helper()
+	l, err := newEventLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig := &loopRig{loop: l, st: newRelayState()}
+	var cliSide, srvSide net.Conn
+	rig.client, cliSide = tcpPair(t)
+	srvSide, rig.server = tcpPair(t)
+	fds, ok, err := detach(cliSide, srvSide)
+	if !ok || err != nil {
+		t.Fatalf("detach: ok=%v err=%v", ok, err)
+	}
+	m := (*Metrics)(nil).forDatabase("test")
+	dirs := [2]evDir{
+		{rd: newFrameReader(nil, clientBufSize), interest: fromClient, in: &clientInspector{st: rig.st, m: m}},
+		{rd: newFrameReader(nil, defaultBufSize), interest: fromServer, in: serverInspector{st: rig.st, sc: &serverConn{params: map[string]string{}}, m: m}},
+	}
+	if rig.relay, err = l.startRelay([2]int(fds), dirs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		rig.client.Close()
+		rig.server.Close()
+		l.close()
+	})
+	return rig
+}
+
+// end waits for the round to end and takes pgrotate's sockets back, as the
+// session does.
+func (rig *loopRig) end(t *testing.T) evResult {
+	t.Helper()
+	var res evResult
+	select {
+	case res = <-rig.relay.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay round did not end")
+	}
+	var err error
+	if rig.cliSide, err = attach(rig.relay.fds[0]); err != nil {
+		t.Fatal(err)
+	}
+	if rig.srvSide, err = attach(rig.relay.fds[1]); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rig.cliSide.Close(); rig.srvSide.Close() })
+	return res
+}
+
+func bigReply(t *testing.T, rows int) []byte {
+	msgs := []pgproto3.Message{&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x")}}}}
+	for i := range rows {
+		msgs = append(msgs, &pgproto3.DataRow{Values: [][]byte{bytes.Repeat([]byte{byte('a' + i%26)}, 1000)}})
+	}
+	msgs = append(msgs, &pgproto3.CommandComplete{CommandTag: []byte("SELECT")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	return encode(t, msgs...)
+}
+
+// A reply far larger than the socket buffers reaches a client that reads it
+// slowly byte for byte: the loop holds back what the client's socket does
+// not take and stops reading the server meanwhile, instead of blocking or
+// buffering without bound. A Terminate from the client then ends the round
+// with the server connection intact.
+func TestEventLoopRelaysLargeReplyToSlowClient(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the rig's cleanup
+	rig := startLoopRig(t)
+	query := encode(t, &pgproto3.Query{String: "SELECT big"})
+	if _, err := rig.client.Write(query); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(query))
+	if _, err := io.ReadFull(rig.server, got); err != nil || !bytes.Equal(got, query) {
+		t.Fatalf("server got %q, %v; want the query", got, err)
+	}
+	reply := bigReply(t, 8000) // 8 MB
+	go func() { _, _ = rig.server.Write(reply) }()
+	time.Sleep(100 * time.Millisecond) // let the client's socket fill up
+	got = make([]byte, len(reply))
+	if _, err := io.ReadFull(rig.client, got); err != nil || !bytes.Equal(got, reply) {
+		t.Fatalf("client got %d bytes (err %v), not the %d-byte reply byte for byte", len(got), err, len(reply))
+	}
+	if !rig.st.idle() {
+		t.Fatal("relay state not idle after ReadyForQuery")
+	}
+	if _, err := rig.client.Write([]byte{'X', 0, 0, 0, 4}); err != nil {
+		t.Fatal(err)
+	}
+	res := rig.end(t)
+	if res.errs[0] != nil || !isDeadline(res.errs[1]) {
+		t.Fatalf("round ended with %v; want the client's Terminate (nil) and the server direction interrupted", res.errs)
+	}
+}
+
+// Interrupting a round (a kick, to move the session) in the middle of a
+// reply loses nothing: what the loop accepted is flushed by the session, and
+// the rest of the reply is still in the server connection for the next round.
+func TestEventLoopInterruptKeepsTheStream(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the rig's cleanup
+	rig := startLoopRig(t)
+	reply := bigReply(t, 4000)
+	go func() { _, _ = rig.server.Write(reply) }()
+	time.Sleep(100 * time.Millisecond) // the client reads nothing yet
+	rig.relay.interrupt(nil)
+	res := rig.end(t)
+	if !isDeadline(res.errs[0]) || !isDeadline(res.errs[1]) {
+		t.Fatalf("round ended with %v; want both directions interrupted", res.errs)
+	}
+	// The session flushes what the loop accepted, then the next round
+	// relays the rest, still unread in the server connection.
+	rd := rig.relay.dirs[1].rd
+	rd.src = rig.srvSide
+	go func() {
+		if _, err := rig.cliSide.Write(rig.relay.dirs[1].out.spill); err != nil {
+			return
+		}
+		_ = rd.pump(rig.cliSide, fromServer, stopAtReady{serverInspector{st: rig.st, sc: &serverConn{params: map[string]string{}}, m: (*Metrics)(nil).forDatabase("t")}})
+	}()
+	got := make([]byte, len(reply))
+	if _, err := io.ReadFull(rig.client, got); err != nil || !bytes.Equal(got, reply) {
+		t.Fatalf("client got %d bytes (err %v), not the reply byte for byte", len(got), err)
+	}
+}
+
+// A client that disconnects ends the round with its error, and the loop
+// stops reading either socket.
+func TestEventLoopClientGone(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the rig's cleanup
+	rig := startLoopRig(t)
+	rig.client.Close()
+	res := rig.end(t)
+	if res.errs[0] != io.EOF || !isDeadline(res.errs[1]) {
+		t.Fatalf("round ended with %v; want EOF from the client, server interrupted", res.errs)
+	}
+}
+
+// Closing the loop with no round running stops its goroutine (goleak).
+func TestEventLoopClose(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	l, err := newEventLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.close()
+	if l.post(func() {}) {
+		t.Fatal("a stopped loop accepted a command")
+	}
+}

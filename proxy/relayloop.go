@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"net"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// eventLoop returns the server's event loop, starting it on first use; nil
+// when it is off (limits.event_loop) or cannot run here, and every relay
+// runs on goroutines.
+func (s *Server) eventLoop() *eventLoop {
+	s.loopOnce.Do(func() {
+		if !s.cfg.Limits.EventLoop {
+			return
+		}
+		l, err := newEventLoop()
+		if err != nil {
+			s.log.Warn("event loop unavailable: relaying on goroutines", "err", err)
+			return
+		}
+		s.loop = l
+	})
+	return s.loop
+}
+
+// relayOnLoop runs a session-mode relay round on the event loop. ok is false
+// when the loop cannot take it (a TLS client, or no loop): the goroutine
+// relay serves the round instead.
+func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspector, m *dbMetrics) (end roundEnd, err error, ok bool) {
+	l := s.srv.eventLoop()
+	if l == nil {
+		return 0, nil, false
+	}
+	interest := fromClient
+	if ci.guard != nil {
+		interest = fromClientGuarded
+	}
+	dirs := [2]evDir{
+		{rd: s.clientRd, interest: interest, in: ci},
+		{rd: sc.rd, interest: fromServer, in: serverInspector{st: st, sc: sc, m: m}},
+	}
+	s.kickMu.Lock()
+	if s.connClosed {
+		s.kickMu.Unlock()
+		end, err = classifyRound(net.ErrClosed, os.ErrDeadlineExceeded, false)
+		return end, err, true
+	}
+	fds, ok, err := detach(s.conn, sc.conn)
+	if !ok || err != nil {
+		s.kickMu.Unlock()
+		return 0, nil, false // the goroutine relay reports any trouble
+	}
+	r, err := l.startRelay([2]int(fds), dirs)
+	s.evr = r
+	s.kickMu.Unlock()
+
+	cerr, serr := err, error(os.ErrDeadlineExceeded)
+	if r != nil {
+		res := <-r.done
+		cerr, serr = res.errs[0], res.errs[1]
+		if res.idleStop {
+			s.kicked.Store(true)
+		}
+	}
+	if aerr := s.reattach(fds[0]); aerr != nil && (cerr == nil || isDeadline(cerr)) {
+		cerr = aerr
+	}
+	if aerr := sc.reattach(fds[1]); aerr != nil && (serr == nil || isDeadline(serr)) {
+		serr = aerr
+	}
+	if r != nil {
+		cerr, serr = s.flushSpilled(r, sc, cerr, serr)
+	}
+	end, err = classifyRound(cerr, serr, s.kicked.Load())
+	return end, err, true
+}
+
+// reattach puts the client connection back in the session's hands after a
+// round on the loop; if Server.Close came meanwhile, it is closed at once.
+func (s *session) reattach(fd int) error {
+	c, err := attach(fd)
+	s.kickMu.Lock()
+	defer s.kickMu.Unlock()
+	s.evr = nil
+	s.relaying = false
+	if err != nil {
+		return err // the old, closed connection stays: everything on it fails
+	}
+	s.conn, s.raw = c, c
+	s.be = pgproto3.NewBackend(c, c)
+	s.clientRd.src = c
+	if s.connClosed {
+		_ = c.Close()
+	}
+	return nil
+}
+
+// reattach puts the server connection back in its session's hands.
+func (sc *serverConn) reattach(fd int) error {
+	c, err := attach(fd)
+	if err != nil {
+		return err
+	}
+	sc.conn = c
+	sc.rd.src = c
+	return nil
+}
+
+// flushSpilled writes, now blocking, what the loop accepted for a side but
+// the side's socket had not taken yet when the round ended: towards the
+// server while it is there, towards the client while it is there.
+func (s *session) flushSpilled(r *evRelay, sc *serverConn, cerr, serr error) (error, error) {
+	if b := r.dirs[0].out.spill; len(b) > 0 && isDeadline(serr) {
+		if _, err := sc.conn.Write(b); err != nil {
+			cerr = &writeError{err}
+		}
+	}
+	if b := r.dirs[1].out.spill; len(b) > 0 && isDeadline(cerr) {
+		if _, err := s.conn.Write(b); err != nil {
+			serr = &writeError{err}
+		}
+	}
+	return cerr, serr
+}
