@@ -55,8 +55,8 @@ type Server struct {
 	closed    bool
 
 	loopOnce sync.Once
-	loop     *eventLoop // nil until a relay needs it, or when unavailable
-	draining  atomic.Bool // Shutdown began: clients leave at their next idle moment
+	loop     *eventLoop  // nil until a relay needs it, or when unavailable
+	draining atomic.Bool // Shutdown began: clients leave at their next idle moment
 }
 
 // New builds a Server; it opens no connection yet.

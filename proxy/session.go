@@ -45,7 +45,7 @@ type session struct {
 	// connection on it); Server.Close closes it. Under kickMu once the
 	// session relays: a round on the event loop replaces both.
 	raw net.Conn
-	be   *pgproto3.Backend // startup and authentication; errors
+	be  *pgproto3.Backend // startup and authentication; errors
 	// clientRd reads the client once the session relays. pgproto3's reader
 	// holds nothing back at that point: a client sends nothing after its last
 	// authentication message until it has seen ReadyForQuery.
