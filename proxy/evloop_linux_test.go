@@ -40,7 +40,7 @@ func startLoopRig(t *testing.T) *loopRig {
 	}
 	m := (*Metrics)(nil).forDatabase("test")
 	dirs := [2]evDir{
-		{rd: newFrameReader(nil, clientBufSize), interest: fromClient, in: &clientInspector{st: rig.st, m: m}},
+		{rd: newClientReader(nil), interest: fromClient, in: &clientInspector{st: rig.st, m: m}},
 		{rd: newFrameReader(nil, defaultBufSize), interest: fromServer, in: serverInspector{st: rig.st, sc: &serverConn{params: map[string]string{}}, m: m}},
 	}
 	if rig.relay, err = l.startRelay([2]int(fds), dirs); err != nil {

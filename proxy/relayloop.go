@@ -3,8 +3,6 @@ package proxy
 import (
 	"net"
 	"os"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // eventLoop returns the server's event loop, starting it on first use; nil
@@ -89,7 +87,6 @@ func (s *session) reattach(fd int) error {
 		return err // the old, closed connection stays: everything on it fails
 	}
 	s.conn, s.raw = c, c
-	s.be = pgproto3.NewBackend(c, c)
 	s.clientRd.src = c
 	if s.connClosed {
 		_ = c.Close()

@@ -141,7 +141,7 @@ func (s *Server) startSession(ctx context.Context, c net.Conn) {
 		conn:      c,
 		raw:       c,
 		be:        pgproto3.NewBackend(c, c),
-		clientRd:  newFrameReader(c, clientBufSize),
+		clientRd:  newClientReader(c),
 		log:       s.log.With("client", c.RemoteAddr().String()),
 		overLimit: n > int64(s.cfg.Limits.MaxClientConn),
 	}

@@ -288,14 +288,13 @@ func (s *session) move(ctx context.Context, p *pool, old *lease) (*lease, error)
 // parameter that differs on its new connection (session_authorization, at
 // least, names the new executing role). PostgreSQL sends these at any time.
 func (s *session) announceChanges(before, after map[string]string) {
-	changed := false
+	var msgs []pgproto3.BackendMessage
 	for k, v := range after {
 		if before[k] != v {
-			s.be.Send(&pgproto3.ParameterStatus{Name: k, Value: v})
-			changed = true
+			msgs = append(msgs, &pgproto3.ParameterStatus{Name: k, Value: v})
 		}
 	}
-	if changed {
-		_ = s.be.Flush()
+	if len(msgs) > 0 {
+		_ = s.send(msgs...)
 	}
 }

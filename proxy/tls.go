@@ -187,7 +187,7 @@ func (s *session) startTLS(raw net.Conn, direct bool) error {
 		s.log.Info("client TLS handshake failed", "direct", direct, "err", err)
 		return &disconnect{fmt.Errorf("TLS handshake: %w", err)}
 	}
-	s.conn, s.be, s.clientRd = tc, pgproto3.NewBackend(tc, tc), newFrameReader(tc, clientBufSize)
+	s.conn, s.be, s.clientRd = tc, pgproto3.NewBackend(tc, tc), newClientReader(tc)
 	s.channelBinding = served.binding
 	if direct && tc.ConnectionState().NegotiatedProtocol != alpnPostgreSQL {
 		return fatal(codeProtocolViolation, "received direct SSL connection request without ALPN protocol negotiation extension")
