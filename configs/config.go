@@ -53,10 +53,10 @@ type Limits struct {
 	// AuthFailureDelay is waited before a failed login is answered, as
 	// PostgreSQL's auth_delay does, to slow down password guessing.
 	AuthFailureDelay Duration `yaml:"auth_failure_delay"`
-	// EventLoop relays plaintext session-mode clients on an epoll event
-	// loop instead of a goroutine per direction (Linux only): the same
-	// protocol handling for less CPU per transaction. Off, every relay runs
-	// on goroutines, as TLS clients and transaction pooling always do.
+	// EventLoop relays plaintext clients on an epoll event loop instead of
+	// goroutines (Linux only): the same protocol handling for less CPU per
+	// transaction. Off, every relay runs on goroutines, as TLS clients (and
+	// transaction pools whose server connections use TLS) always do.
 	EventLoop bool `yaml:"event_loop"`
 }
 

@@ -105,12 +105,12 @@ type setup struct {
 	clientFile    string // the app's verifiers come from this password_file instead
 	upstreamHost  string // upstream.host; default 127.0.0.1
 	// goroutineRelay turns the event loop off (limits.event_loop: false):
-	// plaintext session-mode clients are relayed on goroutines.
+	// plaintext clients are relayed on goroutines.
 	goroutineRelay bool
 }
 
-// relays are the two relay engines a plaintext session-mode client can be
-// served by; tests of the relay itself run on both.
+// relays are the two relay engines a plaintext client can be served by;
+// tests of the relay itself run on both.
 var relays = []struct {
 	name      string
 	goroutine bool

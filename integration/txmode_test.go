@@ -53,10 +53,18 @@ func TestTransactionModePgxStatementCache(t *testing.T) {
 }
 
 // pgbench in transaction mode, 100 clients on a pool of 10, in every
-// protocol including -M prepared.
+// protocol including -M prepared, on both relay engines.
 func TestTransactionModePgbench(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			testTransactionModePgbench(t, setup{poolMode: "transaction", poolSize: 10, goroutineRelay: r.goroutine})
+		})
+	}
+}
+
+func testTransactionModePgbench(t *testing.T, s setup) {
 	pgbench := lookPath(t, "pgbench")
-	env := startProxy(t, setup{poolMode: "transaction", poolSize: 10})
+	env := startProxy(t, s)
 	runPgbench(t, pgbench, env, "-i", "-s", "1", "-q")
 	t.Cleanup(func() {
 		_ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -44,6 +45,9 @@ type eventLoop struct {
 	free  []int32
 }
 
+// loopSupported: the event loop runs on Linux.
+const loopSupported = true
+
 // wakeSlot is the epoll tag of the eventfd; relays are tagged slot+1.
 const wakeSlot = 0
 
@@ -63,6 +67,7 @@ func newEventLoop() (*eventLoop, error) {
 		l.closeFDs()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1) // the loop's own, see epollWait
 	go l.run()
 	return l, nil
 }
@@ -76,6 +81,7 @@ func (l *eventLoop) closeFDs() {
 func (l *eventLoop) close() {
 	l.post(nil)
 	<-l.done
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) - 1)
 }
 
 // post runs cmd on the loop goroutine; nil asks the loop to stop. It reports
@@ -102,9 +108,12 @@ func (l *eventLoop) run() {
 	defer l.closeFDs()
 	events := make([]syscall.EpollEvent, 128)
 	for {
-		n, err := syscall.EpollWait(l.epfd, events, -1)
+		n, err := epollWait(l.epfd, events)
 		if err != nil {
 			if err == syscall.EINTR {
+				// A signal: the runtime may be asking this goroutine to
+				// stop for the garbage collector.
+				runtime.Gosched()
 				continue
 			}
 			panic(os.NewSyscallError("epoll_wait", err)) // only a programming error gets here
@@ -152,12 +161,24 @@ func (l *eventLoop) add(r *evRelay) error {
 	}
 	l.slots[r.slot] = r
 	for side := range r.fds {
-		r.mask[side] = syscall.EPOLLIN
-		ev := syscall.EpollEvent{Events: r.mask[side], Fd: r.slot + 1, Pad: int32(side)}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, r.fds[side], &ev); err != nil {
-			l.remove(r)
-			return os.NewSyscallError("epoll_ctl", err)
+		if r.fds[side] < 0 {
+			continue // transaction pooling: no server connection held
 		}
+		if err := r.register(side); err != nil {
+			r.fds[side] = -1
+			l.remove(r)
+			return err
+		}
+	}
+	return nil
+}
+
+// register adds one side's socket to the loop's epoll set, readable.
+func (r *evRelay) register(side int) error {
+	r.mask[side] = syscall.EPOLLIN
+	ev := syscall.EpollEvent{Events: r.mask[side], Fd: r.slot + 1, Pad: int32(side)}
+	if err := syscall.EpollCtl(r.loop.epfd, syscall.EPOLL_CTL_ADD, r.fds[side], &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil
 }
@@ -166,7 +187,9 @@ func (l *eventLoop) add(r *evRelay) error {
 // Loop goroutine only.
 func (l *eventLoop) remove(r *evRelay) {
 	for _, fd := range r.fds {
-		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+		if fd >= 0 {
+			_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+		}
 	}
 	l.slots[r.slot] = nil
 	l.free = append(l.free, r.slot)
@@ -182,6 +205,10 @@ type evRelay struct {
 	dirs  [2]evDir
 	ended bool
 	done  chan evResult // receives the round's end, once
+	// tx is set for a transaction-pooling client: side 1 is the server
+	// connection it holds for the current transaction (fds[1] is -1 between
+	// transactions); see txloop_linux.go.
+	tx *txRelay
 }
 
 // evResult is how a round on the loop ended, in the terms of the goroutine
@@ -278,7 +305,7 @@ func (f fdReader) Read(b []byte) (int, error) {
 
 // ready handles the epoll events of one side. Loop goroutine only.
 func (r *evRelay) ready(side int, events uint32) {
-	if r.ended {
+	if r.ended || r.fds[side] < 0 {
 		return
 	}
 	trouble := events&(syscall.EPOLLERR|syscall.EPOLLHUP) != 0
@@ -311,12 +338,25 @@ func (r *evRelay) step(side int) bool {
 		r.end(side, err, false)
 		return false
 	}
+	return r.forward(side)
+}
+
+// forward passes on what side's reader holds. It reports whether the relay
+// goes on.
+func (r *evRelay) forward(side int) bool {
+	d := &r.dirs[side]
 	need, stop, err := d.rd.forward(&d.out, d.interest, d.in)
-	if err != nil || stop {
+	switch {
+	case r.tx != nil && err == nil && stop && side == 1:
+		return r.tx.transactionEnded(r)
+	case err != nil || stop:
 		r.end(side, err, stop && err == nil && side == 1)
 		return false
 	}
 	d.need = need
+	if r.tx != nil && side == 0 {
+		return r.tx.afterClient(r)
+	}
 	return true
 }
 
@@ -325,6 +365,9 @@ func (r *evRelay) step(side int) bool {
 // while the opposite direction has spilled bytes for it.
 func (r *evRelay) updateMasks() {
 	for side := range r.fds {
+		if r.fds[side] < 0 {
+			continue
+		}
 		var m uint32
 		if len(r.dirs[side].out.spill) == 0 {
 			m |= syscall.EPOLLIN
@@ -363,21 +406,31 @@ func (r *evRelay) end(side int, err error, idleStop bool) {
 // interrupted (a kick), or with the client direction failing with err.
 func (r *evRelay) interrupt(err error) {
 	r.loop.post(func() {
-		if err == nil {
+		switch {
+		case r.ended:
+		case err == nil && r.tx != nil && r.fds[1] >= 0:
+			r.tx.leaveWhenIdle = true // a transaction is open: leave after it
+		case err == nil:
 			r.end(1, os.ErrDeadlineExceeded, false)
-		} else {
+		default:
 			r.end(0, err, false)
 		}
 	})
 }
 
 // startRelay hands a relay round on the sockets fds (client, server; see
-// detach) to the loop.
-func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir) (*evRelay, error) {
+// detach) to the loop. setup, if set, completes the relay before the loop
+// sees it.
+func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) (*evRelay, error) {
 	r := &evRelay{loop: l, fds: fds, dirs: dirs, done: make(chan evResult, 1)}
+	if setup != nil {
+		setup(r)
+	}
 	for i := range r.dirs {
 		d := &r.dirs[i]
-		d.rd.src = fdReader{r.fds[i]}
+		if d.rd != nil {
+			d.rd.src = fdReader{r.fds[i]}
+		}
 		d.out.fd = r.fds[1-i]
 		d.need = 1
 	}
@@ -401,16 +454,12 @@ func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir) (*evRelay, error) {
 // kickBuffered forwards what the readers already hold. Loop goroutine only.
 func (r *evRelay) kickBuffered() {
 	for side := range r.dirs {
-		if r.ended || !r.dirs[side].rd.buffered() {
+		if r.ended || r.fds[side] < 0 || !r.dirs[side].rd.buffered() {
 			continue
 		}
-		d := &r.dirs[side]
-		need, stop, err := d.rd.forward(&d.out, d.interest, d.in)
-		if err != nil || stop {
-			r.end(side, err, stop && err == nil && side == 1)
+		if !r.forward(side) {
 			return
 		}
-		d.need = need
 	}
 	if !r.ended {
 		r.updateMasks()
@@ -471,6 +520,20 @@ func dupSocket(c syscall.Conn) (fd int, err error) {
 		return -1, cerr
 	}
 	return fd, dupErr
+}
+
+// epollWait waits for events without telling the scheduler: the loop keeps
+// its P while it sleeps (Server gives the runtime one more for that), and
+// sysmon does not wake every 20 µs to take it back, which measured as a
+// context switch per transaction. The runtime's preemption signal
+// interrupts the wait (EINTR), and run yields then.
+func epollWait(epfd int, events []syscall.EpollEvent) (int, error) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // rawRead and rawWrite are read(2) and write(2) on non-blocking sockets:

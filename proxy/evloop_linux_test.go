@@ -43,7 +43,7 @@ func startLoopRig(t *testing.T) *loopRig {
 		{rd: newClientReader(nil), interest: fromClient, in: &clientInspector{st: rig.st, m: m}},
 		{rd: newFrameReader(nil, defaultBufSize), interest: fromServer, in: serverInspector{st: rig.st, sc: &serverConn{params: map[string]string{}}, m: m}},
 	}
-	if rig.relay, err = l.startRelay([2]int(fds), dirs); err != nil {
+	if rig.relay, err = l.startRelay([2]int(fds), dirs, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 )
 
@@ -32,7 +33,7 @@ func newEventLoop() (*eventLoop, error) { return nil, errors.New("no event loop 
 
 func (l *eventLoop) close() {}
 
-func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir) (*evRelay, error) {
+func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) (*evRelay, error) {
 	return nil, errors.New("no event loop on this platform")
 }
 
@@ -41,3 +42,18 @@ func (r *evRelay) interrupt(err error) {}
 func detach(conns ...net.Conn) ([]int, bool, error) { return nil, false, nil }
 
 func attach(fd int) (net.Conn, error) { return nil, errors.New("no event loop on this platform") }
+
+// loopSupported: no event loop here.
+const loopSupported = false
+
+func detachServer(c net.Conn) net.Conn { return c }
+
+func loopFD(c net.Conn) (int, bool) { return -1, false }
+
+func (t *txRelay) lease() error { return errors.New("no event loop on this platform") }
+
+func (t *txRelay) toClient() io.Writer { return nil }
+
+func (s *session) detachForLoop(p *pool) bool { return false }
+
+func (s *session) txOnLoop(c *txClient) (error, bool) { return nil, true }

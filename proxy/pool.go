@@ -45,6 +45,11 @@ type pool struct {
 	// onAuthFailure is told when PostgreSQL refuses the current credential,
 	// so the credential source is re-read at once (see connect).
 	onAuthFailure func()
+	// onLoop: the event loop relays this transaction-mode pool's clients.
+	// Its plaintext server connections are then kept out of Go's netpoller
+	// (pollConn); loopable says whether the newest one was.
+	onLoop   bool
+	loopable atomic.Bool
 }
 
 func newPool(db *configs.Database, up *Upstream, creds Credentials, log *slog.Logger, m *dbMetrics) (*pool, error) {
@@ -89,6 +94,12 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		}
 		p.log.Log(ctx, level, "server connection failed", "role", gen.Cred.Username, "generation", gen.N, "err", err)
 		return nil, err
+	}
+	if p.onLoop {
+		sc.conn = detachServer(sc.conn)
+		sc.rd.src = sc.conn
+		_, ok := loopFD(sc.conn)
+		p.loopable.Store(ok)
 	}
 	sc.lifetime = jitteredLifetime(p.db.ServerLifetime.Duration)
 	p.conns.add(sc)

@@ -50,7 +50,7 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 		s.kickMu.Unlock()
 		return 0, nil, false // the goroutine relay reports any trouble
 	}
-	r, err := l.startRelay([2]int(fds), dirs)
+	r, err := l.startRelay([2]int(fds), dirs, nil)
 	s.evr = r
 	s.kickMu.Unlock()
 

@@ -90,6 +90,7 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.onLoop = opts.Config.Limits.EventLoop && loopSupported && db.PoolMode == configs.PoolTransaction
 		if f := opts.OnUpstreamAuthFailure; f != nil {
 			p.onAuthFailure = func() { f(name) }
 		}

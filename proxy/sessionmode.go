@@ -124,8 +124,12 @@ func (s *session) kick() {
 	s.kicked.Store(true)
 	now := time.Now()
 	if s.txMode {
-		// Only the client direction: the server goroutine of a transaction
-		// is left alone.
+		// Only the client direction: the transaction in progress is left
+		// to finish (on the loop, the round ends after it).
+		if s.evr != nil {
+			s.evr.interrupt(nil)
+			return
+		}
 		_ = s.conn.SetReadDeadline(now)
 		return
 	}
@@ -165,6 +169,12 @@ func (s *session) closeConn() {
 	s.kickMu.Unlock()
 	if r != nil {
 		r.interrupt(net.ErrClosed)
+	}
+	if sh, ok := c.(interface{ shutdown() }); ok {
+		// A pollConn the loop may be using: wake everyone, and leave the
+		// closing to the session, once nothing uses the descriptor.
+		sh.shutdown()
+		return
 	}
 	_ = c.Close()
 }

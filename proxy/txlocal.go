@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"io"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -56,7 +58,11 @@ func (c *txClient) replyBatch() error {
 	out, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(out)
 	c.prefix = out
 	c.batch = c.batch[:0]
-	if _, err := c.s.conn.Write(out); err != nil {
+	var w io.Writer = c.s.conn
+	if c.loop != nil {
+		w = c.loop.toClient()
+	}
+	if _, err := w.Write(out); err != nil {
 		return &writeError{err}
 	}
 	return nil

@@ -67,6 +67,16 @@ type txClient struct {
 	// next waits for it, so replies never overtake each other.
 	wrote chan struct{}
 
+	// loop is set while the event loop relays the client (txloop.go): a
+	// lease is then taken without blocking, or the client is parked.
+	loop *txRelay
+	// parked is a lease taken on the loop that needs blocking work first
+	// (the client's settings applied) by the client goroutine.
+	parked *lease
+	// loopSerr is how the server direction of the last round on the loop
+	// ended, for finish (the loop has no server goroutine to ask).
+	loopSerr error
+
 	mu        sync.Mutex
 	lease     *lease // held server connection; nil between transactions
 	srvDone   chan error
@@ -133,8 +143,19 @@ func (s *session) serveTransactions(ctx context.Context, p *pool, params *startu
 	}
 	s.setState(stateActive)
 	defer s.stopRetry()
+	onLoop := s.detachForLoop(p)
 	for {
-		cerr := s.clientRd.pump(c, txFromClient, c)
+		var cerr error
+		if onLoop {
+			var fellBack bool
+			cerr, fellBack = s.txOnLoop(c)
+			if fellBack {
+				onLoop = false
+				continue
+			}
+		} else {
+			cerr = s.clientRd.pump(c, txFromClient, c)
+		}
 		if !(isDeadline(cerr) && s.kicked.Load() && s.srv.isDraining()) {
 			return c.finish(cerr)
 		}
@@ -186,18 +207,27 @@ func (c *txClient) lease1() (*lease, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.applySettings(l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// applySettings brings a leased connection to the client's settings; if
+// that fails, the lease is given back.
+func (c *txClient) applySettings(l *lease) error {
 	sc := l.Value()
 	if sc.appliedKey == c.settingsKey {
-		return l, nil
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
 	if err := sc.exec(ctx, "RESET ALL; "+setConfigSQL(c.settings)); err != nil {
 		c.p.releaseTx(l, false)
-		return nil, refusedSetting(err, "applying client settings")
+		return refusedSetting(err, "applying client settings")
 	}
 	sc.appliedKey = c.settingsKey
-	return l, nil
+	return nil
 }
 
 // Write sends client bytes to the leased server connection. The relay calls
@@ -282,21 +312,35 @@ func (c *txClient) ensureLease() error {
 	if held {
 		return nil
 	}
+	if c.loop != nil {
+		return c.loop.lease()
+	}
 	l, err := c.lease1()
 	if err != nil {
 		return err
 	}
+	c.relayOnGoroutine(l)
+	return nil
+}
+
+// relayOnGoroutine starts the lease's server goroutine, which forwards the
+// server's replies to the client.
+func (c *txClient) relayOnGoroutine(l *lease) {
 	c.awaitWrites()
 	done, wrote := make(chan error, 1), make(chan struct{})
 	c.wrote = wrote
+	c.beginLease(l, done)
+	go c.serverLoop(l, done, wrote)
+}
+
+// beginLease makes l the client's lease for a new transaction.
+func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.mu.Lock()
-	c.lease, c.srvDone = l, done
+	c.lease, c.srvDone = l, srvDone
 	c.pending, c.unsynced, c.syncsSent, c.syncsDone = 0, false, 0, 0
 	c.mentioned, c.forgetAll, c.parses = false, false, c.parses[:0]
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
-	go c.serverLoop(l, done, wrote)
-	return nil
 }
 
 // awaitWrites waits until the last lease's replies are all written.
@@ -421,9 +465,12 @@ func (c *txClient) finish(cerr error) error {
 		return c.clientErr(cerr)
 	}
 	sc := l.Value()
-	_ = sc.conn.SetReadDeadline(time.Now())
-	serr := <-done
-	_ = sc.conn.SetReadDeadline(time.Time{})
+	serr := c.loopSerr
+	if done != nil {
+		_ = sc.conn.SetReadDeadline(time.Now())
+		serr = <-done
+		_ = sc.conn.SetReadDeadline(time.Time{})
+	}
 	c.mu.Lock()
 	idle := c.pending == 0 && !c.unsynced && c.status == 'I'
 	c.lease = nil

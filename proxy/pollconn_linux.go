@@ -1,0 +1,213 @@
+//go:build linux
+
+package proxy
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// pollConn is a server connection of a transaction-mode pool kept out of
+// Go's netpoller, so that the event loop can relay it at every transaction
+// without a wake-up of the netpoller for each of its bytes (see detach). The
+// rare blocking work done on it outside the loop (applying a client's
+// settings, RESET ROLE, the health check, closing) waits with poll(2).
+//
+// The loop uses the descriptor directly while a transaction holds the
+// connection; the pool only closes a connection nobody holds, so the
+// descriptor is never closed under the loop.
+type pollConn struct {
+	fd            int
+	local, remote net.Addr
+	readDL        atomic.Int64 // deadlines as Unix nanoseconds; 0: none
+	writeDL       atomic.Int64
+
+	mu     sync.Mutex
+	refs   int // blocking calls in progress
+	closed bool
+}
+
+// detachServer turns a plain server socket into a pollConn; anything else
+// (TLS) is returned as it is and relayed on goroutines.
+func detachServer(c net.Conn) net.Conn {
+	local, remote := c.LocalAddr(), c.RemoteAddr()
+	fds, ok, err := detach(c)
+	if !ok || err != nil {
+		return c
+	}
+	return &pollConn{fd: fds[0], local: local, remote: remote}
+}
+
+// loopFD returns the descriptor the event loop may relay, if c is a pollConn.
+func loopFD(c net.Conn) (int, bool) {
+	pc, ok := c.(*pollConn)
+	if !ok {
+		return -1, false
+	}
+	return pc.fd, true
+}
+
+// poll(2) event bits (the syscall package does not name them).
+const (
+	pollIn  = 0x1
+	pollOut = 0x4
+)
+
+// pollSlice bounds one poll(2) wait, so that a deadline moved by another
+// goroutine (to interrupt a read) is seen soon.
+const pollSlice = 100 * time.Millisecond
+
+func (c *pollConn) Read(b []byte) (int, error) {
+	if err := c.incref(); err != nil {
+		return 0, err
+	}
+	defer c.decref()
+	if expired(&c.readDL) {
+		return 0, os.ErrDeadlineExceeded
+	}
+	for {
+		n, err := rawRead(c.fd, b)
+		switch {
+		case err == nil && n == 0 && len(b) > 0:
+			return 0, io.EOF
+		case err == nil:
+			return n, nil
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			if err := c.wait(pollIn, &c.readDL); err != nil {
+				return 0, err
+			}
+		default:
+			return 0, &net.OpError{Op: "read", Net: c.remote.Network(), Addr: c.remote, Err: os.NewSyscallError("read", err)}
+		}
+	}
+}
+
+func (c *pollConn) Write(b []byte) (int, error) {
+	if err := c.incref(); err != nil {
+		return 0, err
+	}
+	defer c.decref()
+	off := 0
+	for off < len(b) {
+		n, err := rawWrite(c.fd, b[off:])
+		switch {
+		case err == nil:
+			off += n
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			if err := c.wait(pollOut, &c.writeDL); err != nil {
+				return off, err
+			}
+		default:
+			return off, &net.OpError{Op: "write", Net: c.remote.Network(), Addr: c.remote, Err: os.NewSyscallError("write", err)}
+		}
+	}
+	return off, nil
+}
+
+// wait blocks until the socket is ready for events, the deadline passes or
+// the connection is closed.
+func (c *pollConn) wait(events int16, deadline *atomic.Int64) error {
+	slice := pollSlice
+	if dl := deadline.Load(); dl != 0 {
+		left := time.Until(time.Unix(0, dl))
+		if left <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		slice = min(slice, left)
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return net.ErrClosed
+	}
+	pfd := struct {
+		fd      int32
+		events  int16
+		revents int16
+	}{int32(c.fd), events, 0}
+	ms := (slice + time.Millisecond - 1) / time.Millisecond
+	_, _, errno := syscall.Syscall(syscall.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(ms))
+	if errno != 0 && errno != syscall.EINTR {
+		return os.NewSyscallError("poll", errno)
+	}
+	return nil
+}
+
+func (c *pollConn) incref() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	c.refs++
+	return nil
+}
+
+func (c *pollConn) decref() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refs--
+	if c.closed && c.refs == 0 {
+		_ = syscall.Close(c.fd)
+	}
+}
+
+// Close closes the socket; a blocking call in progress on another goroutine
+// is woken (shutdown) and the descriptor is closed when it returns.
+func (c *pollConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	c.closed = true
+	if c.refs > 0 {
+		_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
+		return nil
+	}
+	return syscall.Close(c.fd)
+}
+
+// shutdown ends the connection in both directions without closing the
+// descriptor: the loop sees the end, and blocked calls return.
+func (c *pollConn) shutdown() { _ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR) }
+
+func (c *pollConn) LocalAddr() net.Addr  { return c.local }
+func (c *pollConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *pollConn) SetDeadline(t time.Time) error {
+	c.readDL.Store(unixNanos(t))
+	c.writeDL.Store(unixNanos(t))
+	return nil
+}
+
+func (c *pollConn) SetReadDeadline(t time.Time) error {
+	c.readDL.Store(unixNanos(t))
+	return nil
+}
+
+func (c *pollConn) SetWriteDeadline(t time.Time) error {
+	c.writeDL.Store(unixNanos(t))
+	return nil
+}
+
+func expired(deadline *atomic.Int64) bool {
+	dl := deadline.Load()
+	return dl != 0 && time.Now().UnixNano() >= dl
+}
+
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(t.UnixNano(), 1)
+}

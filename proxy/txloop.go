@@ -1,0 +1,28 @@
+package proxy
+
+import "errors"
+
+// txRelay is the transaction-pooling part of a client's relay round on the
+// event loop: the client is side 0 for the whole round, and side 1 is the
+// server connection of the transaction in progress, attached when the
+// client's next message needs one and detached at the ReadyForQuery that
+// ends the transaction. A message that needs a server connection when none
+// is idle (or one that must first be brought to the client's settings)
+// parks the client: the round ends before that message, the client
+// goroutine waits for a connection the blocking way, and a new round
+// resumes with it.
+type txRelay struct {
+	c *txClient
+	r *evRelay
+	l *lease // the lease attached as side 1; nil between transactions
+	// leaveWhenIdle: Shutdown asked the client to leave; the round ends
+	// when its transaction does.
+	leaveWhenIdle bool
+	// attached: a lease was attached while the client's bytes were being
+	// forwarded; its reader may already hold bytes to pass on.
+	attached bool
+}
+
+// errPark ends a round on the loop before a client message that needs a
+// server connection the loop cannot get without blocking.
+var errPark = errors.New("waiting for a server connection")

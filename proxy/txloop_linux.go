@@ -1,0 +1,211 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// lease takes an idle server connection for the client's next transaction,
+// without blocking. Loop goroutine only.
+func (t *txRelay) lease() error {
+	c := t.c
+	start := time.Now()
+	l := c.p.tryAcquire()
+	if l == nil {
+		return errPark
+	}
+	c.p.m.poolWait.Observe(time.Since(start).Seconds())
+	sc := l.Value()
+	fd, ok := loopFD(sc.conn)
+	if !ok || sc.appliedKey != c.settingsKey {
+		c.parked = l
+		return errPark
+	}
+	c.beginLease(l, nil)
+	t.attach(l, fd)
+	t.attached = true
+	if err := t.r.register(1); err != nil {
+		t.r.fds[1] = -1
+		return err
+	}
+	return nil
+}
+
+// attach makes l's connection side 1 of the relay (not yet in epoll).
+func (t *txRelay) attach(l *lease, fd int) {
+	r, sc := t.r, l.Value()
+	t.l = l
+	r.fds[1] = fd
+	sc.rd.src = fdReader{fd}
+	r.dirs[1].rd, r.dirs[1].interest, r.dirs[1].need = sc.rd, txFromServer, 1
+	r.dirs[1].in = txServerInspector{c: t.c, sc: sc}
+	r.dirs[0].out.fd = fd
+}
+
+// transactionEnded detaches the server connection after the ReadyForQuery
+// that ended the transaction (the inspector has ended the lease) and gives
+// it back to the pool. It reports whether the round goes on. Loop goroutine
+// only.
+func (t *txRelay) transactionEnded(r *evRelay) bool {
+	l, c := t.l, t.c
+	sc := l.Value()
+	_ = syscall.EpollCtl(r.loop.epfd, syscall.EPOLL_CTL_DEL, r.fds[1], nil)
+	r.fds[1], r.mask[1] = -1, 0
+	r.dirs[1].rd, r.dirs[1].in = nil, nil
+	r.dirs[0].out.fd = -1
+	sc.rd.src = sc.conn
+	t.l = nil
+	if sc.resetRole {
+		go c.p.releaseTx(l, true) // RESET ROLE is a round trip: not on the loop
+	} else {
+		c.p.releaseTx(l, false)
+	}
+	if t.leaveWhenIdle || c.s.srv.isDraining() {
+		c.s.kicked.Store(true)
+		r.end(1, os.ErrDeadlineExceeded, false)
+		return false
+	}
+	return true
+}
+
+// afterClient passes on what a connection attached during the client's
+// step already holds. Loop goroutine only.
+func (t *txRelay) afterClient(r *evRelay) bool {
+	if !t.attached {
+		return true
+	}
+	t.attached = false
+	if r.fds[1] >= 0 && r.dirs[1].rd.buffered() {
+		return r.forward(1)
+	}
+	return true
+}
+
+// toClient is where messages pgrotate answers itself go during a round.
+func (t *txRelay) toClient() *evWriter { return &t.r.dirs[1].out }
+
+// detachForLoop moves a transaction-pooling client onto the event loop for
+// good: its socket leaves Go's netpoller (s.conn becomes a pollConn). It
+// reports false, changing nothing, when the loop cannot serve the client:
+// the loop is off, the client uses TLS, or the pool's server connections
+// are not plain sockets (upstream TLS).
+func (s *session) detachForLoop(p *pool) bool {
+	if !p.onLoop || !p.loopable.Load() || s.srv.eventLoop() == nil {
+		return false
+	}
+	s.kickMu.Lock()
+	defer s.kickMu.Unlock()
+	if s.connClosed {
+		return false
+	}
+	switch s.conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return false
+	}
+	pc := detachServer(s.conn)
+	if _, ok := loopFD(pc); !ok {
+		return false
+	}
+	s.conn, s.raw = pc, pc
+	s.clientRd.src = pc
+	return true
+}
+
+// txOnLoop serves the client's transactions on the event loop, round after
+// round, until the client leaves, a side fails or Shutdown asks the client
+// to leave: cerr says which, as the goroutine relay's client direction
+// would. fellBack means the client got a server connection the loop cannot
+// relay (upstream TLS after a failover, say): the goroutine relay takes over.
+func (s *session) txOnLoop(c *txClient) (cerr error, fellBack bool) {
+	for {
+		r, err := s.startTxRound(c)
+		if err != nil || r == nil {
+			return err, false
+		}
+		res := <-r.done
+		cerr, serr := s.endTxRound(c, r, res)
+		c.loopSerr = serr
+		if !errors.Is(cerr, errPark) {
+			return cerr, false
+		}
+		l := c.parked
+		c.parked = nil
+		if l != nil {
+			err = c.applySettings(l)
+		} else {
+			l, err = c.lease1()
+		}
+		if err != nil {
+			return err, false
+		}
+		if _, ok := loopFD(l.Value().conn); !ok {
+			c.relayOnGoroutine(l)
+			return nil, true
+		}
+		c.beginLease(l, nil)
+	}
+}
+
+// startTxRound hands the client, and the server connection it holds if
+// any, to the loop. A nil round with a nil error means Shutdown asked the
+// client to leave between transactions.
+func (s *session) startTxRound(c *txClient) (*evRelay, error) {
+	cfd, _ := loopFD(s.conn)
+	fds := [2]int{cfd, -1}
+	dirs := [2]evDir{{rd: s.clientRd, interest: txFromClient, in: c}}
+	t := &txRelay{c: c}
+	s.kickMu.Lock()
+	defer s.kickMu.Unlock()
+	switch {
+	case s.connClosed:
+		return nil, net.ErrClosed
+	case c.lease == nil && s.kicked.Load() && s.srv.isDraining():
+		return nil, os.ErrDeadlineExceeded
+	}
+	r, err := s.srv.loop.startRelay(fds, dirs, func(r *evRelay) {
+		r.tx, t.r = t, r
+		c.loop = t
+		if c.lease != nil {
+			fd, _ := loopFD(c.lease.Value().conn)
+			t.attach(c.lease, fd)
+		}
+	})
+	if err != nil {
+		c.loop = nil
+		return nil, err
+	}
+	s.evr = r
+	return r, nil
+}
+
+// endTxRound takes the client back from the loop after a round and writes
+// out what the loop had accepted for a side but not yet written.
+func (s *session) endTxRound(c *txClient, r *evRelay, res evResult) (cerr, serr error) {
+	s.kickMu.Lock()
+	s.evr = nil
+	s.kickMu.Unlock()
+	c.loop = nil
+	s.clientRd.src = s.conn
+	cerr, serr = res.errs[0], res.errs[1]
+	if l := c.lease; l != nil {
+		sc := l.Value()
+		sc.rd.src = sc.conn
+		if b := r.dirs[0].out.spill; len(b) > 0 && isDeadline(serr) {
+			if _, err := sc.conn.Write(b); err != nil {
+				cerr = &writeError{err}
+			}
+		}
+	}
+	if b := r.dirs[1].out.spill; len(b) > 0 && (isDeadline(cerr) || errors.Is(cerr, errPark)) {
+		if _, err := s.conn.Write(b); err != nil {
+			serr = &writeError{err}
+		}
+	}
+	return cerr, serr
+}
