@@ -43,12 +43,21 @@ type eventLoop struct {
 	// Owned by the loop goroutine.
 	slots []*evRelay // by slot; an epoll event names its relay's slot
 	free  []int32
+	// conns are the transaction-mode server connections registered for
+	// good (see txRelay.own), by slot; their events carry connTag.
+	conns     []*pollConn
+	freeConns []int32
 }
+
+// connTag marks the epoll event of a registered server connection; a
+// relay's events carry the side (0, 1) instead.
+const connTag = 2
 
 // loopSupported: the event loop runs on Linux.
 const loopSupported = true
 
-// wakeSlot is the epoll tag of the eventfd; relays are tagged slot+1.
+// wakeSlot is the epoll tag of the eventfd; relays are tagged slot+1 (and
+// their side), server connections their own slot and connTag.
 const wakeSlot = 0
 
 func newEventLoop() (*eventLoop, error) {
@@ -120,12 +129,17 @@ func (l *eventLoop) run() {
 		}
 		woken := false
 		for _, ev := range events[:n] {
-			if ev.Fd == wakeSlot {
+			switch {
+			case ev.Pad == connTag:
+				if pc := l.conns[ev.Fd]; pc != nil && pc.owner != nil {
+					pc.owner.serverReady(ev.Events)
+				}
+			case ev.Fd == wakeSlot:
 				woken = true
-				continue
-			}
-			if r := l.slots[ev.Fd-1]; r != nil {
-				r.ready(int(ev.Pad), ev.Events)
+			default:
+				if r := l.slots[ev.Fd-1]; r != nil {
+					r.ready(int(ev.Pad), ev.Events)
+				}
 			}
 		}
 		if woken && !l.runCommands() {
@@ -164,6 +178,14 @@ func (l *eventLoop) add(r *evRelay) error {
 		if r.fds[side] < 0 {
 			continue // transaction pooling: no server connection held
 		}
+		if side == 1 && r.tx != nil {
+			if err := r.tx.own(); err != nil {
+				r.fds[1] = -1
+				l.remove(r)
+				return err
+			}
+			continue
+		}
 		if err := r.register(side); err != nil {
 			r.fds[side] = -1
 			l.remove(r)
@@ -186,8 +208,12 @@ func (r *evRelay) register(side int) error {
 // remove unregisters r; its descriptors go back to the session (attach).
 // Loop goroutine only.
 func (l *eventLoop) remove(r *evRelay) {
-	for _, fd := range r.fds {
-		if fd >= 0 {
+	for side, fd := range r.fds {
+		switch {
+		case fd < 0:
+		case side == 1 && r.tx != nil:
+			r.tx.disown() // registered for good
+		default:
 			_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
 		}
 	}
@@ -203,6 +229,7 @@ type evRelay struct {
 	fds   [2]int
 	mask  [2]uint32 // epoll interest of each side
 	dirs  [2]evDir
+	rdrs  [2]fdReader // each side's reader (a transaction's server side uses its pollConn's)
 	ended bool
 	done  chan evResult // receives the round's end, once
 	// tx is set for a transaction-pooling client: side 1 is the server
@@ -282,13 +309,19 @@ func (w *evWriter) flush() error {
 }
 
 // fdReader reads a socket without blocking; EAGAIN is errWouldBlock.
-type fdReader struct{ fd int }
+type fdReader struct {
+	fd int
+	// short: the last read returned less than asked for, so the socket
+	// held no more (what an edge-triggered side needs to know).
+	short bool
+}
 
 var errWouldBlock = errors.New("read would block")
 
-func (f fdReader) Read(b []byte) (int, error) {
+func (f *fdReader) Read(b []byte) (int, error) {
 	for {
 		n, err := rawRead(f.fd, b)
+		f.short = n < len(b)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -315,6 +348,9 @@ func (r *evRelay) ready(side int, events uint32) {
 		if len(d.out.spill) > 0 {
 			if err := d.out.flush(); err != nil {
 				r.end(1-side, &writeError{err}, false)
+				return
+			}
+			if side == 0 && r.tx != nil && len(d.out.spill) == 0 && !r.drainServer() {
 				return
 			}
 		}
@@ -365,8 +401,8 @@ func (r *evRelay) forward(side int) bool {
 // while the opposite direction has spilled bytes for it.
 func (r *evRelay) updateMasks() {
 	for side := range r.fds {
-		if r.fds[side] < 0 {
-			continue
+		if r.fds[side] < 0 || side == 1 && r.tx != nil {
+			continue // a transaction's server side is edge-triggered for good
 		}
 		var m uint32
 		if len(r.dirs[side].out.spill) == 0 {
@@ -428,8 +464,9 @@ func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) 
 	}
 	for i := range r.dirs {
 		d := &r.dirs[i]
-		if d.rd != nil {
-			d.rd.src = fdReader{r.fds[i]}
+		if d.rd != nil && r.fds[i] >= 0 && (i == 0 || r.tx == nil) {
+			r.rdrs[i].fd = r.fds[i]
+			d.rd.src = &r.rdrs[i]
 		}
 		d.out.fd = r.fds[1-i]
 		d.need = 1
@@ -460,6 +497,9 @@ func (r *evRelay) kickBuffered() {
 		if !r.forward(side) {
 			return
 		}
+	}
+	if !r.ended && r.tx != nil && r.fds[1] >= 0 && !r.drainServer() {
+		return // bytes may have come while no round ran: no edge announces them
 	}
 	if !r.ended {
 		r.updateMasks()

@@ -31,6 +31,13 @@ type pollConn struct {
 	mu     sync.Mutex
 	refs   int // blocking calls in progress
 	closed bool
+
+	// Event loop registration (txRelay.own): the loop it is registered
+	// with, if any. slot, owner and rdr belong to the loop goroutine.
+	loop  atomic.Pointer[eventLoop]
+	slot  int32
+	owner *evRelay // the relay of the transaction holding it, if any
+	rdr   fdReader
 }
 
 // detachServer turns a plain server socket into a pollConn; anything else
@@ -41,7 +48,7 @@ func detachServer(c net.Conn) net.Conn {
 	if !ok || err != nil {
 		return c
 	}
-	return &pollConn{fd: fds[0], local: local, remote: remote}
+	return &pollConn{fd: fds[0], local: local, remote: remote, slot: -1}
 }
 
 // loopFD returns the descriptor the event loop may relay, if c is a pollConn.
@@ -170,6 +177,17 @@ func (c *pollConn) Close() error {
 		return net.ErrClosed
 	}
 	c.closed = true
+	if l := c.loop.Load(); l != nil {
+		// Closing the descriptor takes it out of the epoll set; its slot
+		// is freed by the loop.
+		l.post(func() {
+			if c.slot >= 0 {
+				l.conns[c.slot] = nil
+				l.freeConns = append(l.freeConns, c.slot)
+				c.slot = -1
+			}
+		})
+	}
 	if c.refs > 0 {
 		_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
 		return nil

@@ -29,19 +29,63 @@ func (t *txRelay) lease() error {
 	c.beginLease(l, nil)
 	t.attach(l, fd)
 	t.attached = true
-	if err := t.r.register(1); err != nil {
+	if err := t.own(); err != nil {
 		t.r.fds[1] = -1
 		return err
 	}
 	return nil
 }
 
+// epollET is EPOLLET as the uint32 an EpollEvent holds (the syscall
+// package's constant is negative).
+const epollET = 1 << 31
+
+// own makes the relay the receiver of the attached connection's events.
+// A server connection of a transaction-mode pool is registered with the
+// loop once, edge-triggered, and stays registered while it is idle in the
+// pool (its events then go nowhere): attaching it to the next transaction
+// costs no system call. Loop goroutine only.
+func (t *txRelay) own() error {
+	pc := t.l.Value().conn.(*pollConn)
+	l := t.r.loop
+	if pc.slot < 0 {
+		if n := len(l.freeConns); n > 0 {
+			pc.slot, l.freeConns = l.freeConns[n-1], l.freeConns[:n-1]
+		} else {
+			pc.slot = int32(len(l.conns))
+			l.conns = append(l.conns, nil)
+		}
+		ev := syscall.EpollEvent{
+			Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
+			Fd:     pc.slot, Pad: connTag,
+		}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, pc.fd, &ev); err != nil {
+			l.freeConns = append(l.freeConns, pc.slot)
+			pc.slot = -1
+			return os.NewSyscallError("epoll_ctl", err)
+		}
+		l.conns[pc.slot] = pc
+		pc.loop.Store(l)
+	}
+	pc.owner = t.r
+	return nil
+}
+
+// disown stops the attached connection's events from reaching the relay.
+func (t *txRelay) disown() {
+	if t.l != nil {
+		t.l.Value().conn.(*pollConn).owner = nil
+	}
+}
+
 // attach makes l's connection side 1 of the relay (not yet in epoll).
 func (t *txRelay) attach(l *lease, fd int) {
 	r, sc := t.r, l.Value()
+	pc := sc.conn.(*pollConn)
 	t.l = l
 	r.fds[1] = fd
-	sc.rd.src = fdReader{fd}
+	pc.rdr.fd = fd
+	sc.rd.src = &pc.rdr
 	r.dirs[1].rd, r.dirs[1].interest, r.dirs[1].need = sc.rd, txFromServer, 1
 	r.dirs[1].in = txServerInspector{c: t.c, sc: sc}
 	r.dirs[0].out.fd = fd
@@ -54,7 +98,7 @@ func (t *txRelay) attach(l *lease, fd int) {
 func (t *txRelay) transactionEnded(r *evRelay) bool {
 	l, c := t.l, t.c
 	sc := l.Value()
-	_ = syscall.EpollCtl(r.loop.epfd, syscall.EPOLL_CTL_DEL, r.fds[1], nil)
+	t.disown()
 	r.fds[1], r.mask[1] = -1, 0
 	r.dirs[1].rd, r.dirs[1].in = nil, nil
 	r.dirs[0].out.fd = -1
@@ -208,4 +252,47 @@ func (s *session) endTxRound(c *txClient, r *evRelay, res evResult) (cerr, serr 
 		}
 	}
 	return cerr, serr
+}
+
+// serverReady handles the edge-triggered events of the server connection
+// a transaction holds. Loop goroutine only.
+func (r *evRelay) serverReady(events uint32) {
+	if r.ended || r.fds[1] < 0 {
+		return
+	}
+	if events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && len(r.dirs[0].out.spill) > 0 {
+		if err := r.dirs[0].out.flush(); err != nil {
+			r.end(0, &writeError{err}, false)
+			return
+		}
+	}
+	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && !r.drainServer() {
+		return
+	}
+	r.updateMasks()
+}
+
+// drainServer reads the transaction's server connection until the socket
+// is empty (edge-triggered: no event comes for bytes already there), the
+// client stops taking bytes, or the transaction ends. It reports whether
+// the relay goes on.
+func (r *evRelay) drainServer() bool {
+	d := &r.dirs[1]
+	for r.fds[1] >= 0 && len(d.out.spill) == 0 {
+		if err := d.rd.fill(d.need); err != nil {
+			if err == errWouldBlock {
+				return true
+			}
+			r.end(1, err, false)
+			return false
+		}
+		short := r.tx.l.Value().conn.(*pollConn).rdr.short
+		if !r.forward(1) {
+			return false
+		}
+		if short {
+			return true
+		}
+	}
+	return true
 }
