@@ -176,3 +176,23 @@ func TestTransactionModeRotation(t *testing.T) {
 		}
 	}
 }
+
+// A server connection terminated while idle in a transaction-mode pool
+// (pg_terminate_backend, idle_session_timeout) costs no client a query on
+// the event loop: the loop saw the server's FATAL arrive while nobody held
+// the connection, retires it, and the next transaction gets a fresh one.
+// (On goroutines, the first transaction on it fails and the client
+// reconnects; the idle health check otherwise finds it within 30 s.)
+func TestTransactionModeIdleServerTerminated(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	c := env.connect(t)
+	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
+	if err := cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int)", pid); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the FATAL and the close reach pgrotate
+	got := queryStrings(t, c, "SELECT pg_backend_pid(), current_user")
+	if got[0] == pid || got[1] != ownerRole {
+		t.Fatalf("after the idle backend %s was terminated: pid %s, current_user %s", pid, got[0], got[1])
+	}
+}

@@ -133,6 +133,8 @@ func (l *eventLoop) run() {
 			case ev.Pad == connTag:
 				if pc := l.conns[ev.Fd]; pc != nil && pc.owner != nil {
 					pc.owner.serverReady(ev.Events)
+				} else if pc != nil && ev.Events&^syscall.EPOLLOUT != 0 {
+					pc.dirty = true // the server spoke (or left) while nobody held it
 				}
 			case ev.Fd == wakeSlot:
 				woken = true

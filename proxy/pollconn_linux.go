@@ -38,6 +38,11 @@ type pollConn struct {
 	slot  int32
 	owner *evRelay // the relay of the transaction holding it, if any
 	rdr   fdReader
+	// dirty: bytes or the end of the connection came while it was idle
+	// in the pool (a FATAL from pg_terminate_backend, a notification of a
+	// LISTEN some client left behind); the loop retires it instead of
+	// handing them to the next client.
+	dirty bool
 }
 
 // detachServer turns a plain server socket into a pollConn; anything else

@@ -16,6 +16,11 @@ func (t *txRelay) lease() error {
 	c := t.c
 	start := time.Now()
 	l := c.p.tryAcquire()
+	for l != nil && isDirty(l) {
+		c.p.log.Info("closing a server connection that spoke while idle", "pid", l.Value().pid)
+		l.Destroy()
+		l = c.p.tryAcquire()
+	}
 	if l == nil {
 		return errPark
 	}
@@ -68,7 +73,15 @@ func (t *txRelay) own() error {
 		pc.loop.Store(l)
 	}
 	pc.owner = t.r
+	pc.dirty = false
 	return nil
+}
+
+// isDirty reports whether a leased connection got bytes while idle (see
+// pollConn.dirty). Loop goroutine only.
+func isDirty(l *lease) bool {
+	pc, ok := l.Value().conn.(*pollConn)
+	return ok && pc.dirty
 }
 
 // disown stops the attached connection's events from reaching the relay.
