@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -47,7 +48,15 @@ type eventLoop struct {
 	// good (see txRelay.own), by slot; their events carry connTag.
 	conns     []*pollConn
 	freeConns []int32
+	// waitPools are the pools with clients waiting on the loop (see
+	// txRelay.wait); while there are any, the loop wakes every
+	// waitCheckInterval to expire them.
+	waitPools map[*pool]struct{}
 }
+
+// waitCheckInterval is how often clients waiting on the loop are checked
+// against query_wait_timeout.
+const waitCheckInterval = 50 * time.Millisecond
 
 // connTag marks the epoll event of a registered server connection; a
 // relay's events carry the side (0, 1) instead.
@@ -70,7 +79,7 @@ func newEventLoop() (*eventLoop, error) {
 		_ = syscall.Close(epfd)
 		return nil, os.NewSyscallError("eventfd2", errno)
 	}
-	l := &eventLoop{epfd: epfd, wakefd: int(r), done: make(chan struct{})}
+	l := &eventLoop{epfd: epfd, wakefd: int(r), done: make(chan struct{}), waitPools: make(map[*pool]struct{})}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: wakeSlot}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakefd, &ev); err != nil {
 		l.closeFDs()
@@ -116,8 +125,17 @@ func (l *eventLoop) run() {
 	defer close(l.done)
 	defer l.closeFDs()
 	events := make([]syscall.EpollEvent, 128)
+	var nextCheck time.Time
 	for {
-		n, err := epollWait(l.epfd, events)
+		timeout := -1
+		if len(l.waitPools) > 0 {
+			timeout = int(waitCheckInterval / time.Millisecond)
+			if now := time.Now(); !now.Before(nextCheck) {
+				l.expireWaiters(now)
+				nextCheck = now.Add(waitCheckInterval)
+			}
+		}
+		n, err := epollWait(l.epfd, events, timeout)
 		if err != nil {
 			if err == syscall.EINTR {
 				// A signal: the runtime may be asking this goroutine to
@@ -387,6 +405,8 @@ func (r *evRelay) forward(side int) bool {
 	switch {
 	case r.tx != nil && err == nil && stop && side == 1:
 		return r.tx.transactionEnded(r)
+	case err == errWait:
+		return true // not read again until a connection is handed over (txRelay.serve)
 	case err != nil || stop:
 		r.end(side, err, stop && err == nil && side == 1)
 		return false
@@ -407,7 +427,7 @@ func (r *evRelay) updateMasks() {
 			continue // a transaction's server side is edge-triggered for good
 		}
 		var m uint32
-		if len(r.dirs[side].out.spill) == 0 {
+		if len(r.dirs[side].out.spill) == 0 && !(side == 0 && r.tx != nil && r.tx.waiting) {
 			m |= syscall.EPOLLIN
 		}
 		if len(r.dirs[1-side].out.spill) > 0 {
@@ -432,6 +452,9 @@ func (r *evRelay) end(side int, err error, idleStop bool) {
 		return
 	}
 	r.ended = true
+	if r.tx != nil {
+		r.tx.unwait()
+	}
 	r.loop.remove(r)
 	var res evResult
 	res.errs[side] = err
@@ -569,9 +592,9 @@ func dupSocket(c syscall.Conn) (fd int, err error) {
 // sysmon does not wake every 20 µs to take it back, which measured as a
 // context switch per transaction. The runtime's preemption signal
 // interrupts the wait (EINTR), and run yields then.
-func epollWait(epfd int, events []syscall.EpollEvent) (int, error) {
+func epollWait(epfd int, events []syscall.EpollEvent, timeoutMs int) (int, error) {
 	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd),
-		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(timeoutMs), 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}

@@ -57,3 +57,7 @@ func (t *txRelay) toClient() io.Writer { return nil }
 func (s *session) detachForLoop(p *pool) bool { return false }
 
 func (s *session) txOnLoop(c *txClient) (error, bool) { return nil, true }
+
+func (l *eventLoop) post(cmd func()) bool { return false }
+
+func (p *pool) serveLoopWaiters() {}

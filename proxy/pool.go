@@ -50,6 +50,26 @@ type pool struct {
 	// (pollConn); loopable says whether the newest one was.
 	onLoop   bool
 	loopable atomic.Bool
+	// Clients the event loop keeps waiting for a connection of this pool,
+	// in arrival order (loop goroutine only; see txRelay.wait), and how
+	// many, for the goroutines that release connections. goWaiters counts
+	// the goroutines blocked in acquire: they are served first.
+	loopWaiters []*txRelay
+	loopWaiting atomic.Int32
+	goWaiters   atomic.Int32
+	evloop      atomic.Pointer[eventLoop]
+}
+
+// wakeLoopWaiters asks the event loop to hand an idle connection to the
+// clients it keeps waiting, after a connection was released or closed
+// outside the loop.
+func (p *pool) wakeLoopWaiters() {
+	if p.loopWaiting.Load() == 0 {
+		return
+	}
+	if l := p.evloop.Load(); l != nil {
+		l.post(p.serveLoopWaiters)
+	}
 }
 
 func newPool(db *configs.Database, up *Upstream, creds Credentials, log *slog.Logger, m *dbMetrics) (*pool, error) {
@@ -145,6 +165,7 @@ func isAuthFailure(err error) bool {
 // generation closes, pgrotate no longer uses that credential: say so.
 func (p *pool) destroy(sc *serverConn) {
 	sc.close()
+	defer p.wakeLoopWaiters() // the pool may open a new one for them
 	left := p.conns.remove(sc)
 	if left == 0 && sc.gen.N < p.currentGen() {
 		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
@@ -290,6 +311,7 @@ func (p *pool) releaseTx(l *lease, resetRole bool) {
 	}
 	sc.state.Store(int32(connIdle))
 	l.Release()
+	p.wakeLoopWaiters()
 }
 
 // promoted drains the idle connections of older generations after a

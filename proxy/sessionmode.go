@@ -65,19 +65,27 @@ func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
 	wait := p.db.QueryWaitTimeout.Duration
 	actx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	p.goWaiters.Add(1)
 	l, err := p.acquire(actx)
+	p.goWaiters.Add(-1)
 	p.m.poolWait.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil:
 		return l, nil
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		p.m.waitTimeouts.Inc()
-		w := fatal(codeTooManyConnections, "no server connection of pool %q became free within query_wait_timeout (%s)", p.db.Name, wait)
-		w.Hint = "All pool_size server connections stayed busy; raise pool_size or shorten transactions."
-		return nil, withCause(w, err)
+		return nil, p.waitTimeout(err)
 	default:
 		return nil, fmt.Errorf("acquiring server connection: %w", err)
 	}
+}
+
+// waitTimeout is the error of a client that waited query_wait_timeout for
+// a server connection in vain.
+func (p *pool) waitTimeout(cause error) error {
+	p.m.waitTimeouts.Inc()
+	w := fatal(codeTooManyConnections, "no server connection of pool %q became free within query_wait_timeout (%s)", p.db.Name, p.db.QueryWaitTimeout.Duration)
+	w.Hint = "All pool_size server connections stayed busy; raise pool_size or shorten transactions."
+	return withCause(w, cause)
 }
 
 // relayLoop relays round after round; between rounds it acts on kicks. It

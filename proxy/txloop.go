@@ -1,6 +1,9 @@
 package proxy
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // txRelay is the transaction-pooling part of a client's relay round on the
 // event loop: the client is side 0 for the whole round, and side 1 is the
@@ -21,8 +24,17 @@ type txRelay struct {
 	// attached: a lease was attached while the client's bytes were being
 	// forwarded; its reader may already hold bytes to pass on.
 	attached bool
+	// waiting: the client is in its pool's loopWaiters, not read until a
+	// connection is handed to it or waitUntil (query_wait_timeout) passes.
+	waiting   bool
+	waitUntil time.Time
 }
 
 // errPark ends a round on the loop before a client message that needs a
 // server connection the loop cannot get without blocking.
 var errPark = errors.New("waiting for a server connection")
+
+// errWait stops the client direction of a round before a message that
+// needs a server connection while the loop keeps the client waiting for
+// one (txRelay.wait).
+var errWait = errors.New("waiting on the loop for a server connection")

@@ -3,9 +3,11 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -14,15 +16,17 @@ import (
 // without blocking. Loop goroutine only.
 func (t *txRelay) lease() error {
 	c := t.c
-	start := time.Now()
-	l := c.p.tryAcquire()
-	for l != nil && isDirty(l) {
-		c.p.log.Info("closing a server connection that spoke while idle", "pid", l.Value().pid)
-		l.Destroy()
-		l = c.p.tryAcquire()
+	if t.waiting {
+		return errWait
 	}
+	start := time.Now()
+	l := c.p.tryIdle()
 	if l == nil {
-		return errPark
+		if c.p.goWaiters.Load() == 0 && c.p.full() {
+			t.wait()
+			return errWait
+		}
+		return errPark // the client goroutine waits, and the pool opens a connection for it
 	}
 	c.p.m.poolWait.Observe(time.Since(start).Seconds())
 	sc := l.Value()
@@ -117,9 +121,11 @@ func (t *txRelay) transactionEnded(r *evRelay) bool {
 	r.dirs[0].out.fd = -1
 	sc.rd.src = sc.conn
 	t.l = nil
-	if sc.resetRole {
+	switch {
+	case sc.resetRole:
 		go c.p.releaseTx(l, true) // RESET ROLE is a round trip: not on the loop
-	} else {
+	case c.p.handOff(l):
+	default:
 		c.p.releaseTx(l, false)
 	}
 	if t.leaveWhenIdle || c.s.srv.isDraining() {
@@ -308,4 +314,118 @@ func (r *evRelay) drainServer() bool {
 		}
 	}
 	return true
+}
+
+// tryIdle takes an idle connection, retiring the ones that got bytes while
+// idle. Loop goroutine only.
+func (p *pool) tryIdle() *lease {
+	l := p.tryAcquire()
+	for l != nil && isDirty(l) {
+		p.log.Info("closing a server connection that spoke while idle", "pid", l.Value().pid)
+		l.Destroy()
+		l = p.tryAcquire()
+	}
+	return l
+}
+
+// full reports whether the pool holds pool_size connections (or is opening
+// them): a client waiting for one can only get one that is released.
+func (p *pool) full() bool {
+	st := p.res.Stat()
+	return st.TotalResources() >= st.MaxResources()
+}
+
+// wait queues the client for the next connection released on the loop:
+// waiting there costs no goroutine wake-up, and loads with many more
+// clients than connections spend most of their waits there. Loop goroutine
+// only.
+func (t *txRelay) wait() {
+	p := t.c.p
+	t.waiting = true
+	t.waitUntil = time.Now().Add(p.db.QueryWaitTimeout.Duration)
+	p.loopWaiters = append(p.loopWaiters, t)
+	p.loopWaiting.Store(int32(len(p.loopWaiters)))
+	p.evloop.Store(t.r.loop)
+	t.r.loop.waitPools[p] = struct{}{}
+}
+
+// unwait takes the client out of its pool's queue. Loop goroutine only.
+func (t *txRelay) unwait() {
+	if !t.waiting {
+		return
+	}
+	t.waiting = false
+	p := t.c.p
+	if i := slices.Index(p.loopWaiters, t); i >= 0 {
+		p.loopWaiters = slices.Delete(p.loopWaiters, i, i+1)
+	}
+	p.loopWaiting.Store(int32(len(p.loopWaiters)))
+}
+
+// handOff gives a connection released on the loop straight to the first
+// client waiting there, if the connection can go on serving and no
+// goroutine waits for it. Loop goroutine only.
+func (p *pool) handOff(l *lease) bool {
+	if len(p.loopWaiters) == 0 || p.goWaiters.Load() > 0 || p.stale(l.Value()) {
+		return false
+	}
+	p.loopWaiters[0].serve(l)
+	return true
+}
+
+// serveLoopWaiters hands idle connections to the clients waiting on the
+// loop; when none is idle but the pool has room (a connection was closed),
+// the first waiter's goroutine is asked to open one. Loop goroutine only.
+func (p *pool) serveLoopWaiters() {
+	for len(p.loopWaiters) > 0 && p.goWaiters.Load() == 0 {
+		l := p.tryIdle()
+		if l == nil {
+			break
+		}
+		p.loopWaiters[0].serve(l)
+	}
+	if len(p.loopWaiters) > 0 && p.goWaiters.Load() == 0 && !p.full() {
+		t := p.loopWaiters[0]
+		t.unwait()
+		t.r.end(0, errPark, false)
+	}
+}
+
+// serve resumes a waiting client with the connection l. Loop goroutine only.
+func (t *txRelay) serve(l *lease) {
+	t.unwait()
+	r, c, sc := t.r, t.c, l.Value()
+	fd, ok := loopFD(sc.conn)
+	if !ok || sc.appliedKey != c.settingsKey {
+		c.parked = l // the client goroutine applies the settings
+		r.end(0, errPark, false)
+		return
+	}
+	c.beginLease(l, nil)
+	t.attach(l, fd)
+	t.attached = true
+	if err := t.own(); err != nil {
+		r.fds[1] = -1
+		r.end(0, err, false)
+		return
+	}
+	if r.forward(0) {
+		r.updateMasks()
+	}
+}
+
+// expireWaiters ends the rounds of clients that waited on the loop for
+// query_wait_timeout: they get 53300, as a client waiting on its goroutine
+// does. Loop goroutine only.
+func (l *eventLoop) expireWaiters(now time.Time) {
+	for p := range l.waitPools {
+		for len(p.loopWaiters) > 0 && now.After(p.loopWaiters[0].waitUntil) {
+			t := p.loopWaiters[0]
+			t.unwait()
+			t.r.end(0, p.waitTimeout(context.DeadlineExceeded), false)
+		}
+		if len(p.loopWaiters) == 0 {
+			delete(l.waitPools, p)
+		}
+	}
 }
