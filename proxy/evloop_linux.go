@@ -412,6 +412,7 @@ func (r *evRelay) forward(side int) bool {
 		return false
 	}
 	d.need = need
+	d.rd.release()
 	if r.tx != nil && side == 0 {
 		return r.tx.afterClient(r)
 	}

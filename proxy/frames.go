@@ -77,12 +77,22 @@ func (r *frameReader) newBuf() []byte {
 	return make([]byte, r.size)
 }
 
-// fillLazy is fill for a lazy reader that has consumed everything.
-func (r *frameReader) fillLazy() error {
+// release gives a lazy reader's buffer back while it holds no bytes: the
+// event loop calls it after each forward, where the goroutine relay lets
+// go of it as it starts its next read (fillLazy).
+func (r *frameReader) release() {
+	if r.small == nil || r.start != r.end {
+		return
+	}
 	if len(r.buf) == clientBufSize {
 		clientBufs.Put((*[clientBufSize]byte)(r.buf))
 	}
 	r.buf, r.start, r.end = nil, 0, 0
+}
+
+// fillLazy is fill for a lazy reader that has consumed everything.
+func (r *frameReader) fillLazy() error {
+	r.release()
 	n, err := r.src.Read(r.small[:])
 	if n == 0 {
 		if err == nil {
