@@ -1,0 +1,98 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// pollPair is a pollConn (pgrotate's side, out of Go's netpoller) and the
+// ordinary connection at the other end.
+func pollPair(t *testing.T) (*pollConn, net.Conn) {
+	t.Helper()
+	a, b := tcpPair(t)
+	pc, ok := detachServer(a).(*pollConn)
+	if !ok {
+		t.Fatal("a plain TCP connection did not become a pollConn")
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc, b
+}
+
+// A pollConn carries a stream larger than the socket buffers both ways:
+// its writes wait for room and its reads wait for bytes, with poll(2).
+func TestPollConnStreams(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	pc, peer := pollPair(t)
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	go func() {
+		_, _ = io.Copy(peer, io.LimitReader(peer, int64(len(payload)))) // echo
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := pc.Write(payload)
+		done <- err
+	}()
+	got := make([]byte, len(payload))
+	if _, err := io.ReadFull(pc, got); err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("echo through the pollConn: %v, equal=%v", err, bytes.Equal(got, payload))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Deadlines behave as on a net.Conn: a read with nothing to read fails with
+// os.ErrDeadlineExceeded once it passes, also when another goroutine sets
+// it while the read waits (how a relay is interrupted).
+func TestPollConnDeadlines(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	pc, _ := pollPair(t)
+	_ = pc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := pc.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its deadline: %v", err)
+	}
+	_ = pc.SetReadDeadline(time.Time{})
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = pc.SetReadDeadline(time.Now())
+	}()
+	if _, err := pc.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read interrupted by a deadline set meanwhile: %v", err)
+	}
+}
+
+// Closing a pollConn wakes a read blocked on it, and reads after the close
+// fail with net.ErrClosed.
+func TestPollConnCloseWakesReader(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	pc, _ := pollPair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := pc.Read(make([]byte, 10))
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("a read blocked during Close returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the blocked read")
+	}
+	if _, err := pc.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after Close: %v, want net.ErrClosed", err)
+	}
+}
