@@ -129,11 +129,15 @@ func (l *load) stop() {
 }
 
 // The product promise: ten rotations in a row under load, each source kind,
-// zero failed transactions; each old role drains and can be dropped.
+// and transaction pooling too, zero failed transactions; each old role
+// drains and can be dropped.
 func TestTenRotationsUnderLoad(t *testing.T) {
-	for _, kind := range []string{"dir", "json", "url"} {
-		t.Run(kind, func(t *testing.T) {
-			env := startProxy(t, setup{credKind: kind, poolSize: 12})
+	for _, c := range []struct{ name, kind, mode string }{
+		{"dir", "dir", "session"}, {"json", "json", "session"}, {"url", "url", "session"},
+		{"dir transaction", "dir", "transaction"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := startProxy(t, setup{credKind: c.kind, poolMode: c.mode, poolSize: 12})
 			l := startLoad(t, env, 8)
 			prevRole := execRole1
 			for i := 1; i <= 10; i++ {
