@@ -324,6 +324,7 @@ func (p *pool) promoted(ctx context.Context, prev, next rotation.Generation) {
 		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
 			"role", prev.Cred.Username, "generation", prev.N, "safe_to_retire", true)
 	}
+	onOld := p.conns.count(prev.N)
 	var old []*lease
 	for _, l := range p.res.AcquireAllIdle() {
 		if p.stale(l.Value()) {
@@ -338,12 +339,30 @@ func (p *pool) promoted(ctx context.Context, prev, next rotation.Generation) {
 			l.Destroy()
 			l = nil
 		}
-		if err := p.res.CreateResource(ctx); err != nil && !errors.Is(err, puddle.ErrNotAvailable) {
-			p.log.Warn("pre-warming a server connection of the new generation failed", "generation", next.N, "err", err)
-		}
+		p.prewarm(ctx, next)
 		if l != nil {
 			l.Destroy()
 		}
+	}
+	if p.db.PoolMode != configs.PoolSession {
+		return
+	}
+	// Session mode: one new connection per session still on the old
+	// generation, opened one at a time before the sessions are asked to
+	// move (Server.Promoted kicks them after this), so that each moves onto
+	// a ready connection instead of all of them logging in at once.
+	for range onOld - len(old) {
+		if st := p.res.Stat(); st.TotalResources() >= st.MaxResources() {
+			return // a full pool makes room as sessions move (replace)
+		}
+		p.prewarm(ctx, next)
+	}
+}
+
+// prewarm opens an idle connection of the current generation.
+func (p *pool) prewarm(ctx context.Context, next rotation.Generation) {
+	if err := p.res.CreateResource(ctx); err != nil && !errors.Is(err, puddle.ErrNotAvailable) {
+		p.log.Warn("pre-warming a server connection of the new generation failed", "generation", next.N, "err", err)
 	}
 }
 
