@@ -187,10 +187,12 @@ func TestTransactionModeIdleServerTerminated(t *testing.T) {
 	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
 	c := env.connect(t)
 	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
-	if err := cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int)", pid); err != nil {
+	// pg_terminate_backend with a timeout returns once the backend is gone,
+	// its FATAL and the end of the connection sent.
+	if err := cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int, 5000)", pid); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // the FATAL and the close reach pgrotate
+	time.Sleep(100 * time.Millisecond) // for them to reach pgrotate
 	got := queryStrings(t, c, "SELECT pg_backend_pid(), current_user")
 	if got[0] == pid || got[1] != ownerRole {
 		t.Fatalf("after the idle backend %s was terminated: pid %s, current_user %s", pid, got[0], got[1])
