@@ -17,18 +17,6 @@ type evRelay struct {
 	done chan evResult
 }
 
-type evResult struct {
-	errs     [2]error
-	idleStop bool
-}
-
-type evDir struct {
-	rd       *frameReader
-	interest *typeSet
-	in       inspector
-	out      struct{ spill []byte }
-}
-
 func newEventLoop() (*eventLoop, error) { return nil, errors.New("no event loop on this platform") }
 
 func (l *eventLoop) close() {}

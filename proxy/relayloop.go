@@ -121,3 +121,31 @@ func (s *session) flushSpilled(r *evRelay, sc *serverConn, cerr, serr error) (er
 	}
 	return cerr, serr
 }
+
+// evResult is how a round on the loop ended, in the terms of the goroutine
+// relay: the error each direction stopped with. A direction interrupted
+// because the other ended reports os.ErrDeadlineExceeded, as it would
+// under the read deadline the goroutine relay uses.
+type evResult struct {
+	errs [2]error
+	// idleStop: the server direction stopped at an idle point on request
+	// (relayState.stopWhenIdle).
+	idleStop bool
+}
+
+// evDir is one direction of a relay on the loop.
+type evDir struct {
+	rd       *frameReader
+	interest *typeSet
+	in       inspector
+	need     int // bytes that must be buffered before forward can go on
+	out      evWriter
+}
+
+// evWriter writes without blocking to a socket and keeps what the socket
+// did not take (spill) until it is writable again; a direction whose writer
+// spilled stops reading.
+type evWriter struct {
+	fd    int
+	spill []byte
+}
