@@ -198,3 +198,17 @@ func TestTransactionModeIdleServerTerminated(t *testing.T) {
 		t.Fatalf("after the idle backend %s was terminated: pid %s, current_user %s", pid, got[0], got[1])
 	}
 }
+
+// A connection whose transaction mentioned roles gets RESET ROLE before it
+// is reused, and then serves the next transaction: the reply to RESET ROLE,
+// read while no client held it, does not make it look stale.
+func TestTransactionModeResetRoleKeepsTheConnection(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	c := env.connect(t)
+	first := queryStrings(t, c, "SELECT pg_backend_pid()::text || ' ' || current_role")[0]
+	time.Sleep(100 * time.Millisecond) // RESET ROLE runs after the transaction
+	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
+	if !strings.HasPrefix(first, pid+" ") {
+		t.Fatalf("after RESET ROLE the next transaction ran on backend %s, not %s: the connection was replaced", pid, first)
+	}
+}

@@ -38,10 +38,11 @@ type pollConn struct {
 	slot  int32
 	owner *evRelay // the relay of the transaction holding it, if any
 	rdr   fdReader
-	// dirty: bytes or the end of the connection came while it was idle
-	// in the pool (a FATAL from pg_terminate_backend, a notification of a
-	// LISTEN some client left behind); the loop retires it instead of
-	// handing them to the next client.
+	// dirty: the socket had an event while no transaction on the loop held
+	// it: maybe a FATAL from pg_terminate_backend or a notification of a
+	// LISTEN some client left behind, maybe only the reply to a health
+	// check. The loop looks (pending) before handing it out, and retires
+	// it rather than pass such bytes to the next client.
 	dirty bool
 }
 
@@ -198,6 +199,15 @@ func (c *pollConn) Close() error {
 		return nil
 	}
 	return syscall.Close(c.fd)
+}
+
+// pending reports whether bytes or the end of the stream wait to be read,
+// without reading them.
+func (c *pollConn) pending() bool {
+	var b [1]byte
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return errno != syscall.EAGAIN // a byte, the end of the stream, or an error
 }
 
 // shutdown ends the connection in both directions without closing the

@@ -96,3 +96,35 @@ func TestPollConnCloseWakesReader(t *testing.T) {
 		t.Fatalf("read after Close: %v, want net.ErrClosed", err)
 	}
 }
+
+// pending tells, without consuming anything, whether bytes or the end of
+// the stream wait on the socket: how the loop tells a connection that
+// spoke while idle from one whose event was only a health check's reply.
+func TestPollConnPending(t *testing.T) {
+	pc, peer := pollPair(t)
+	if pc.pending() {
+		t.Fatal("a quiet connection reports pending bytes")
+	}
+	if _, err := peer.Write([]byte("E")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, pc.pending, "the byte the peer sent to show as pending")
+	got := make([]byte, 1)
+	if _, err := io.ReadFull(pc, got); err != nil || got[0] != 'E' {
+		t.Fatalf("read after pending: %q, %v (pending must not consume)", got, err)
+	}
+	if pc.pending() {
+		t.Fatal("pending after everything was read")
+	}
+	peer.Close()
+	waitUntil(t, pc.pending, "the end of the stream to show as pending")
+}
+
+func waitUntil(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

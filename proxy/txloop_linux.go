@@ -81,11 +81,17 @@ func (t *txRelay) own() error {
 	return nil
 }
 
-// isDirty reports whether a leased connection got bytes while idle (see
-// pollConn.dirty). Loop goroutine only.
+// isDirty reports whether a leased connection holds bytes nobody asked for
+// (see pollConn.dirty). An event while nobody held it on the loop is only a
+// hint (a health check or a RESET ROLE read its own reply meanwhile); one
+// peek at the socket tells. Loop goroutine only.
 func isDirty(l *lease) bool {
 	pc, ok := l.Value().conn.(*pollConn)
-	return ok && pc.dirty
+	if !ok || !pc.dirty {
+		return false
+	}
+	pc.dirty = false
+	return pc.pending()
 }
 
 // disown stops the attached connection's events from reaching the relay.
