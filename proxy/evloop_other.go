@@ -34,7 +34,7 @@ func attach(fd int) (net.Conn, error) { return nil, errors.New("no event loop on
 // loopSupported: no event loop here.
 const loopSupported = false
 
-func detachServer(c net.Conn) net.Conn { return c }
+func toPollConn(c net.Conn) net.Conn { return c }
 
 func loopFD(c net.Conn) (int, bool) { return -1, false }
 

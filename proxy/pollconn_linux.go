@@ -46,9 +46,9 @@ type pollConn struct {
 	dirty bool
 }
 
-// detachServer turns a plain server socket into a pollConn; anything else
-// (TLS) is returned as it is and relayed on goroutines.
-func detachServer(c net.Conn) net.Conn {
+// toPollConn turns a plain TCP or Unix socket into a pollConn; anything
+// else (TLS) is returned as it is and relayed on goroutines.
+func toPollConn(c net.Conn) net.Conn {
 	local, remote := c.LocalAddr(), c.RemoteAddr()
 	fds, ok, err := detach(c)
 	if !ok || err != nil {

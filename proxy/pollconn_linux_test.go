@@ -19,7 +19,7 @@ import (
 func pollPair(t *testing.T) (*pollConn, net.Conn) {
 	t.Helper()
 	a, b := tcpPair(t)
-	pc, ok := detachServer(a).(*pollConn)
+	pc, ok := toPollConn(a).(*pollConn)
 	if !ok {
 		t.Fatal("a plain TCP connection did not become a pollConn")
 	}

@@ -116,7 +116,7 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		return nil, err
 	}
 	if p.onLoop {
-		sc.conn = detachServer(sc.conn)
+		sc.conn = toPollConn(sc.conn)
 		sc.rd.src = sc.conn
 		_, ok := loopFD(sc.conn)
 		p.loopable.Store(ok)

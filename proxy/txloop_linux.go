@@ -29,7 +29,15 @@ func (t *txRelay) lease() error {
 		return errPark // the client goroutine waits, and the pool opens a connection for it
 	}
 	c.p.m.poolWait.Observe(time.Since(start).Seconds())
-	sc := l.Value()
+	return t.take(l)
+}
+
+// take starts the client's transaction on l, attached to the relay. A
+// connection the loop cannot relay, or one that needs the client's
+// settings applied first, is parked with the client (errPark): its
+// goroutine does that work. Loop goroutine only.
+func (t *txRelay) take(l *lease) error {
+	c, sc := t.c, l.Value()
 	fd, ok := loopFD(sc.conn)
 	if !ok || sc.appliedKey != c.settingsKey {
 		c.parked = l
@@ -172,14 +180,9 @@ func (s *session) detachForLoop(p *pool) bool {
 	if s.connClosed {
 		return false
 	}
-	switch s.conn.(type) {
-	case *net.TCPConn, *net.UnixConn:
-	default:
-		return false
-	}
-	pc := detachServer(s.conn)
+	pc := toPollConn(s.conn)
 	if _, ok := loopFD(pc); !ok {
-		return false
+		return false // TLS
 	}
 	s.conn, s.raw = pc, pc
 	s.clientRd.src = pc
@@ -194,7 +197,7 @@ func (s *session) detachForLoop(p *pool) bool {
 func (s *session) txOnLoop(c *txClient) (cerr error, fellBack bool) {
 	for {
 		r, err := s.startTxRound(c)
-		if err != nil || r == nil {
+		if err != nil {
 			return err, false
 		}
 		res := <-r.done
@@ -222,8 +225,9 @@ func (s *session) txOnLoop(c *txClient) (cerr error, fellBack bool) {
 }
 
 // startTxRound hands the client, and the server connection it holds if
-// any, to the loop. A nil round with a nil error means Shutdown asked the
-// client to leave between transactions.
+// any, to the loop. os.ErrDeadlineExceeded means Shutdown asked the client
+// to leave and it is between transactions; net.ErrClosed that Server.Close
+// closed it.
 func (s *session) startTxRound(c *txClient) (*evRelay, error) {
 	cfd, _ := loopFD(s.conn)
 	fds := [2]int{cfd, -1}
@@ -400,23 +404,12 @@ func (p *pool) serveLoopWaiters() {
 // serve resumes a waiting client with the connection l. Loop goroutine only.
 func (t *txRelay) serve(l *lease) {
 	t.unwait()
-	r, c, sc := t.r, t.c, l.Value()
-	fd, ok := loopFD(sc.conn)
-	if !ok || sc.appliedKey != c.settingsKey {
-		c.parked = l // the client goroutine applies the settings
-		r.end(0, errPark, false)
+	if err := t.take(l); err != nil {
+		t.r.end(0, err, false)
 		return
 	}
-	c.beginLease(l, nil)
-	t.attach(l, fd)
-	t.attached = true
-	if err := t.own(); err != nil {
-		r.fds[1] = -1
-		r.end(0, err, false)
-		return
-	}
-	if r.forward(0) {
-		r.updateMasks()
+	if t.r.forward(0) {
+		t.r.updateMasks()
 	}
 }
 
