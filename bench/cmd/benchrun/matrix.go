@@ -74,41 +74,59 @@ func (b *bench) warmUp(ctx context.Context) error {
 	return nil
 }
 
-// measureRow fills r's three measurements.
+// measureRow fills r's three measurements. Each target runs
+// settings.repeat times, the poolers swapping order every time, and the row
+// holds the medians: one run on a shared machine is often off by 20 %.
 func (b *bench) measureRow(ctx context.Context, r *row, pgrotateFirst bool) error {
-	var err error
-	if r.direct, err = b.measureDirect(ctx, r.spec); err != nil {
-		return err
-	}
+	var bouncer, pgrotate []measurement
 	steps := []func() error{
-		func() (err error) { r.bouncer, err = b.measureBouncer(ctx, r.spec, r.mode); return err },
-		func() (err error) {
-			r.pgrotate, err = b.measureProxy(ctx, b.pgrotate.target(r.mode), r.spec)
+		func() error {
+			m, err := b.measureBouncer(ctx, r.spec, r.mode)
+			bouncer = append(bouncer, m)
+			return err
+		},
+		func() error {
+			m, err := b.measureProxy(ctx, b.pgrotate.target(r.mode), r.spec)
+			pgrotate = append(pgrotate, m)
 			return err
 		},
 	}
 	if pgrotateFirst {
 		steps[0], steps[1] = steps[1], steps[0]
 	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			return err
-		}
+	var err error
+	if r.direct, err = b.measureDirect(ctx, r.spec); err != nil {
+		return err
 	}
+	for range b.settings.repeat {
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		steps[0], steps[1] = steps[1], steps[0]
+	}
+	r.bouncer, r.pgrotate = median(bouncer), median(pgrotate)
 	return nil
 }
 
-// measureDirect runs a spec against PostgreSQL once and reuses the result
-// for the other pool mode.
+// measureDirect runs a spec against PostgreSQL settings.repeat times and
+// reuses the median for the other pool mode.
 func (b *bench) measureDirect(ctx context.Context, s spec) (measurement, error) {
 	if m, ok := b.directCache[s]; ok {
 		return m, nil
 	}
-	m, err := b.pgbench.measure(ctx, b.direct, s)
-	if err == nil {
-		b.directCache[s] = m
+	var runs []measurement
+	for range b.settings.repeat {
+		m, err := b.pgbench.measure(ctx, b.direct, s)
+		if err != nil {
+			return m, err
+		}
+		runs = append(runs, m)
 	}
-	return m, err
+	m := median(runs)
+	b.directCache[s] = m
+	return m, nil
 }
 
 // measureBouncer runs a spec against PgBouncer, unless its version cannot

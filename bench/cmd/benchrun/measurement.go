@@ -43,6 +43,43 @@ func failed(err error, output string) measurement {
 	return measurement{problem: "failed: " + shorten(reason, 70)}
 }
 
+// median combines repeated runs of one target: the median tps, p99 and
+// CPU per transaction, and the sums of transactions and failures. A run
+// that produced no numbers makes the whole measurement that run's problem,
+// so a failure is never hidden by the runs that went well.
+func median(runs []measurement) measurement {
+	for _, m := range runs {
+		if !m.ok() {
+			return m
+		}
+	}
+	out := measurement{hasCPU: true}
+	for _, m := range runs {
+		out.transactions += m.transactions
+		out.failedTx += m.failedTx
+		out.hasCPU = out.hasCPU && m.hasCPU
+	}
+	out.tps = middle(runs, func(m measurement) float64 { return m.tps })
+	out.p99 = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.p99) }))
+	out.cpuPerTx = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.cpuPerTx) }))
+	return out
+}
+
+// middle is the median of one figure of runs (the mean of the two middle
+// values when there is an even number of them).
+func middle(runs []measurement, figure func(measurement) float64) float64 {
+	v := make([]float64, len(runs))
+	for i, m := range runs {
+		v[i] = figure(m)
+	}
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
 var (
 	tpsLine    = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
 	txLine     = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)

@@ -25,6 +25,7 @@ type settings struct {
 	scale        int           // pgbench -i -s
 	txPoolSize   int           // server connections of the transaction-mode pools
 	samplingRate float64       // pgbench --sampling-rate for the latency log
+	repeat       int           // runs per target and row; the row shows their median
 }
 
 var (
@@ -57,6 +58,7 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.IntVar(&s.scale, "scale", 10, "pgbench -i scale factor")
 	fs.IntVar(&s.txPoolSize, "pool", 20, "server connections of each transaction-mode pool")
 	fs.Float64Var(&s.samplingRate, "sampling-rate", 0.1, "fraction of transactions logged for the p99 latency")
+	fs.IntVar(&s.repeat, "repeat", 1, "runs per target and row, the poolers swapping order each time; the table shows medians")
 	quick := fs.Bool("quick", false, "smoke run: -T 3s and 16 clients only")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -90,8 +92,8 @@ func (s settings) validate() error {
 		return errors.New("checking flags: -pgrotate is required (bench/run.sh builds and passes it)")
 	case s.duration < time.Second:
 		return errors.New("checking flags: -T must be at least 1s")
-	case s.jobs < 1 || s.scale < 1 || s.txPoolSize < 1:
-		return errors.New("checking flags: -j, -scale and -pool must be at least 1")
+	case s.jobs < 1 || s.scale < 1 || s.txPoolSize < 1 || s.repeat < 1:
+		return errors.New("checking flags: -j, -scale, -pool and -repeat must be at least 1")
 	case s.samplingRate <= 0 || s.samplingRate > 1:
 		return errors.New("checking flags: -sampling-rate must be in (0, 1]")
 	}

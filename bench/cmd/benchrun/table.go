@@ -40,10 +40,10 @@ func header(info runInfo) string {
 	return fmt.Sprintf(`# pgrotate vs PgBouncer vs direct — %s
 
 - pgrotate %s; PostgreSQL %s; PgBouncer %s; %d CPUs
-- pgbench -T %s -j %d, scale %d, latency log sampling rate %g
+- pgbench -T %s -j %d, scale %d, latency log sampling rate %g; %s
 
 `, info.started.Format("2006-01-02 15:04:05 MST"), info.revision, info.postgresVersion,
-		info.bouncerVersion, info.cpus, s.duration, s.jobs, s.scale, s.samplingRate)
+		info.bouncerVersion, info.cpus, s.duration, s.jobs, s.scale, s.samplingRate, runsPerRow(s.repeat))
 }
 
 // table is the markdown table, one line per row.
@@ -110,6 +110,14 @@ func ratioCell(valid bool, num, den float64) string {
 
 func markdownLine(cells []string) string {
 	return "| " + strings.Join(cells, " | ") + " |\n"
+}
+
+// runsPerRow says what a figure in the table is.
+func runsPerRow(n int) string {
+	if n == 1 {
+		return "one run per target and row"
+	}
+	return fmt.Sprintf("each figure the median of %d runs per target and row, the poolers swapping order each run", n)
 }
 
 // notes explain the columns under the table.
