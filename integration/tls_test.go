@@ -83,6 +83,42 @@ func TestTLSClients(t *testing.T) {
 	})
 }
 
+// TLS clients and plaintext clients share a busy transaction-mode pool:
+// the plaintext ones wait for a connection in the event loop, the TLS ones
+// on their goroutines, and connections go to both in turn, so neither
+// kind starves and no one times out.
+func TestTLSAndPlaintextClientsShareATransactionPool(t *testing.T) {
+	pki := newTLSPKI(t)
+	env := startTLSProxy(t, tlsProxyConfig{pki: pki, mode: "prefer", poolMode: "transaction", poolSize: 2})
+	base := fmt.Sprintf("postgres://%s:%s@%s/%s?sslrootcert=%s", appUser, appPass, env.addr, dbName, pki.caFile)
+	const perKind, transactions = 6, 60
+	errs := make(chan error, 2*perKind)
+	for i := range 2 * perKind {
+		sslmode := "disable"
+		if i%2 == 0 {
+			sslmode = "verify-full"
+		}
+		c := tlsConnect(t, env, base+"&sslmode="+sslmode)
+		go func() {
+			for n := range transactions {
+				if err := pgx.BeginFunc(ctxT(t), c, func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctxT(t), "SELECT pg_sleep(0.001)")
+					return err
+				}); err != nil {
+					errs <- fmt.Errorf("sslmode=%s client, transaction %d: %w", sslmode, n, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 * perKind {
+		if err := <-errs; err != nil {
+			t.Fatalf("%v\nlog:\n%s", err, tail(env.logs.String(), 20))
+		}
+	}
+}
+
 // A renewed certificate is picked up without a restart: open sessions go on,
 // new clients are served the new certificate; a broken renewal is logged and
 // the last good certificate stays.
@@ -216,6 +252,8 @@ type tlsProxyConfig struct {
 	upstream   *pgcluster.Cluster // nil: the package's cluster, without TLS
 	upstreamCA string             // sslrootcert for upstream sslmode=verify-full
 	invalid    bool               // the upstream is expected to be refused
+	poolMode   string             // "": session
+	poolSize   int                // 0: the default
 }
 
 // startTLSProxy runs pgrotate with a tls section, as `pgrotate serve` would.
@@ -236,6 +274,10 @@ func startTLSProxy(t *testing.T, tc tlsProxyConfig) *proxyEnv {
 	if tc.mode != "disable" {
 		tlsSection = fmt.Sprintf("{mode: %s, cert_file: %s, key_file: %s}", tc.mode, tc.pki.certFile, tc.pki.keyFile)
 	}
+	pool := ""
+	if tc.poolMode != "" {
+		pool = fmt.Sprintf("\n    pool_mode: %s\n    pool_size: %d", tc.poolMode, tc.poolSize)
+	}
 	cfgText := fmt.Sprintf(`
 listen: 127.0.0.1:0
 admin_listen: "off"
@@ -244,11 +286,11 @@ upstream: %s
 tls: %s
 databases:
   %s:
-    owner_role: %s
+    owner_role: %s%s
     credentials: {path: %s, poll_interval: 1s}
 clients:
   - {user: %s, password_verifier: "%s"}
-`, upstream, tlsSection, dbName, ownerRole, env.credPath(), appUser, verifier)
+`, upstream, tlsSection, dbName, ownerRole, pool, env.credPath(), appUser, verifier)
 	path := filepath.Join(dir, "pgrotate.yaml")
 	must(t, os.WriteFile(path, []byte(cfgText), 0o600))
 	cfg, err := configs.Load(path)

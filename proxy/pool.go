@@ -53,10 +53,13 @@ type pool struct {
 	// Clients the event loop keeps waiting for a connection of this pool,
 	// in arrival order (loop goroutine only; see txRelay.wait), and how
 	// many, for the goroutines that release connections. goWaiters counts
-	// the goroutines blocked in acquire: they are served first.
+	// the goroutines blocked in acquire; while both kinds wait, connections
+	// released on the loop go to each in turn (goTurn, loop goroutine
+	// only).
 	loopWaiters []*txRelay
 	loopWaiting atomic.Int32
 	goWaiters   atomic.Int32
+	goTurn      bool
 	evloop      atomic.Pointer[eventLoop]
 }
 

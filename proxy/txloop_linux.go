@@ -22,7 +22,7 @@ func (t *txRelay) lease() error {
 	start := time.Now()
 	l := c.p.tryIdle()
 	if l == nil {
-		if c.p.goWaiters.Load() == 0 && c.p.full() {
+		if c.p.full() {
 			t.wait()
 			return errWait
 		}
@@ -373,11 +373,23 @@ func (t *txRelay) unwait() {
 }
 
 // handOff gives a connection released on the loop straight to the first
-// client waiting there, if the connection can go on serving and no
-// goroutine waits for it. Loop goroutine only.
+// client waiting there, if the connection can go on serving. While
+// goroutines wait too (a client whose pool was growing, a TLS client),
+// every other connection is left to them instead. Loop goroutine only.
+//
+// Loop clients never queue behind goroutines: once some waited on a
+// goroutine, every client arriving after them used to park there too, and
+// a busy pool stayed in that costly mode (a futex wake-up and two
+// goroutine switches per transaction) for as long as clients kept queuing.
 func (p *pool) handOff(l *lease) bool {
-	if len(p.loopWaiters) == 0 || p.goWaiters.Load() > 0 || p.stale(l.Value()) {
+	if len(p.loopWaiters) == 0 || p.stale(l.Value()) {
 		return false
+	}
+	if p.goWaiters.Load() > 0 {
+		p.goTurn = !p.goTurn
+		if p.goTurn {
+			return false
+		}
 	}
 	p.loopWaiters[0].serve(l)
 	return true
@@ -387,7 +399,7 @@ func (p *pool) handOff(l *lease) bool {
 // loop; when none is idle but the pool has room (a connection was closed),
 // the first waiter's goroutine is asked to open one. Loop goroutine only.
 func (p *pool) serveLoopWaiters() {
-	for len(p.loopWaiters) > 0 && p.goWaiters.Load() == 0 {
+	for len(p.loopWaiters) > 0 {
 		l := p.tryIdle()
 		if l == nil {
 			break
