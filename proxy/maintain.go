@@ -70,6 +70,9 @@ func (p *pool) maintain(ctx context.Context) {
 			l.ReleaseUnused()
 		}
 	}
+	// While upkeep held the idle connections, clients may have queued on
+	// the event loop for one; puddle wakes only goroutines.
+	defer p.wakeLoopWaiters()
 	for ; total < p.db.MinPoolSize && ctx.Err() == nil; total++ {
 		if err := p.res.CreateResource(ctx); err != nil {
 			p.log.Debug("topping up to min_pool_size failed", "err", err)

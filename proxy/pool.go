@@ -328,6 +328,7 @@ func (p *pool) promoted(ctx context.Context, prev, next rotation.Generation) {
 			"role", prev.Cred.Username, "generation", prev.N, "safe_to_retire", true)
 	}
 	onOld := p.conns.count(prev.N)
+	defer p.wakeLoopWaiters() // clients that queued on the loop meanwhile
 	var old []*lease
 	for _, l := range p.res.AcquireAllIdle() {
 		if p.stale(l.Value()) {
