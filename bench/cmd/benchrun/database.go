@@ -16,8 +16,8 @@ import (
 const (
 	dbName    = "bookstore"
 	ownerRole = "bookstore_owner"
-	execRole  = "bookstore_user_0001"
-	appUser   = "bench_app" // the user pgbench logs in to pgrotate as
+	execRole  = "bookstore_user_0001" // PgBouncer's and the direct target's
+	appUser   = "bench_app"           // the user pgbench logs in to pgrotate as
 )
 
 // database is the throwaway cluster and what the poolers need to log in.
@@ -26,6 +26,31 @@ type database struct {
 	execPassword string // password of execRole
 	execVerifier string // execRole's SCRAM verifier from pg_authid, for PgBouncer's auth_file
 	version      string // server_version
+	// roles are pgrotate's executing roles, apart from PgBouncer's so that
+	// a drained old role shows as such; current is the one pgrotate's
+	// credential names (the rotation under load alternates them).
+	roles   [2]execCredential
+	current execCredential
+}
+
+// execCredential is an executing role and its password.
+type execCredential struct{ role, password string }
+
+// other is the executing role the credential does not name.
+func (db *database) other() execCredential {
+	if db.current == db.roles[0] {
+		return db.roles[1]
+	}
+	return db.roles[0]
+}
+
+// sessionsOf counts the backends logged in as role.
+func (db *database) sessionsOf(ctx context.Context, role string) (int, error) {
+	rows, err := db.cluster.QueryStrings(ctx, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role)
+	if err != nil || len(rows) != 1 {
+		return -1, fmt.Errorf("counting sessions of %s: %w", role, err)
+	}
+	return strconv.Atoi(rows[0][0])
 }
 
 // startDatabase starts a cluster big enough for every pool of the run to
@@ -61,6 +86,13 @@ func (db *database) createRoles(ctx context.Context) error {
 	// PgBouncer 1.18 can send no startup options upstream.
 	if err := c.CreateExecutingRole(ctx, b, execRole, db.execPassword); err != nil {
 		return err
+	}
+	db.roles = [2]execCredential{{"bookstore_user_0002", randomSecret()}, {"bookstore_user_0003", randomSecret()}}
+	db.current = db.roles[0]
+	for _, r := range db.roles {
+		if err := c.CreateExecutingRole(ctx, b, r.role, r.password); err != nil {
+			return err
+		}
 	}
 	rows, err := c.QueryStrings(ctx, "postgres",
 		"SELECT rolpassword, current_setting('server_version') FROM pg_authid WHERE rolname = $1", execRole)

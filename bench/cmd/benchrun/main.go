@@ -41,9 +41,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	info := runInfo{started: time.Now(), revision: s.revision, cpus: runtime.NumCPU(), settings: s}
-	rows, err := benchmark(ctx, s, &info, stderr)
-	if len(rows) > 0 {
-		text := report(info, rows)
+	res, err := benchmark(ctx, s, &info, stderr)
+	if len(res.rows) > 0 {
+		text := report(info, res)
 		fmt.Fprint(stdout, "\n"+text)
 		if err == nil {
 			err = saveReport(s.resultsDir, info.started, text, stderr)
@@ -60,23 +60,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// results is everything a run measured.
+type results struct {
+	rows      []row
+	rotations []rotationResult
+}
+
 // benchmark sets up PostgreSQL, pgrotate and PgBouncer in a temporary
-// directory, runs the matrix and tears everything down again.
-func benchmark(ctx context.Context, s settings, info *runInfo, log io.Writer) (rows []row, err error) {
+// directory, runs the matrix and the rotations, and tears everything down
+// again.
+func benchmark(ctx context.Context, s settings, info *runInfo, log io.Writer) (res results, err error) {
 	tmp, err := os.MkdirTemp("", "pgrotate-bench-")
 	if err != nil {
-		return nil, fmt.Errorf("creating temporary directory: %w", err)
+		return res, fmt.Errorf("creating temporary directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	// PgBouncer may run as another OS user: let it traverse into its own
 	// subdirectory, but list nothing here.
 	if err := os.Chmod(tmp, 0o711); err != nil {
-		return nil, fmt.Errorf("opening temporary directory: %w", err)
+		return res, fmt.Errorf("opening temporary directory: %w", err)
 	}
 	fmt.Fprintln(log, "starting PostgreSQL …")
 	db, err := startDatabase(ctx, s)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	defer func() { err = errors.Join(err, db.stop()) }()
 	info.postgresVersion = db.version
@@ -85,15 +92,20 @@ func benchmark(ctx context.Context, s settings, info *runInfo, log io.Writer) (r
 		defer b.stopProxies()
 	}
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	info.bouncerVersion = b.bouncer.version
 	fmt.Fprintln(log, "warming up the pools …")
 	if err := b.warmUp(ctx); err != nil {
-		return nil, err
+		return res, err
 	}
 	fmt.Fprintln(log, "running the matrix …")
-	return b.runMatrix(ctx)
+	if res.rows, err = b.runMatrix(ctx); err != nil || !s.rotation {
+		return res, err
+	}
+	fmt.Fprintln(log, "rotating under load …")
+	res.rotations, err = b.runRotations(ctx, db)
+	return res, err
 }
 
 // setUpTargets starts pgrotate and PgBouncer, loads the pgbench tables

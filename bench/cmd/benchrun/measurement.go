@@ -65,13 +65,18 @@ func median(runs []measurement) measurement {
 	return out
 }
 
-// middle is the median of one figure of runs (the mean of the two middle
-// values when there is an even number of them).
+// middle is the median of one figure of runs.
 func middle(runs []measurement, figure func(measurement) float64) float64 {
 	v := make([]float64, len(runs))
 	for i, m := range runs {
 		v[i] = figure(m)
 	}
+	return medianOf(v)
+}
+
+// medianOf is the median of v (the mean of the two middle values when
+// there is an even number of them); v is sorted in place.
+func medianOf(v []float64) float64 {
 	slices.Sort(v)
 	n := len(v)
 	if n%2 == 1 {

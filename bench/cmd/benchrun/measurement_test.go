@@ -32,3 +32,34 @@ func TestMedianKeepsAFailure(t *testing.T) {
 		t.Errorf("median = %+v, want the failure", m)
 	}
 }
+
+// The rotation dip compares the worst second from the credential swap on
+// with the median second before it; the first second (logins) counts for
+// neither, and the worst quiet second shows the machine's own variation.
+func TestRotationDipFromProgress(t *testing.T) {
+	out := `pgbench (15.18)
+progress: 1.0 s, 3000.0 tps, lat 5.000 ms stddev 1.000, 0 failed
+progress: 2.0 s, 9000.0 tps, lat 1.700 ms stddev 0.500, 0 failed
+progress: 3.0 s, 10000.0 tps, lat 1.600 ms stddev 0.500, 0 failed
+progress: 4.0 s, 9500.0 tps, lat 1.650 ms stddev 0.500, 0 failed
+progress: 5.0 s, 8550.0 tps, lat 1.800 ms stddev 0.700, 0 failed
+progress: 6.0 s, 9400.0 tps, lat 1.650 ms stddev 0.500, 0 failed
+transaction type: <builtin: select only>
+number of transactions actually processed: 49450
+number of failed transactions: 0 (0.000%)
+tps = 9890.0 (without initial connection time)
+`
+	var r rotationResult
+	if err := r.read(out, 3500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if r.before != 9500 || r.quietWorst != 9000 || r.worst != 8550 {
+		t.Errorf("before %v, quiet worst %v, worst after %v: want 9500, 9000, 8550", r.before, r.quietWorst, r.worst)
+	}
+	if d := r.dip(); d < 9.99 || d > 10.01 {
+		t.Errorf("dip = %.2f %%, want 10 %%", d)
+	}
+	if err := r.read("progress: 1.0 s, 3000.0 tps\n", 3*time.Second); err == nil {
+		t.Error("no second on either side of the swap: want an error")
+	}
+}

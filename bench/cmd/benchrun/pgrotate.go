@@ -23,6 +23,7 @@ type proxy struct {
 	proc        *daemon
 	port        int
 	appPassword string // bench_app's password
+	credDir     string // the executing role's credential (format dir)
 }
 
 // startPgrotate writes a credential directory and a config to dir and
@@ -34,7 +35,8 @@ func startPgrotate(ctx context.Context, dir string, db *database, s settings) (*
 		return nil, err
 	}
 	credDir := filepath.Join(dir, "credential")
-	if err := writeCredentialDir(credDir, execRole, db.execPassword); err != nil {
+	p.credDir = credDir
+	if err := writeCredentialDir(credDir, db.current.role, db.current.password); err != nil {
 		return nil, err
 	}
 	verifier, err := makeVerifier(ctx, s.pgrotateBin, p.appPassword)

@@ -26,6 +26,7 @@ type settings struct {
 	txPoolSize   int           // server connections of the transaction-mode pools
 	samplingRate float64       // pgbench --sampling-rate for the latency log
 	repeat       int           // runs per target and row; the row shows their median
+	rotation     bool          // also measure a rotation under load in each pool mode
 }
 
 var (
@@ -59,6 +60,7 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.IntVar(&s.txPoolSize, "pool", 20, "server connections of each transaction-mode pool")
 	fs.Float64Var(&s.samplingRate, "sampling-rate", 0.1, "fraction of transactions logged for the p99 latency")
 	fs.IntVar(&s.repeat, "repeat", 1, "runs per target and row, the poolers swapping order each time; the table shows medians")
+	fs.BoolVar(&s.rotation, "rotation", true, "after the matrix, rotate the credential under load once per pool mode and report the throughput dip")
 	quick := fs.Bool("quick", false, "smoke run: -T 3s and 16 clients only")
 	if err := fs.Parse(args); err != nil {
 		return s, err

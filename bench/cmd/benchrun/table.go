@@ -26,11 +26,14 @@ var tableHeader = []string{
 }
 
 // report renders the whole result: header, table and how to read it.
-func report(info runInfo, rows []row) string {
+func report(info runInfo, res results) string {
 	var b strings.Builder
 	b.WriteString(header(info))
-	b.WriteString(table(rows))
+	b.WriteString(table(res.rows))
 	b.WriteString(notes(info.settings))
+	if len(res.rotations) > 0 {
+		b.WriteString(rotationTable(res.rotations))
+	}
 	return b.String()
 }
 
