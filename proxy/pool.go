@@ -61,6 +61,11 @@ type pool struct {
 	goWaiters   atomic.Int32
 	goTurn      bool
 	evloop      atomic.Pointer[eventLoop]
+	// replacing is the generation a replacer moves the pool to (0: none
+	// runs); retireQuota counts old connections whose replacement is open,
+	// to close at their next release (see replace.go).
+	replacing   atomic.Uint64
+	retireQuota atomic.Int32
 }
 
 // wakeLoopWaiters asks the event loop to hand an idle connection to the
@@ -253,13 +258,13 @@ func (p *pool) tryAcquire() *lease {
 }
 
 // usable reports whether a connection just taken from the pool may be
-// handed out: of the current generation, and — in session mode, where a
+// handed out: not retiring (see retiring), and — in session mode, where a
 // login pays one system call for it — not closed by the server while idle
 // (after a failover the first client would otherwise get the old server's
 // FATAL). Transaction mode relies on the idle health check instead.
 func (p *pool) usable(l *lease) bool {
 	sc := l.Value()
-	if p.stale(sc) {
+	if p.retiring(sc) {
 		return false
 	}
 	if p.db.PoolMode == configs.PoolSession && l.IdleDuration() > 0 && closedByServer(sc.conn) {
@@ -299,7 +304,7 @@ func (p *pool) release(l *lease, reusable bool) {
 // when the transaction's text mentioned roles.
 func (p *pool) releaseTx(l *lease, resetRole bool) {
 	sc := l.Value()
-	if p.stale(sc) {
+	if p.retiring(sc) {
 		l.Destroy()
 		return
 	}
@@ -317,50 +322,11 @@ func (p *pool) releaseTx(l *lease, resetRole bool) {
 	p.wakeLoopWaiters()
 }
 
-// promoted drains the idle connections of older generations after a
-// rotation. The new generation is pre-warmed first, one new connection per
-// idle old one, so the rotation causes neither a connect storm nor a wait.
-// Leased old connections close when released (see release).
-func (p *pool) promoted(ctx context.Context, prev, next rotation.Generation) {
-	p.conns.noteGeneration(next.N, next.Cred.Username)
-	if p.conns.count(prev.N) == 0 {
-		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
-			"role", prev.Cred.Username, "generation", prev.N, "safe_to_retire", true)
-	}
-	onOld := p.conns.count(prev.N)
-	defer p.wakeLoopWaiters() // clients that queued on the loop meanwhile
-	var old []*lease
-	for _, l := range p.res.AcquireAllIdle() {
-		if p.stale(l.Value()) {
-			old = append(old, l)
-		} else {
-			l.ReleaseUnused()
-		}
-	}
-	for _, l := range old {
-		// Make room first when the pool is full, then connect anew.
-		if p.res.Stat().TotalResources() >= p.res.Stat().MaxResources() {
-			l.Destroy()
-			l = nil
-		}
-		p.prewarm(ctx, next)
-		if l != nil {
-			l.Destroy()
-		}
-	}
-	if p.db.PoolMode != configs.PoolSession {
-		return
-	}
-	// Session mode: one new connection per session still on the old
-	// generation, opened one at a time before the sessions are asked to
-	// move (Server.Promoted kicks them after this), so that each moves onto
-	// a ready connection instead of all of them logging in at once.
-	for range onOld - len(old) {
-		if st := p.res.Stat(); st.TotalResources() >= st.MaxResources() {
-			return // a full pool makes room as sessions move (replace)
-		}
-		p.prewarm(ctx, next)
-	}
+// full reports whether the pool holds pool_size connections (or is opening
+// them): a client waiting for one can only get one that is released.
+func (p *pool) full() bool {
+	st := p.res.Stat()
+	return st.TotalResources() >= st.MaxResources()
 }
 
 // prewarm opens an idle connection of the current generation.

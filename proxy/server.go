@@ -54,6 +54,8 @@ type Server struct {
 	conns     map[*session]struct{}
 	closed    bool
 
+	replacers replacers // one per pool after a rotation
+
 	loopOnce sync.Once
 	loop     *eventLoop  // nil until a relay needs it, or when unavailable
 	draining atomic.Bool // Shutdown began: clients leave at their next idle moment
@@ -184,6 +186,7 @@ func (s *Server) Close() error {
 		_ = ln.Close()
 	}
 	s.mu.Unlock()
+	s.replacers.close()
 	s.closeClients()
 	s.wg.Wait()
 	for _, p := range s.pools {
@@ -229,26 +232,21 @@ func (s *Server) forwardCancel(ctx context.Context, cr *pgproto3.CancelRequest) 
 }
 
 // Promoted tells the proxy that db's credential moved from prev to next:
-// idle connections of older generations are replaced, and session-mode
-// clients on them are asked to move. Busy connections follow as they are
-// released.
+// a replacer moves the pool's connections, and its session-mode clients,
+// to the new generation one at a time (see replace.go). New connections
+// use the new credential at once.
 func (s *Server) Promoted(db string, prev, next rotation.Generation) {
 	p, ok := s.pools[db]
-	if !ok || prev.N == 0 {
-		if ok {
-			p.conns.noteGeneration(next.N, next.Cred.Username)
-		}
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p.promoted(ctx, prev, next)
-	if p.db.PoolMode == configs.PoolTransaction {
-		return // connections change hands at every transaction anyway
+	p.conns.noteGeneration(next.N, next.Cred.Username)
+	if prev.N == 0 {
+		return
 	}
-	s.cancels.each(func(sess *session) {
-		if sc := sess.server.Load(); sc != nil && sc.db == db && sc.gen.N < next.N {
-			sess.kick()
-		}
-	})
+	if p.conns.count(prev.N) == 0 {
+		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
+			"role", prev.Cred.Username, "generation", prev.N, "safe_to_retire", true)
+	}
+	s.replacers.start(p, func(ctx context.Context) { s.replaceStale(ctx, p, next) })
 }

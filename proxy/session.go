@@ -66,6 +66,9 @@ type session struct {
 	// is true while one runs.
 	kickMu   sync.Mutex
 	relaying bool
+	// kickDone, when set, is closed once the session has acted on a kick
+	// (see kickToMove). Under kickMu.
+	kickDone chan struct{}
 	// evr is the relay round the event loop runs for this session, if any;
 	// connClosed marks a connection closed by Server.Close. Both under kickMu.
 	evr        *evRelay

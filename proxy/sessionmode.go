@@ -45,6 +45,7 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 	s.server.Store(sc)
 	defer s.server.Store(nil)
 	defer s.stopRetry()
+	defer s.actedOnKick() // a client that leaves holds up no one
 	if err := s.greet(sc); err != nil {
 		reusable = true
 		return &disconnect{err}
@@ -104,7 +105,11 @@ func (s *session) relayLoop(ctx context.Context, p *pool, l *lease) (*lease, boo
 		switch end {
 		case endKicked:
 			s.kicked.Store(false)
-			if l, err = s.onKick(ctx, p, l, st); err != nil || l == nil {
+			l, err = s.onKick(ctx, p, l, st)
+			if !st.stopWhenIdle.Load() || err != nil || l == nil {
+				s.actedOnKick() // moved, or will not soon; not waiting for an idle moment
+			}
+			if err != nil || l == nil {
 				return l, false, err
 			}
 		case endServerLost:
@@ -151,6 +156,30 @@ func (s *session) kick() {
 	_ = s.conn.SetReadDeadline(now)
 	if sc := s.server.Load(); sc != nil {
 		_ = sc.conn.SetReadDeadline(now)
+	}
+}
+
+// kickToMove kicks the session and returns a channel that is closed once
+// it has acted on the kick: moved (a busy session first waits for its next
+// idle moment), or found it cannot move yet and will try again later. Safe
+// to call from any goroutine.
+func (s *session) kickToMove() <-chan struct{} {
+	done := make(chan struct{})
+	s.kickMu.Lock()
+	s.kickDone = done
+	s.kickMu.Unlock()
+	s.kick()
+	return done
+}
+
+// actedOnKick closes the channel of kickToMove, if one waits.
+func (s *session) actedOnKick() {
+	s.kickMu.Lock()
+	done := s.kickDone
+	s.kickDone = nil
+	s.kickMu.Unlock()
+	if done != nil {
+		close(done)
 	}
 }
 

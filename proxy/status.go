@@ -99,6 +99,19 @@ func (c *connSet) count(n uint64) int {
 	return k
 }
 
+// countBefore returns the open connections of generations older than n.
+func (c *connSet) countBefore(n uint64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := 0
+	for o := range c.conns {
+		if o.gen.N < n {
+			k++
+		}
+	}
+	return k
+}
+
 func (c *connSet) snapshot(current uint64) []GenerationStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()

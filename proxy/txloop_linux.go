@@ -338,13 +338,6 @@ func (p *pool) tryIdle() *lease {
 	return l
 }
 
-// full reports whether the pool holds pool_size connections (or is opening
-// them): a client waiting for one can only get one that is released.
-func (p *pool) full() bool {
-	st := p.res.Stat()
-	return st.TotalResources() >= st.MaxResources()
-}
-
 // wait queues the client for the next connection released on the loop:
 // waiting there costs no goroutine wake-up, and loads with many more
 // clients than connections spend most of their waits there. Loop goroutine
