@@ -237,11 +237,20 @@ func (p *pool) replace(ctx context.Context, old *lease) (*lease, error) {
 		nl.Destroy()
 	}
 	old.Destroy()
-	nl, err = p.acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("acquiring a server connection of the new generation: %w", err)
+	// The client did nothing wrong and its old connection is gone: a login
+	// that fails for a passing reason (a busy server can take longer than
+	// connect_timeout to start a backend) is tried again while ctx lasts.
+	for {
+		nl, err = p.acquire(ctx)
+		if err == nil {
+			return nl, nil
+		}
+		if ctx.Err() != nil || isAuthFailure(err) {
+			return nil, fmt.Errorf("acquiring a server connection of the new generation: %w", err)
+		}
+		p.log.Warn("opening a server connection for a moving client failed; trying again", "err", err)
+		rest(ctx, 100*time.Millisecond)
 	}
-	return nl, nil
 }
 
 // tryAcquire returns an idle connection of the current generation if one is
