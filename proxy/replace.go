@@ -144,14 +144,12 @@ func (p *pool) txStep(ctx context.Context, next rotation.Generation) bool {
 }
 
 // sessionStep closes one idle old connection of a session-mode pool (no
-// client uses it: a new client would log in anew anyway), or moves one
+// client uses it: a new client would log in anew anyway) and moves one
 // session: a new connection is opened for it first, then it is asked to
 // move (see session.onKick), and the step waits until it has. It reports
 // false when nothing is left to replace.
 func (p *pool) sessionStep(ctx context.Context, next rotation.Generation, sessions *[]*session) bool {
-	if p.retireIdleStale() {
-		return true
-	}
+	closed := p.retireIdleStale()
 	for len(*sessions) > 0 {
 		sess := (*sessions)[0]
 		*sessions = (*sessions)[1:]
@@ -171,7 +169,7 @@ func (p *pool) sessionStep(ctx context.Context, next rotation.Generation, sessio
 		t.Stop()
 		return true
 	}
-	return false
+	return closed
 }
 
 // sessionsBefore lists p's session-mode clients whose connection is of a
