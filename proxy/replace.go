@@ -123,10 +123,15 @@ func (s *Server) replaceStale(ctx context.Context, p *pool, next rotation.Genera
 
 // txStep replaces one connection of a transaction-mode pool: one login of
 // the new generation, one old connection closed — an idle one now, or the
-// next one released. It reports false when nothing is left to replace.
+// next one released. A pool without clients only closes: logging in for
+// nobody would cost the server for nothing. It reports false when nothing
+// is left to replace.
 func (p *pool) txStep(ctx context.Context, next rotation.Generation) bool {
 	if p.conns.countBefore(next.N)-int(p.retireQuota.Load()) <= 0 {
 		return false
+	}
+	if p.clients.Load() == 0 && p.retireIdleStale() {
+		return true // nobody to serve: close, and let the next client log in
 	}
 	if p.full() {
 		if !p.retireIdleStale() {
