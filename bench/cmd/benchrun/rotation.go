@@ -76,6 +76,14 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 	from, to := db.current, db.other()
 	res := rotationResult{mode: mode, clients: s.clients, from: from.role, to: to.role}
 	t := b.pgrotate.target(mode)
+	// Warm the pool first (for -T): after the other mode's rotation it may
+	// hold fresh backends, or none, and the seconds before the swap would
+	// show their warm-up (a fresh backend takes seconds to reach full
+	// speed here) instead of the steady state.
+	warm := *b.pgbench
+	if _, err := warm.measure(ctx, t, s); err != nil {
+		return res
+	}
 	seconds := 2 * int(b.settings.duration.Round(time.Second)/time.Second)
 	args := []string{"-n", "-S", "-M", s.protocol, "-c", strconv.Itoa(s.clients),
 		"-j", strconv.Itoa(min(b.settings.jobs, s.clients)), "-T", strconv.Itoa(seconds), "-P", "1"}
