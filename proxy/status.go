@@ -88,24 +88,20 @@ func (c *connSet) remove(sc *serverConn) (left int) {
 
 // count returns the open connections of generation n.
 func (c *connSet) count(n uint64) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := 0
-	for o := range c.conns {
-		if o.gen.N == n {
-			k++
-		}
-	}
-	return k
+	return c.countIf(func(g uint64) bool { return g == n })
 }
 
 // countBefore returns the open connections of generations older than n.
 func (c *connSet) countBefore(n uint64) int {
+	return c.countIf(func(g uint64) bool { return g < n })
+}
+
+func (c *connSet) countIf(match func(gen uint64) bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := 0
 	for o := range c.conns {
-		if o.gen.N < n {
+		if match(o.gen.N) {
 			k++
 		}
 	}
