@@ -27,8 +27,8 @@ import (
 
 // replaceRest is the rest after a replacement step, as a multiple of the
 // step's duration, which counts as at least minStep: closing an idle old
-// connection takes pgrotate no time, but its backend's exit costs the
-// server (closing 16 at once was a visible dip too).
+// connection takes pgrotate no time, but its backend's exit still costs
+// the server.
 const (
 	replaceRest = 4
 	minStep     = 25 * time.Millisecond
@@ -130,8 +130,12 @@ func (p *pool) txStep(ctx context.Context, next rotation.Generation) bool {
 	if p.conns.countBefore(next.N)-int(p.retireQuota.Load()) <= 0 {
 		return false
 	}
-	if p.clients.Load() == 0 && p.retireIdleStale() {
-		return true // nobody to serve: close, and let the next client log in
+	if p.clients.Load() == 0 {
+		// Nobody to serve: close, and let the next client log in.
+		if !p.retireIdleStale() {
+			p.retireQuota.Add(1)
+		}
+		return true
 	}
 	if p.full() {
 		if !p.retireIdleStale() {
