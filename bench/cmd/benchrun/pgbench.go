@@ -95,13 +95,19 @@ func (b *pgbench) measure(ctx context.Context, t target, s spec) (measurement, e
 // vacuum pgbench would otherwise run before each TPC-B run: it would go
 // through the pooler and be timed with nothing else.
 func (b *pgbench) benchArgs(t target, s spec, logPrefix string) []string {
-	seconds := int(b.duration.Round(time.Second) / time.Second)
+	return b.loadArgs(t, s, b.duration, "--log", "--log-prefix", logPrefix,
+		"--sampling-rate", strconv.FormatFloat(b.samplingRate, 'f', -1, 64))
+}
+
+// loadArgs is the command line of a run of s against t for d (whole
+// seconds), with extra flags.
+func (b *pgbench) loadArgs(t target, s spec, d time.Duration, extra ...string) []string {
+	seconds := int(d.Round(time.Second) / time.Second)
 	args := []string{
 		"-n", "-c", strconv.Itoa(s.clients), "-j", strconv.Itoa(min(b.jobs, s.clients)),
 		"-T", strconv.Itoa(seconds), "-M", s.protocol,
-		"--log", "--log-prefix", logPrefix,
-		"--sampling-rate", strconv.FormatFloat(b.samplingRate, 'f', -1, 64),
 	}
+	args = append(args, extra...)
 	if s.workload == "select-only" {
 		args = append(args, "-S")
 	}
@@ -113,19 +119,26 @@ func (b *pgbench) benchArgs(t target, s spec, logPrefix string) []string {
 func (b *pgbench) run(ctx context.Context, t target, timeout time.Duration, args []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, b.bin, args...)
-	cmd.Env = t.env()
-	cmd.Dir = b.logDir
-	// Its own process group: a Ctrl-C reaches benchrun, which cancels ctx,
-	// instead of killing pgbench first and looking like a failed row.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd, out := b.command(ctx, t, args)
 	err := cmd.Run()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("timed out after %s", timeout)
 	}
 	return out.String(), err
+}
+
+// command prepares pgbench with args against t; its combined output goes
+// to out. It runs in its own process group: a Ctrl-C reaches benchrun,
+// which cancels ctx, instead of killing pgbench first and looking like a
+// failed row.
+func (b *pgbench) command(ctx context.Context, t target, args []string) (cmd *exec.Cmd, out *bytes.Buffer) {
+	cmd = exec.CommandContext(ctx, b.bin, args...)
+	cmd.Env = t.env()
+	cmd.Dir = b.logDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out = new(bytes.Buffer)
+	cmd.Stdout, cmd.Stderr = out, out
+	return cmd, out
 }
 
 // cpuTime is the proxy's CPU time so far; zero for the direct target.

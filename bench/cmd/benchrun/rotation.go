@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pgrotate/pgrotate/rotation"
@@ -80,26 +77,18 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 	// hold fresh backends, or none, and the seconds before the swap would
 	// show their warm-up (a fresh backend takes seconds to reach full
 	// speed here) instead of the steady state.
-	warm := *b.pgbench
-	if _, err := warm.measure(ctx, t, s); err != nil {
+	if _, err := b.pgbench.measure(ctx, t, s); err != nil {
 		return res
 	}
-	seconds := 2 * int(b.settings.duration.Round(time.Second)/time.Second)
-	args := []string{"-n", "-S", "-M", s.protocol, "-c", strconv.Itoa(s.clients),
-		"-j", strconv.Itoa(min(b.settings.jobs, s.clients)), "-T", strconv.Itoa(seconds), "-P", "1"}
-	args = append(append(args, t.connArgs()...), t.db)
-	rctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+time.Minute)
+	run := 2 * b.settings.duration
+	rctx, cancel := context.WithTimeout(ctx, run+time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(rctx, b.pgbench.bin, args...)
-	cmd.Env, cmd.Dir = t.env(), b.pgbench.logDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd, out := b.pgbench.command(rctx, t, b.pgbench.loadArgs(t, s, run, "-P", "1"))
 	if err := cmd.Start(); err != nil {
 		res.problem = "failed: starting pgbench: " + err.Error()
 		return res
 	}
-	swapAt := time.Duration(seconds) * time.Second / 2
+	swapAt := run / 2
 	var swapErr error
 	var swappedAt time.Time
 	select {
@@ -113,7 +102,7 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 	runErr := cmd.Wait()
 	// pgbench's clock starts after the logins and ends with -T: the swap
 	// was this far into it.
-	swapped := time.Duration(seconds)*time.Second - time.Since(swappedAt)
+	swapped := run - time.Since(swappedAt)
 	switch {
 	case ctx.Err() != nil:
 		return res
