@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 )
 
 // row is one line of the result table: a spec in one pool mode, measured
@@ -55,18 +54,17 @@ func (b *bench) runMatrix(ctx context.Context) ([]row, error) {
 	return rows, nil
 }
 
-// warmUp runs every pooler target briefly at the largest client count and
-// throws the numbers away, so that the first row does not also pay for
+// warmUp runs every pooler target for -T at the largest client count and
+// throws the numbers away, so that the first rows do not also pay for
 // filling the pools (each new server connection is a SCRAM login, which
-// costs the pooler a PBKDF2 computation). A target that fails here will
-// fail its rows too, where it is reported.
+// costs the pooler a PBKDF2 computation) and for the new backends' first
+// seconds, which on a small VM run at a fraction of their later speed. A
+// target that fails here will fail its rows too, where it is reported.
 func (b *bench) warmUp(ctx context.Context) error {
-	short := *b.pgbench
-	short.duration = time.Second
 	s := spec{workload: "select-only", protocol: "simple", clients: b.settings.maxClients()}
 	for _, mode := range b.settings.modes {
 		for _, t := range []target{b.bouncer.target(mode, b.execPass), b.pgrotate.target(mode)} {
-			if _, err := short.measure(ctx, t, s); err != nil {
+			if _, err := b.pgbench.measure(ctx, t, s); err != nil {
 				return err
 			}
 		}

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -128,14 +127,14 @@ func (b *pgbench) run(ctx context.Context, t target, timeout time.Duration, args
 }
 
 // command prepares pgbench with args against t; its combined output goes
-// to out. It runs in its own process group: a Ctrl-C reaches benchrun,
-// which cancels ctx, instead of killing pgbench first and looking like a
-// failed row.
+// to out. It runs in a session of its own (ownSession): a Ctrl-C reaches
+// benchrun, which cancels ctx, instead of killing pgbench first and
+// looking like a failed row.
 func (b *pgbench) command(ctx context.Context, t target, args []string) (cmd *exec.Cmd, out *bytes.Buffer) {
 	cmd = exec.CommandContext(ctx, b.bin, args...)
 	cmd.Env = t.env()
 	cmd.Dir = b.logDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ownSession(nil)
 	out = new(bytes.Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	return cmd, out

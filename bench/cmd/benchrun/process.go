@@ -38,9 +38,7 @@ func startDaemon(name, logPath string, cred *syscall.Credential, bin string, arg
 	return d, nil
 }
 
-// start execs the process. It gets its own process group so a Ctrl-C in
-// the terminal reaches only benchrun, which then stops the children in
-// order.
+// start execs the process in a session of its own (ownSession).
 func (d *daemon) start() error {
 	logFile, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -50,7 +48,7 @@ func (d *daemon) start() error {
 	cmd := exec.Command(d.argv[0], d.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Dir = os.TempDir() // another OS user may not be able to enter our working directory
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: d.cred}
+	cmd.SysProcAttr = ownSession(d.cred)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", d.name, err)
 	}
@@ -149,4 +147,18 @@ func tailFile(path string, n int) string {
 		return "(no log: " + err.Error() + ")"
 	}
 	return lastLines(string(raw), n)
+}
+
+// ownSession is how benchrun starts every process it measures or drives
+// (PgBouncer, pgrotate, pgbench): in a session of its own. A Ctrl-C in the
+// terminal then reaches only benchrun, which stops the children in order.
+// And where the kernel groups tasks by session for CPU scheduling
+// (autogroup, on by default in most distributions), each process is
+// scheduled as a group of its own, as a pooler in its own service or
+// container is. Measured on two cores with everything in benchrun's one
+// group: PgBouncer spent 50–65 instead of ~25 µs of CPU per select-only
+// transaction and pgrotate ~30 % more than alone, numbers that said more
+// about the scheduler than about either pooler.
+func ownSession(cred *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setsid: true, Credential: cred}
 }
