@@ -29,8 +29,9 @@ const defaultBufSize = 32 << 10
 const clientBufSize = 8 << 10
 
 // lazyReadSize is the first read of a client reader that holds no buffer: a
-// typical request (a query, or Bind/Execute/Sync) fits, and only then is a
-// clientBufSize buffer taken from clientBufs. An idle client holds none.
+// typical request (a query, or Bind/Execute/Sync) fits and is forwarded from
+// there; only a request that needs more takes a clientBufSize buffer from
+// clientBufs. An idle client holds none.
 const lazyReadSize = 512
 
 var clientBufs = sync.Pool{New: func() any { return new([clientBufSize]byte) }}
@@ -100,9 +101,16 @@ func (r *frameReader) fillLazy() error {
 		}
 		return err
 	}
-	r.buf = r.newBuf()
-	r.end = copy(r.buf, r.small[:n])
+	// The bytes stay where they were read: a request that arrived whole is
+	// forwarded from small, and only one that needs more room moves to a
+	// buffer from clientBufs (fill).
+	r.buf, r.start, r.end = r.small[:], 0, n
 	return nil
+}
+
+// inSmall reports whether a lazy reader's bytes are in its small array.
+func (r *frameReader) inSmall() bool {
+	return r.small != nil && len(r.buf) == lazyReadSize && &r.buf[0] == &r.small[0]
 }
 
 // atBoundary reports whether the reader stands between two messages, so that
@@ -119,6 +127,12 @@ func (r *frameReader) buffered() bool { return r.start < r.end }
 func (r *frameReader) fill(need int) error {
 	if r.small != nil && r.start == r.end && need <= lazyReadSize {
 		return r.fillLazy()
+	}
+	if r.inSmall() {
+		// More is needed than one lazy read brought: continue in a full buffer.
+		b := r.newBuf()
+		r.end = copy(b, r.buf[r.start:r.end])
+		r.start, r.buf = 0, b
 	}
 	if r.buf == nil || r.start == r.end && len(r.buf) > r.size && need <= r.size {
 		// A large message grew the buffer; do not keep it for good.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -113,4 +114,71 @@ func FuzzFrameReader(f *testing.F) {
 			t.Fatalf("forwarded bytes are not a prefix of the input")
 		}
 	})
+}
+
+// A client's lazy reader, driven as the event loop drives it (fill, forward,
+// release): requests that fit one lazy read are forwarded from the reader's
+// small array, larger ones move to a pooled buffer mid-message, and between
+// requests the reader holds no buffer at all — however the bytes are split.
+func TestLazyReaderForwardsSmallAndLargeRequests(t *testing.T) {
+	large := strings.Repeat("y", 20_000) // larger than clientBufSize: the buffer grows
+	stream := encode(t,
+		&pgproto3.Query{String: "select 1"},
+		&pgproto3.Parse{Name: "s1", Query: "select " + strings.Repeat("x", 700)}, // > lazyReadSize
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: large},
+		&pgproto3.Query{String: "select 2"},
+	)
+	readers := map[string]func(io.Reader) io.Reader{
+		"whole":    func(r io.Reader) io.Reader { return r },
+		"one byte": iotest.OneByteReader,
+		"half":     iotest.HalfReader,
+	}
+	for name, wrap := range readers {
+		t.Run(name, func(t *testing.T) {
+			rd := newClientReader(wrap(bytes.NewReader(stream)))
+			rec := &recorder{}
+			var out bytes.Buffer
+			need := 1
+			for {
+				if err := rd.fill(need); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatalf("fill: %v", err)
+				}
+				var err error
+				if need, _, err = rd.forward(&out, newTypeSet('Q', 'P'), rec); err != nil {
+					t.Fatalf("forward: %v", err)
+				}
+				rd.release()
+				if rd.atBoundary() && rd.buf != nil {
+					t.Fatalf("reader holds a %d-byte buffer between requests", len(rd.buf))
+				}
+			}
+			if !bytes.Equal(out.Bytes(), stream) {
+				t.Fatalf("forwarded %d bytes, want the %d bytes of the stream unchanged", out.Len(), len(stream))
+			}
+			want := []string{"Q:select 1\x00", "P:s1\x00select " + strings.Repeat("x", 700) + "\x00\x00\x00", "Q:" + large + "\x00", "Q:select 2\x00"}
+			if len(rec.seen) != len(want) {
+				t.Fatalf("inspected %d messages, want %d", len(rec.seen), len(want))
+			}
+			for i := range want {
+				if rec.seen[i] != want[i] {
+					t.Fatalf("message %d inspected as %.40q…, want %.40q…", i, rec.seen[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+// A request that arrived whole in one lazy read is forwarded from where it
+// was read: no pooled buffer, no copy.
+func TestLazyReaderKeepsAWholeSmallRequestInPlace(t *testing.T) {
+	rd := newClientReader(bytes.NewReader(encode(t, &pgproto3.Query{String: "select 1"})))
+	if err := rd.fill(1); err != nil {
+		t.Fatalf("fill: %v", err)
+	}
+	if !rd.inSmall() {
+		t.Fatal("a request that fits one lazy read was copied to a pooled buffer")
+	}
 }

@@ -55,3 +55,29 @@ func (s stopAtReady) inspect(typ byte, body []byte) (verdict, error) {
 	}
 	return v, err
 }
+
+// BenchmarkRelayClientQuery measures a client's request on the event loop's
+// path (fill, forward, release of a lazy reader): a request that arrives
+// whole is forwarded from the reader's small array, taking no pooled buffer.
+func BenchmarkRelayClientQuery(b *testing.B) {
+	query := encode(b, &pgproto3.Query{String: "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;"})
+	rd := newClientReader(&loopReader{data: query})
+	var in inspector = passInspector{}
+	b.SetBytes(int64(len(query)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := rd.fill(1); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := rd.forward(io.Discard, fromClient, in); err != nil {
+			b.Fatal(err)
+		}
+		rd.release()
+	}
+}
+
+// passInspector looks at nothing and lets everything through.
+type passInspector struct{}
+
+func (passInspector) inspect(byte, []byte) (verdict, error) { return forward, nil }
