@@ -33,6 +33,14 @@ func encode(t testing.TB, msgs ...pgproto3.Message) []byte {
 	return out
 }
 
+// splitReaders deliver a stream whole, a byte at a time, or in halves: the
+// relay must not care where reads split messages.
+var splitReaders = map[string]func(io.Reader) io.Reader{
+	"whole":    func(r io.Reader) io.Reader { return r },
+	"one byte": iotest.OneByteReader,
+	"half":     iotest.HalfReader,
+}
+
 // A server reply: the relay forwards it byte for byte and decodes only the
 // interesting messages, however the bytes are split across reads.
 func TestPumpForwardsEverythingAndInspectsOnlyInterest(t *testing.T) {
@@ -45,12 +53,7 @@ func TestPumpForwardsEverythingAndInspectsOnlyInterest(t *testing.T) {
 		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 2")},
 		&pgproto3.ReadyForQuery{TxStatus: 'I'},
 	)
-	readers := map[string]func(io.Reader) io.Reader{
-		"whole":    func(r io.Reader) io.Reader { return r },
-		"one byte": iotest.OneByteReader,
-		"half":     iotest.HalfReader,
-	}
-	for name, wrap := range readers {
+	for name, wrap := range splitReaders {
 		t.Run(name, func(t *testing.T) {
 			rd := newFrameReader(wrap(bytes.NewReader(stream)), 64)
 			rec := &recorder{verdic: map[byte]verdict{'Z': forwardStop}}
@@ -129,12 +132,7 @@ func TestLazyReaderForwardsSmallAndLargeRequests(t *testing.T) {
 		&pgproto3.Query{String: large},
 		&pgproto3.Query{String: "select 2"},
 	)
-	readers := map[string]func(io.Reader) io.Reader{
-		"whole":    func(r io.Reader) io.Reader { return r },
-		"one byte": iotest.OneByteReader,
-		"half":     iotest.HalfReader,
-	}
-	for name, wrap := range readers {
+	for name, wrap := range splitReaders {
 		t.Run(name, func(t *testing.T) {
 			rd := newClientReader(wrap(bytes.NewReader(stream)))
 			rec := &recorder{}

@@ -35,10 +35,9 @@ type rotationResult struct {
 	// worst is the lowest tps of a second from the swap on.
 	worst    float64
 	failedTx int64
-	// oldSessions is how many backends of the old role were left when
-	// pgbench ended (0: drained, the role could be dropped).
-	oldSessions int
-	problem     string
+	// drain says when the old role had no backend left.
+	drain   drained
+	problem string
 	// seconds are pgbench's one-second tps figures, for the progress line.
 	seconds []float64
 }
@@ -91,15 +90,22 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 	swapAt := run / 2
 	var swapErr error
 	var swappedAt time.Time
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var gone <-chan time.Duration
 	select {
 	case <-time.After(swapAt):
 		swappedAt = time.Now()
 		swapErr = rotation.WriteCredential(b.pgrotate.credDir, rotation.FormatDir,
 			rotation.Credential{Username: to.role, Password: to.password})
 		db.current = to
+		gone = watchDrain(wctx, db, from.role, swappedAt)
 	case <-rctx.Done():
 	}
 	runErr := cmd.Wait()
+	if gone != nil {
+		res.drain = awaitDrain(ctx, db, from.role, swappedAt, gone, stopWatch)
+	}
 	// pgbench's clock starts after the logins and ends with -T: the swap
 	// was this far into it.
 	swapped := run - time.Since(swappedAt)
@@ -117,8 +123,21 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 		res.problem = "failed: " + err.Error()
 		return res
 	}
-	res.oldSessions, _ = db.sessionsOf(ctx, from.role)
 	return res
+}
+
+// awaitDrain notes what the old role had left when the load ended and waits
+// up to drainGrace for watchDrain's verdict.
+func awaitDrain(ctx context.Context, db *database, role string, swappedAt time.Time, gone <-chan time.Duration, stop func()) drained {
+	d := drained{loadEnd: time.Since(swappedAt)}
+	d.leftAtEnd, _ = db.sessionsOf(ctx, role)
+	select {
+	case d.after = <-gone:
+	case <-time.After(drainGrace):
+		stop()
+		d.after = <-gone
+	}
+	return d
 }
 
 // progressLine is one pgbench -P line: "progress: 5.0 s, 5882.1 tps, …".
@@ -159,13 +178,13 @@ func (r rotationResult) summary() string {
 	if r.problem != "" {
 		return fmt.Sprintf("%s mode: %s", r.mode, r.problem)
 	}
-	return fmt.Sprintf("%s mode, %d clients, %s → %s: %.0f tps before, worst second after the swap %.0f (%.1f %% dip), %d failed; each second: %.0f",
-		r.mode, r.clients, r.from, r.to, r.before, r.worst, r.dip(), r.failedTx, r.seconds)
+	return fmt.Sprintf("%s mode, %d clients, %s → %s: %.0f tps before, worst second after the swap %.0f (%.1f %% dip), %d failed, old role gone after %s; each second: %.0f",
+		r.mode, r.clients, r.from, r.to, r.before, r.worst, r.dip(), r.failedTx, r.drain, r.seconds)
 }
 
 var rotationHeader = []string{
 	"pool mode", "clients", "from → to", "tps before (median s)", "worst s before",
-	"worst s after the swap", "dip", "failed tx", "old role's sessions after",
+	"worst s after the swap", "dip", "failed tx", "old role gone after",
 }
 
 // rotationTable renders the rotations.
@@ -189,15 +208,17 @@ func rotationTable(rs []rotationResult) string {
 			fmt.Sprintf("%.0f (−%.1f %%)", r.quietWorst, r.quietDip()),
 			fmt.Sprintf("%.0f", r.worst),
 			fmt.Sprintf("%.1f %%", r.dip()),
-			fmt.Sprint(r.failedTx), fmt.Sprint(r.oldSessions),
+			fmt.Sprint(r.failedTx), r.drain.String(),
 		}))
 	}
 	b.WriteString(`
 pgbench -S -M prepared -P 1 runs against pgrotate for twice -T; halfway, the credential
 directory is rewritten to name the other executing role. "dip" is how far the worst
 one-second tps from the swap on falls below the median second before it; "worst s
-before" shows how much a second varies with no rotation at all. "old role's sessions
-after" counts the old role's backends when pgbench ends: 0 means it could be dropped.
+before" shows how much a second varies with no rotation at all. "old role gone after"
+is the time from the swap until the old role had no backend left (polled every 0.1 s),
+the moment it could be dropped; when that came only after pgbench ended, the cell says
+how many were left then.
 `)
 	return b.String()
 }
