@@ -44,15 +44,6 @@ func (db *database) other() execCredential {
 	return db.roles[0]
 }
 
-// sessionsOf counts the backends logged in as role.
-func (db *database) sessionsOf(ctx context.Context, role string) (int, error) {
-	rows, err := db.cluster.QueryStrings(ctx, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role)
-	if err != nil || len(rows) != 1 {
-		return -1, fmt.Errorf("counting sessions of %s: %w", role, err)
-	}
-	return strconv.Atoi(rows[0][0])
-}
-
 // startDatabase starts a cluster big enough for every pool of the run to
 // be full at once (idle server connections of one pooler linger while the
 // next target runs) and creates the bookstore layout in it.

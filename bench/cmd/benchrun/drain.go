@@ -20,41 +20,62 @@ const (
 // moment `pgrotate rotate` (or an operator) could drop it.
 type drained struct {
 	after     time.Duration // from the swap; negative: not seen
-	loadEnd   time.Duration // when pgbench ended, from the swap
-	leftAtEnd int           // the old role's backends when pgbench ended
+	loadEnd   time.Duration // when pgbench's transactions stopped, from the swap
+	leftAtEnd int           // the old role's backends last seen before loadEnd
+}
+
+// drainSample is one poll: the old role's backends at some time after the swap.
+type drainSample struct {
+	at       time.Duration
+	sessions int
 }
 
 // watchDrain polls role's backends from since on, until there are none or
-// ctx ends, and sends the time from since to none left (negative when that
-// was not seen).
-func watchDrain(ctx context.Context, db *database, role string, since time.Time) <-chan time.Duration {
-	out := make(chan time.Duration, 1)
+// ctx ends, and sends what it saw.
+func watchDrain(ctx context.Context, db *database, role string, since time.Time) <-chan []drainSample {
+	out := make(chan []drainSample, 1)
 	go func() { out <- pollDrain(ctx, db, role, since) }()
 	return out
 }
 
-func pollDrain(ctx context.Context, db *database, role string, since time.Time) time.Duration {
+func pollDrain(ctx context.Context, db *database, role string, since time.Time) []drainSample {
 	conn, err := pgx.Connect(ctx, db.cluster.AdminURL("postgres"))
 	if err != nil {
-		return -1
+		return nil
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
+	var seen []drainSample
 	for {
 		var n int
 		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role).Scan(&n); err != nil {
-			return -1
+			return seen
 		}
+		seen = append(seen, drainSample{at: time.Since(since), sessions: n})
 		if n == 0 {
-			return time.Since(since)
+			return seen
 		}
 		select {
 		case <-ctx.Done():
-			return -1
+			return seen
 		case <-tick.C:
 		}
 	}
+}
+
+// drainFrom reads the polls against the end of the load.
+func drainFrom(seen []drainSample, loadEnd time.Duration) drained {
+	d := drained{after: -1, loadEnd: loadEnd}
+	for _, s := range seen {
+		if s.at <= loadEnd {
+			d.leftAtEnd = s.sessions
+		}
+		if s.sessions == 0 {
+			d.after = s.at
+		}
+	}
+	return d
 }
 
 // String is the table cell: the time under load, or what was left when the

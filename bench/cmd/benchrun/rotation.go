@@ -92,7 +92,7 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 	var swappedAt time.Time
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	var gone <-chan time.Duration
+	var gone <-chan []drainSample
 	select {
 	case <-time.After(swapAt):
 		swappedAt = time.Now()
@@ -103,12 +103,12 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 	case <-rctx.Done():
 	}
 	runErr := cmd.Wait()
-	if gone != nil {
-		res.drain = awaitDrain(ctx, db, from.role, swappedAt, gone, stopWatch)
-	}
 	// pgbench's clock starts after the logins and ends with -T: the swap
 	// was this far into it.
 	swapped := run - time.Since(swappedAt)
+	if gone != nil {
+		res.drain = awaitDrain(gone, run-swapped, stopWatch)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return res
@@ -126,18 +126,17 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 	return res
 }
 
-// awaitDrain notes what the old role had left when the load ended and waits
-// up to drainGrace for watchDrain's verdict.
-func awaitDrain(ctx context.Context, db *database, role string, swappedAt time.Time, gone <-chan time.Duration, stop func()) drained {
-	d := drained{loadEnd: time.Since(swappedAt)}
-	d.leftAtEnd, _ = db.sessionsOf(ctx, role)
+// awaitDrain waits up to drainGrace for watchDrain to see the old role
+// gone; the load ended loadEnd after the swap.
+func awaitDrain(gone <-chan []drainSample, loadEnd time.Duration, stop func()) drained {
+	var seen []drainSample
 	select {
-	case d.after = <-gone:
+	case seen = <-gone:
 	case <-time.After(drainGrace):
 		stop()
-		d.after = <-gone
+		seen = <-gone
 	}
-	return d
+	return drainFrom(seen, loadEnd)
 }
 
 // progressLine is one pgbench -P line: "progress: 5.0 s, 5882.1 tps, …".
