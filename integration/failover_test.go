@@ -3,8 +3,14 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgrotate/pgrotate/internal/pgcluster"
 )
@@ -43,4 +49,102 @@ func TestFailoverToTheNextHost(t *testing.T) {
 	if got := queryStrings(t, after, "SELECT current_user")[0]; got != ownerRole {
 		t.Fatalf("current_user on the new host = %s", got)
 	}
+}
+
+// A client that logs in while PostgreSQL refuses connections for a moment
+// (a restart, a network blip) waits, within query_wait_timeout, for pgrotate
+// to get a server connection, rather than failing: pgrotate retries the
+// login with backoff, as PgBouncer keeps its clients queued.
+func TestLoginsWaitOutAnUpstreamBlip(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			gate := startGate(t, fmt.Sprintf("127.0.0.1:%d", cluster.Port))
+			env := startProxy(t, setup{poolMode: mode, upstreamPort: gate.port()})
+			gate.shut.Store(true)
+			got := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				defer cancel()
+				c, err := pgx.Connect(ctx, env.appURL())
+				if err == nil {
+					var one int
+					err = c.QueryRow(ctx, "SELECT 1").Scan(&one)
+					c.Close(ctx)
+				}
+				got <- err
+			}()
+			env.waitForLog(t, "server connection failed") // the client's login was refused once
+			gate.shut.Store(false)
+			if err := <-got; err != nil {
+				t.Fatalf("a client that came during the blip failed: %v", err)
+			}
+		})
+	}
+}
+
+// upstreamGate forwards TCP connections to PostgreSQL while open and closes
+// new ones at once while shut, as a restarting server or a network blip
+// would.
+type upstreamGate struct {
+	ln    net.Listener
+	to    string
+	shut  atomic.Bool
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startGate(t *testing.T, to string) *upstreamGate {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	g := &upstreamGate{ln: ln, to: to}
+	g.wg.Add(1)
+	go g.accept()
+	t.Cleanup(g.close)
+	return g
+}
+
+func (g *upstreamGate) port() int { return g.ln.Addr().(*net.TCPAddr).Port }
+
+func (g *upstreamGate) accept() {
+	defer g.wg.Done()
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			return
+		}
+		if g.shut.Load() {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", g.to)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		g.mu.Lock()
+		g.conns = append(g.conns, c, up)
+		g.mu.Unlock()
+		g.wg.Add(2)
+		go g.pipe(c, up)
+		go g.pipe(up, c)
+	}
+}
+
+func (g *upstreamGate) pipe(dst, src net.Conn) {
+	defer g.wg.Done()
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+func (g *upstreamGate) close() {
+	g.ln.Close()
+	g.mu.Lock()
+	for _, c := range g.conns {
+		c.Close()
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
 }

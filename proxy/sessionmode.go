@@ -67,13 +67,13 @@ func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
 	actx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	p.goWaiters.Add(1)
-	l, err := p.acquire(actx)
+	l, err := p.acquireRetrying(actx)
 	p.goWaiters.Add(-1)
 	p.m.poolWait.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil:
 		return l, nil
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+	case errors.Is(err, errWaitExpired) && ctx.Err() == nil:
 		return nil, p.waitTimeout(err)
 	default:
 		return nil, fmt.Errorf("acquiring server connection: %w", err)
