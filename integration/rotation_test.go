@@ -270,3 +270,40 @@ func TestPasswordOnlyRotation(t *testing.T) {
 		t.Fatalf("%d failed transactions (first: %v)", f, l.firstErr.Load())
 	}
 }
+
+// After a rotation, a new client of a session pool gets a connection of the
+// new generation without closing the old generation's idle connections on
+// its way: those are the replacer's to close, one per paced step. (A client
+// that closed every one it met ended dozens of backends at once, and
+// PostgreSQL stalled for a second under load.)
+func TestNewClientLeavesIdleOldConnectionsToTheReplacer(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 20})
+	ctx := ctxT(t)
+	const idle = 10
+	var first []*pgx.Conn
+	for range idle {
+		first = append(first, env.connect(t))
+	}
+	for _, c := range first {
+		must(t, c.Close(ctx))
+	}
+	waitFor(t, func() bool {
+		n, err := cluster.Sessions(ctx, execRole1)
+		return err == nil && n == idle
+	}, "ten idle server connections of the first generation")
+
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	waitFor(t, func() bool { return env.dbStatus().CurrentRole == role }, "the promotion of "+role)
+	c := env.connect(t)
+	if got := queryStrings(t, c, "SELECT session_user")[0]; got != role {
+		t.Fatalf("new client runs as %s, want %s", got, role)
+	}
+	n, err := cluster.Sessions(ctx, execRole1)
+	must(t, err)
+	// The replacer closes one per step and rests at least 100 ms after each.
+	if n < idle-4 {
+		t.Fatalf("%d of %d idle old connections left right after a new client logged in; the client closed them instead of the replacer", n, idle)
+	}
+	env.waitRotated(t, role, time.Now()) // and the replacer does finish
+}
