@@ -9,9 +9,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// errWaitExpired means a client waited query_wait_timeout for a server
-// connection while none became free (not while logins failed).
-var errWaitExpired = errors.New("waited query_wait_timeout for a server connection")
+// errWaitExpired means a client's wait for a server connection ended while
+// none became free (not while logins failed): for a client, its
+// query_wait_timeout; for a moving session, the move's time.
+var errWaitExpired = errors.New("no server connection became free in time")
 
 // Backoff between logins a waiting client retries after a passing failure.
 const (

@@ -52,8 +52,8 @@ func (p *pool) maintain(ctx context.Context) {
 	for _, l := range idle {
 		sc := l.Value()
 		switch {
-		case p.stale(sc) && p.replacing.Load() != 0:
-			l.ReleaseUnused() // the replacer closes it in its turn
+		case p.leftToReplacer(sc):
+			l.ReleaseUnused()
 		case p.stale(sc):
 			l.Destroy()
 			total--

@@ -238,12 +238,12 @@ func (p *pool) take(get func() (*lease, error)) (*lease, error) {
 	}
 }
 
-// keepForReplacer reports whether an unusable connection is an idle old
-// one that the running replacer will close in its turn (see take), and the
-// pool has room for a new connection without it.
+// keepForReplacer reports whether take should set an unusable connection
+// aside: an old one left to the replacer (session mode never hands one
+// out; in transaction mode an unusable old one is retiring), while the
+// pool has room for a new connection without closing it.
 func (p *pool) keepForReplacer(l *lease) bool {
-	return p.db.PoolMode == configs.PoolSession && p.replacing.Load() != 0 &&
-		p.stale(l.Value()) && !p.full()
+	return p.db.PoolMode == configs.PoolSession && p.leftToReplacer(l.Value()) && !p.full()
 }
 
 // replace trades old, a connection of a past generation, for one of the

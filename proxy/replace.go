@@ -94,12 +94,22 @@ func (rs *replacers) close() {
 	rs.wg.Wait()
 }
 
+// replacement marks p as moving to generation next and returns the
+// replacer's work (replaceStale). The mark comes first, before the
+// replacer's goroutine runs: from it on, the old generation's idle
+// connections are the replacer's to close (leftToReplacer), and there is no
+// moment in which upkeep or a client looking for a connection closes them
+// all at once.
+func (s *Server) replacement(p *pool, next rotation.Generation) func(context.Context) {
+	p.retireQuota.Store(0)
+	p.replacing.Store(next.N)
+	return func(ctx context.Context) { s.replaceStale(ctx, p, next) }
+}
+
 // replaceStale moves p's connections to generation next, step by step,
 // until none of an older generation is left to replace, Shutdown begins
 // or a newer rotation takes over (ctx).
 func (s *Server) replaceStale(ctx context.Context, p *pool, next rotation.Generation) {
-	p.retireQuota.Store(0)
-	p.replacing.Store(next.N)
 	defer p.wakeLoopWaiters()
 	defer p.replacing.CompareAndSwap(next.N, 0) // stale connections left now close at release
 	var sessions []*session
@@ -216,6 +226,12 @@ func (p *pool) awaitRoom(ctx context.Context) {
 	for p.full() && time.Now().Before(deadline) && ctx.Err() == nil {
 		rest(ctx, 5*time.Millisecond)
 	}
+}
+
+// leftToReplacer reports whether sc is an old connection that the running
+// replacer closes in its turn, paced, rather than whoever meets it idle.
+func (p *pool) leftToReplacer(sc *serverConn) bool {
+	return p.replacing.Load() != 0 && p.stale(sc)
 }
 
 // retiring reports whether sc is to be closed rather than used again: it

@@ -248,5 +248,5 @@ func (s *Server) Promoted(db string, prev, next rotation.Generation) {
 		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
 			"role", prev.Cred.Username, "generation", prev.N, "safe_to_retire", true)
 	}
-	s.replacers.start(p, func(ctx context.Context) { s.replaceStale(ctx, p, next) })
+	s.replacers.start(p, s.replacement(p, next))
 }
