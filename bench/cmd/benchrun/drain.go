@@ -20,7 +20,7 @@ const (
 // moment `pgrotate rotate` (or an operator) could drop it.
 type drained struct {
 	after     time.Duration // from the swap; negative: not seen
-	loadEnd   time.Duration // when pgbench's transactions stopped, from the swap
+	loadEnd   time.Duration // when pgbench ended, from the swap
 	leftAtEnd int           // the old role's backends last seen before loadEnd
 }
 

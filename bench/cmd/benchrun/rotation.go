@@ -103,11 +103,12 @@ func (b *bench) rotateUnderLoad(ctx context.Context, db *database, mode string, 
 	case <-rctx.Done():
 	}
 	runErr := cmd.Wait()
-	// pgbench's clock starts after the logins and ends with -T: the swap
-	// was this far into it.
-	swapped := run - time.Since(swappedAt)
+	// pgbench ends with its -T, and its clock starts after the logins: the
+	// swap was swapped into that clock.
+	loadEnd := time.Since(swappedAt)
+	swapped := run - loadEnd
 	if gone != nil {
-		res.drain = awaitDrain(gone, run-swapped, stopWatch)
+		res.drain = awaitDrain(gone, loadEnd, stopWatch)
 	}
 	switch {
 	case ctx.Err() != nil:
