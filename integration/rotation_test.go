@@ -149,7 +149,10 @@ func TestTenRotationsUnderLoad(t *testing.T) {
 				// pgrotate has closed every connection of the old role;
 				// PostgreSQL takes a moment to end their backends.
 				if n := sessionsLeft(t, prevRole, time.Second); n != 0 {
-					t.Fatalf("rotation %d: %d sessions of %s remain after the drain", i, n, prevRole)
+					rows, _ := cluster.QueryStrings(ctxT(t), "postgres",
+						"SELECT pid::text, state, backend_start::text, state_change::text, query FROM pg_stat_activity WHERE usename = $1", prevRole)
+					t.Fatalf("rotation %d: %d sessions of %s remain after the drain:\n%v\nstatus: %+v\nlog:\n%s",
+						i, n, prevRole, rows, env.dbStatus(), tail(env.logs.String(), 60))
 				}
 				if prevRole != execRole1 {
 					retire(t, prevRole)

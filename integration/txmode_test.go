@@ -212,3 +212,54 @@ func TestTransactionModeResetRoleKeepsTheConnection(t *testing.T) {
 		t.Fatalf("after RESET ROLE the next transaction ran on backend %s, not %s: the connection was replaced", pid, first)
 	}
 }
+
+// One client's transactions, one after the other, need one server
+// connection: looking for an idle connection on the event loop never makes
+// the pool open one that nobody then uses.
+func TestTransactionModeOpensOnlyTheConnectionsItUses(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 5})
+	c := env.connect(t)
+	for range 20 {
+		queryStrings(t, c, "SELECT 1")
+	}
+	time.Sleep(300 * time.Millisecond) // a connection opened in the background would be up by now
+	total := 0
+	for _, g := range env.dbStatus().Generations {
+		total += g.Idle + g.Busy
+	}
+	if total != 1 {
+		t.Fatalf("%d server connections for one client's sequential transactions, want 1", total)
+	}
+}
+
+// A client that waits for a busy pool's only connection has its wait in
+// pgrotate_pool_wait_seconds, as long as it was.
+func TestTransactionModeWaitIsMeasured(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	holder := env.connect(t)
+	tx, err := holder.Begin(ctxT(t))
+	must(t, err)
+	_, err = tx.Exec(ctxT(t), "SELECT 1")
+	must(t, err)
+	waiter := env.connect(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctxT(t), "SELECT 1")
+		done <- err
+	}()
+	const held = 300 * time.Millisecond
+	time.Sleep(held)
+	must(t, tx.Commit(ctxT(t)))
+	must(t, <-done)
+	f := env.scrape(t)["pgrotate_pool_wait_seconds"]
+	if f == nil || len(f.GetMetric()) == 0 {
+		t.Fatal("no pgrotate_pool_wait_seconds in /metrics")
+	}
+	waited := 0.0
+	for _, m := range f.GetMetric() {
+		waited += m.GetHistogram().GetSampleSum()
+	}
+	if waited < held.Seconds()*0.8 {
+		t.Fatalf("pool waits sum to %.3f s; the waiter alone waited about %.1f s", waited, held.Seconds())
+	}
+}

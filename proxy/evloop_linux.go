@@ -116,7 +116,7 @@ func (l *eventLoop) post(cmd func()) bool {
 	l.mu.Unlock()
 	if wake {
 		var one = [8]byte{1}
-		_, _ = rawWrite(l.wakefd, one[:])
+		_, _ = eventfdWrite(l.wakefd, one[:])
 	}
 	return true
 }
@@ -171,7 +171,7 @@ func (l *eventLoop) run() {
 // runCommands runs the posted commands; false means stop.
 func (l *eventLoop) runCommands() bool {
 	var buf [8]byte
-	_, _ = rawRead(l.wakefd, buf[:])
+	_, _ = eventfdRead(l.wakefd, buf[:])
 	l.mu.Lock()
 	cmds := l.cmds
 	l.cmds = nil
@@ -574,24 +574,32 @@ func epollWait(epfd int, events []syscall.EpollEvent, timeoutMs int) (int, error
 	return int(n), nil
 }
 
-// rawRead and rawWrite are read(2) and write(2) on non-blocking sockets:
-// they never block, so they skip the scheduler's syscall bookkeeping.
+// rawRead and rawWrite are recv(2) and send(2) on non-blocking sockets.
+// They never block, so they skip the scheduler's syscall bookkeeping; and
+// as socket calls they skip the file layer read(2) and write(2) go through
+// (vfs_read, vfs_write and the socket's iterator functions: 2-3 % of the
+// relay's kernel time, measured with perf on select-only transactions).
+// MSG_NOSIGNAL: a peer that left is EPIPE, without a SIGPIPE to deliver.
 func rawRead(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
+	return rawIO(syscall.SYS_RECVFROM, fd, b, 0)
 }
 
 func rawWrite(fd int, b []byte) (int, error) {
+	return rawIO(syscall.SYS_SENDTO, fd, b, syscall.MSG_NOSIGNAL)
+}
+
+// eventfdRead and eventfdWrite are read(2) and write(2) on the loop's
+// eventfd, which is no socket.
+func eventfdRead(fd int, b []byte) (int, error)  { return rawIO(syscall.SYS_READ, fd, b, 0) }
+func eventfdWrite(fd int, b []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, b, 0) }
+
+// rawIO makes one of the calls above: a descriptor, a buffer and, for the
+// socket calls, flags (recvfrom's and sendto's address arguments are nil).
+func rawIO(trap uintptr, fd int, b []byte, flags int) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	n, _, errno := syscall.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags), 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}

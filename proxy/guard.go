@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"regexp"
 	"strings"
 
@@ -46,21 +45,50 @@ func newRoleGuard(owner string) *roleGuard {
 
 // mentionsRole is the cheap first test: does the text mention roles at all?
 // Text that does is also reason to RESET ROLE a connection before reuse.
-func mentionsRole(sql []byte) bool {
-	// One pass, byte compares only: this runs on every statement.
+func mentionsRole(sql []byte) bool { return scanText(sql).role }
+
+// mentions is what scanText found in statement text.
+type mentions struct {
+	role bool // "role" or "authorization": see mentionsRole
+	// forget: "deallocate" or "discard", after which the server
+	// connection's prepared statements are unknown.
+	forget bool
+}
+
+// scanText looks for every word the transaction relay cares about in one
+// pass of byte compares: it runs on every statement, and app statements
+// run to kilobytes.
+func scanText(sql []byte) (m mentions) {
 	for i := 0; i+4 <= len(sql); i++ {
 		switch sql[i] | 0x20 {
 		case 'r':
-			if sql[i+1]|0x20 == 'o' && sql[i+2]|0x20 == 'l' && sql[i+3]|0x20 == 'e' {
-				return true
-			}
+			m.role = m.role || hasPrefixFold(sql[i+1:], "ole")
 		case 'a':
-			if sql[i+1]|0x20 == 'u' && sql[i+2]|0x20 == 't' && sql[i+3]|0x20 == 'h' && containsFold(sql[i:], "authorization") {
-				return true
-			}
+			m.role = m.role || hasPrefixFold(sql[i+1:], "uthorization")
+		case 'd':
+			m.forget = m.forget || hasPrefixFold(sql[i+1:], "eallocate") || hasPrefixFold(sql[i+1:], "iscard")
+		default:
+			continue
+		}
+		if m.role && m.forget {
+			return m
 		}
 	}
-	return false
+	return m
+}
+
+// hasPrefixFold reports whether s begins with the lowercase ASCII word,
+// ignoring case.
+func hasPrefixFold(s []byte, word string) bool {
+	if len(s) < len(word) {
+		return false
+	}
+	for i := 0; i < len(word); i++ {
+		if s[i]|0x20 != word[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // refuses reports whether sql tries to change the role. SET ROLE to the owner
@@ -102,19 +130,4 @@ func (g *roleGuard) refusedQuery(dst []byte) []byte {
 func (g *roleGuard) refusedParse(dst []byte, name string) []byte {
 	out, _ := (&pgproto3.Parse{Name: name, Query: g.refusal}).Encode(dst)
 	return out
-}
-
-// containsFold is an allocation-free ASCII case-insensitive bytes.Contains
-// for a lowercase needle.
-func containsFold(s []byte, needle string) bool {
-	first := needle[0]
-	for i := 0; i+len(needle) <= len(s); i++ {
-		if s[i]|0x20 != first {
-			continue
-		}
-		if bytes.EqualFold(s[i:i+len(needle)], []byte(needle)) {
-			return true
-		}
-	}
-	return false
 }

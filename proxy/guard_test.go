@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRoleGuard(t *testing.T) {
 	g := newRoleGuard("bookstore_owner")
@@ -46,6 +49,43 @@ func BenchmarkGuardOrdinaryQuery(b *testing.B) {
 	for range b.N {
 		if g.refuses(q) {
 			b.Fatal("refused")
+		}
+	}
+}
+
+// scanText finds, in one pass and whatever the case, the words after
+// which a server connection needs RESET ROLE (role) or has lost its
+// prepared statements (forget).
+func TestScanText(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want mentions
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 1", mentions{}},
+		{"SET ROLE x", mentions{role: true}},
+		{"select rolname from pg_roles", mentions{role: true}},
+		{"SET SESSION AUTHORIZATION x", mentions{role: true}},
+		{"select 'auth'", mentions{}},
+		{"DEALLOCATE ALL", mentions{forget: true}},
+		{"discard all", mentions{forget: true}},
+		{"select 1; Discard Plans; reset role", mentions{role: true, forget: true}},
+		{"select 'deal', 'disc', 'rol'", mentions{}},
+		{"role", mentions{role: true}},
+		{"rol", mentions{}},
+		{"", mentions{}},
+	} {
+		if got := scanText([]byte(c.sql)); got != c.want {
+			t.Errorf("scanText(%q) = %+v, want %+v", c.sql, got, c.want)
+		}
+	}
+}
+
+func BenchmarkScanTextKilobyte(b *testing.B) {
+	q := []byte(strings.Repeat("SELECT o.id, o.created_at, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE ", 10))
+	b.SetBytes(int64(len(q)))
+	for range b.N {
+		if m := scanText(q); m.role || m.forget {
+			b.Fatal(m)
 		}
 	}
 }

@@ -101,6 +101,9 @@ func newPool(db *configs.Database, up *Upstream, creds Credentials, log *slog.Lo
 // connect is the pool's constructor: a new server connection with the current
 // generation's credential.
 func (p *pool) connect(ctx context.Context) (*serverConn, error) {
+	if ctx == idleOnly {
+		return nil, errIdleOnly
+	}
 	gen, ok := p.creds.Current()
 	if !ok {
 		return nil, errNoCredential
@@ -272,17 +275,26 @@ func (p *pool) replace(ctx context.Context, old *lease) (*lease, error) {
 }
 
 // tryAcquire returns an idle connection of the current generation if one is
-// free right now, else nil (when the pool may grow, puddle starts a new
-// connection in the background for the acquire that follows).
+// free right now, else nil.
 func (p *pool) tryAcquire() *lease {
-	l, _ := p.take(func() (*lease, error) {
-		if p.res.Stat().IdleResources() == 0 {
-			return nil, puddle.ErrNotAvailable // do not make puddle start a connection nobody waits for
-		}
-		return p.res.TryAcquire(context.Background())
-	})
+	l, _ := p.take(func() (*lease, error) { return p.res.TryAcquire(idleOnly) })
 	return l
 }
+
+// idleOnly is the context tryAcquire gives puddle's TryAcquire, which
+// builds a connection in the background with it when none is idle but the
+// pool has room: connect refuses it at once, so nobody logs in for a
+// connection nobody waits for. Asking puddle first whether one is idle
+// would cost a Stat per transaction, which walks every connection of the
+// pool under its lock.
+var idleOnly = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// errIdleOnly is connect's answer to idleOnly.
+var errIdleOnly = errors.New("only an idle connection was asked for")
 
 // usable reports whether a connection just taken from the pool may be
 // handed out: not retiring (see retiring), and — in session mode, where a
@@ -354,6 +366,16 @@ func (p *pool) releaseTx(l *lease, resetRole bool) {
 func (p *pool) full() bool {
 	st := p.res.Stat()
 	return st.TotalResources() >= st.MaxResources()
+}
+
+// saturated reports whether the pool holds pool_size open connections and
+// opens none: the event loop then keeps a client that found none idle
+// waiting for one to be released. While one is being opened — possibly an
+// idleOnly one about to fail — the pool's room is unknown, and the client
+// waits on its goroutine, in puddle's queue, instead.
+func (p *pool) saturated() bool {
+	st := p.res.Stat()
+	return st.ConstructingResources() == 0 && st.TotalResources() >= st.MaxResources()
 }
 
 // prewarm opens an idle connection of the current generation.

@@ -18,16 +18,19 @@ type txRelay struct {
 	c *txClient
 	r *evRelay
 	l *lease // the lease attached as side 1; nil between transactions
+	// srvIn inspects the replies of l's transaction.
+	srvIn txServerInspector
 	// leaveWhenIdle: Shutdown asked the client to leave; the round ends
 	// when its transaction does.
 	leaveWhenIdle bool
 	// attached: a lease was attached while the client's bytes were being
 	// forwarded; its reader may already hold bytes to pass on.
 	attached bool
-	// waiting: the client is in its pool's loopWaiters, not read until a
-	// connection is handed to it or waitUntil (query_wait_timeout) passes.
-	waiting   bool
-	waitUntil time.Time
+	// waiting: the client is in its pool's loopWaiters since waitStart, not
+	// read until a connection is handed to it or waitUntil
+	// (query_wait_timeout) passes.
+	waiting              bool
+	waitStart, waitUntil time.Time
 }
 
 // errPark ends a round on the loop before a client message that needs a

@@ -19,16 +19,15 @@ func (t *txRelay) lease() error {
 	if t.waiting {
 		return errWait
 	}
-	start := time.Now()
 	l := c.p.tryIdle()
 	if l == nil {
-		if c.p.full() {
+		if c.p.saturated() {
 			t.wait()
 			return errWait
 		}
 		return errPark // the client goroutine waits, and the pool opens a connection for it
 	}
-	c.p.m.poolWait.Observe(time.Since(start).Seconds())
+	c.p.m.poolWait.Observe(0) // an idle one: no wait worth a clock reading
 	return t.take(l)
 }
 
@@ -118,7 +117,8 @@ func (t *txRelay) attach(l *lease, fd int) {
 	pc.rdr.fd = fd
 	sc.rd.src = &pc.rdr
 	r.dirs[1].rd, r.dirs[1].interest, r.dirs[1].need = sc.rd, txFromServer, 1
-	r.dirs[1].in = txServerInspector{c: t.c, sc: sc}
+	t.srvIn = txServerInspector{c: t.c, sc: sc}
+	r.dirs[1].in = &t.srvIn // a pointer: a struct in an interface is a heap copy per transaction
 	r.dirs[0].out.fd = fd
 }
 
@@ -345,7 +345,8 @@ func (p *pool) tryIdle() *lease {
 func (t *txRelay) wait() {
 	p := t.c.p
 	t.waiting = true
-	t.waitUntil = time.Now().Add(p.db.QueryWaitTimeout.Duration)
+	t.waitStart = time.Now()
+	t.waitUntil = t.waitStart.Add(p.db.QueryWaitTimeout.Duration)
 	p.loopWaiters = append(p.loopWaiters, t)
 	p.loopWaiting.Store(int32(len(p.loopWaiters)))
 	p.evloop.Store(t.r.loop)
@@ -399,7 +400,7 @@ func (p *pool) serveLoopWaiters() {
 		}
 		p.loopWaiters[0].serve(l)
 	}
-	if len(p.loopWaiters) > 0 && p.goWaiters.Load() == 0 && !p.full() {
+	if len(p.loopWaiters) > 0 && p.goWaiters.Load() == 0 && !p.saturated() {
 		t := p.loopWaiters[0]
 		t.unwait()
 		t.r.end(0, errPark, false)
@@ -409,6 +410,7 @@ func (p *pool) serveLoopWaiters() {
 // serve resumes a waiting client with the connection l. Loop goroutine only.
 func (t *txRelay) serve(l *lease) {
 	t.unwait()
+	t.c.p.m.poolWait.Observe(time.Since(t.waitStart).Seconds())
 	if err := t.take(l); err != nil {
 		t.r.end(0, err, false)
 		return
@@ -426,6 +428,7 @@ func (l *eventLoop) expireWaiters(now time.Time) {
 		for len(p.loopWaiters) > 0 && now.After(p.loopWaiters[0].waitUntil) {
 			t := p.loopWaiters[0]
 			t.unwait()
+			p.m.poolWait.Observe(now.Sub(t.waitStart).Seconds())
 			t.r.end(0, p.waitTimeout(context.DeadlineExceeded), false)
 		}
 		if len(p.loopWaiters) == 0 {

@@ -12,18 +12,20 @@ import (
 // after which the server connection's prepared statements are unknown.
 func (c *txClient) onQuery(body []byte) verdict {
 	sql := trimNUL(body)
-	if v, refused := c.checkRole(sql, func(dst []byte) []byte { return c.guard.refusedQuery(dst) }); refused {
+	m := scanText(sql)
+	if v, refused := c.checkRole(sql, m, func(dst []byte) []byte { return c.guard.refusedQuery(dst) }); refused {
 		return v
 	}
-	if containsFold(sql, "deallocate") || containsFold(sql, "discard") {
+	if m.forget {
 		c.forgetAll = true
 	}
 	return forward
 }
 
-// checkRole applies the role guard to statement text.
-func (c *txClient) checkRole(sql []byte, refusal func([]byte) []byte) (verdict, bool) {
-	if !mentionsRole(sql) {
+// checkRole applies the role guard to statement text, of which scanText
+// found m.
+func (c *txClient) checkRole(sql []byte, m mentions, refusal func([]byte) []byte) (verdict, bool) {
+	if !m.role {
 		return forward, false
 	}
 	c.mentioned = true
@@ -44,7 +46,7 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 		return forward, nil // malformed: PostgreSQL will say so
 	}
 	query, _, _ := cstring(rest)
-	if v, refused := c.checkRole(query, func(dst []byte) []byte { return c.guard.refusedParse(dst, string(name)) }); refused {
+	if v, refused := c.checkRole(query, scanText(query), func(dst []byte) []byte { return c.guard.refusedParse(dst, string(name)) }); refused {
 		c.queueParse(pendingParse{})
 		return v, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,6 +45,10 @@ type Manager struct {
 	log   *slog.Logger
 	wake  chan struct{} // signalled by Offer when the candidate changes
 	ready chan struct{} // closed at the first promotion
+
+	// published is cur for Current, which the proxy calls on every
+	// transaction: a load, not a lock.
+	published atomic.Pointer[Generation]
 
 	mu       sync.Mutex // guards the fields below
 	cur      Generation
@@ -123,9 +128,11 @@ func (m *Manager) Offer(c Credential) {
 // Current returns the current generation; ok is false before the first
 // promotion.
 func (m *Manager) Current() (Generation, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cur, m.cur.N > 0
+	g := m.published.Load()
+	if g == nil {
+		return Generation{}, false
+	}
+	return *g, true
 }
 
 // WaitReady blocks until a generation exists or ctx is done.

@@ -121,6 +121,7 @@ func (m *Manager) promote(c Credential, seq uint64) {
 	prev := m.cur
 	next := Generation{N: prev.N + 1, Cred: c, PromotedAt: m.cfg.Now()}
 	m.cur, m.pending = next, nil
+	m.published.Store(&next)
 	m.mu.Unlock()
 
 	if prev.N == 0 {
