@@ -540,6 +540,9 @@ func attach(fd int) (net.Conn, error) {
 	return net.FileConn(f)
 }
 
+// closeFD closes a descriptor detach made, without handing it back.
+func closeFD(fd int) { _ = syscall.Close(fd) }
+
 func dupSocket(c syscall.Conn) (fd int, err error) {
 	rc, err := c.SyscallConn()
 	if err != nil {

@@ -31,6 +31,8 @@ func detach(conns ...net.Conn) ([]int, bool, error) { return nil, false, nil }
 
 func attach(fd int) (net.Conn, error) { return nil, errors.New("no event loop on this platform") }
 
+func closeFD(fd int) {}
+
 // loopSupported: no event loop here.
 const loopSupported = false
 
