@@ -20,6 +20,9 @@ import (
 // it can: a named Parse (deferred into c.batch) and the Sync ending a batch
 // of them. done=false means the message needs a server connection.
 func (c *txClient) answerLocally(typ byte, body []byte) (v verdict, done bool, err error) {
+	if typ != 'P' && typ != 'S' {
+		return forward, false, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.lease != nil {
