@@ -113,7 +113,7 @@ func (c *connSet) snapshot(current uint64) []GenerationStatus {
 	defer c.mu.Unlock()
 	byGen := make(map[uint64]*GenerationStatus)
 	for n, role := range c.roles {
-		byGen[n] = &GenerationStatus{Generation: n, Role: role, Current: n == current}
+		byGen[n] = &GenerationStatus{Generation: n, Role: role}
 	}
 	for sc := range c.conns {
 		g := byGen[sc.gen.N]
@@ -125,9 +125,9 @@ func (c *connSet) snapshot(current uint64) []GenerationStatus {
 	}
 	var out []GenerationStatus
 	for _, g := range byGen {
-		g.Drained = !g.Current && g.Idle+g.Busy == 0
 		out = append(out, *g)
 	}
+	out = GenerationsAsOf(out, current)
 	slices.SortFunc(out, func(a, b GenerationStatus) int { return cmp.Compare(b.Generation, a.Generation) })
 	// Forget the oldest drained generations beyond the bound.
 	for len(out) > maxRememberedGenerations && out[len(out)-1].Drained {
@@ -135,4 +135,19 @@ func (c *connSet) snapshot(current uint64) []GenerationStatus {
 		out = out[:len(out)-1]
 	}
 	return out
+}
+
+// GenerationsAsOf marks each generation current or drained as seen from
+// generation current: drained is a generation older than current with no
+// server connection left. A newer one (promoted after current was read) is
+// neither. Whoever reports the current generation next to the list uses the
+// same number, so the two cannot disagree around a promotion: read apart,
+// the old generation looked current and every other one drained.
+func GenerationsAsOf(gens []GenerationStatus, current uint64) []GenerationStatus {
+	for i := range gens {
+		g := &gens[i]
+		g.Current = g.Generation == current
+		g.Drained = g.Generation < current && g.Idle+g.Busy == 0
+	}
+	return gens
 }

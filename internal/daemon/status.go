@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pgrotate/pgrotate/proxy"
+	"github.com/pgrotate/pgrotate/rotation"
 )
 
 // Status is what /status reports: per database, the current executing role
@@ -31,25 +32,34 @@ type DatabaseStatus struct {
 // Status returns a snapshot of every database.
 func (d *Daemon) Status() Status {
 	st := Status{Ready: true}
-	pools := d.proxy.Status()
-	for _, db := range d.dbs {
-		ms := db.manager.Stats()
-		gen, ok := db.manager.Current()
-		if !ok {
+	// Each manager is read before the pools, and the pools' generations are
+	// labelled as of the generation it reported as current (GenerationsAsOf): a
+	// promotion between the two reads must not show the old generation as
+	// current and the new role's as missing, which read as "every older
+	// generation drained" while the old role still had sessions.
+	stats := make([]rotation.ManagerStats, len(d.dbs))
+	gens := make([]rotation.Generation, len(d.dbs))
+	for i, db := range d.dbs {
+		stats[i] = db.manager.Stats()
+		var ok bool
+		if gens[i], ok = db.manager.Current(); !ok {
 			st.Ready = false
 		}
-		ps := pools[db.cfg.Name]
+	}
+	pools := d.proxy.Status()
+	for i, db := range d.dbs {
+		ms, ps := stats[i], pools[db.cfg.Name]
 		st.Databases = append(st.Databases, DatabaseStatus{
 			Name:               db.cfg.Name,
 			PoolMode:           string(db.cfg.PoolMode),
-			CurrentRole:        ms.Role,
-			Generation:         ms.Generation,
-			PromotedAt:         gen.PromotedAt,
+			CurrentRole:        gens[i].Cred.Username,
+			Generation:         gens[i].N,
+			PromotedAt:         gens[i].PromotedAt,
 			PendingRole:        ms.PendingRole,
 			ValidationFailures: ms.ValidationFailures,
 			LastFailure:        ms.LastFailure,
 			Clients:            ps.Clients,
-			Generations:        ps.Generations,
+			Generations:        proxy.GenerationsAsOf(ps.Generations, gens[i].N),
 		})
 	}
 	return st
