@@ -46,12 +46,12 @@ type Manager struct {
 	wake  chan struct{} // signalled by Offer when the candidate changes
 	ready chan struct{} // closed at the first promotion
 
-	// published is cur for Current, which the proxy calls on every
-	// transaction: a load, not a lock.
-	published atomic.Pointer[Generation]
+	// cur is the current generation, nil before the first promotion. It
+	// is replaced (under mu, by promote) but read without a lock: the proxy
+	// asks for it on every transaction.
+	cur atomic.Pointer[Generation]
 
 	mu       sync.Mutex // guards the fields below
-	cur      Generation
 	pending  *Credential
 	seq      uint64             // bumped whenever pending changes
 	cancel   context.CancelFunc // cancels the validation of pending, if running
@@ -97,8 +97,9 @@ func NewManager(cfg ManagerConfig) *Manager {
 // or retried, cancelling its validation.
 func (m *Manager) Offer(c Credential) {
 	m.mu.Lock()
+	cur, ok := m.Current()
 	switch {
-	case m.cur.N > 0 && c.Equal(m.cur.Cred):
+	case ok && c.Equal(cur.Cred):
 		if m.pending == nil {
 			m.mu.Unlock()
 			return
@@ -128,7 +129,7 @@ func (m *Manager) Offer(c Credential) {
 // Current returns the current generation; ok is false before the first
 // promotion.
 func (m *Manager) Current() (Generation, bool) {
-	g := m.published.Load()
+	g := m.cur.Load()
 	if g == nil {
 		return Generation{}, false
 	}
@@ -149,9 +150,10 @@ func (m *Manager) WaitReady(ctx context.Context) error {
 func (m *Manager) Stats() ManagerStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	cur, _ := m.Current()
 	s := ManagerStats{
-		Generation:         m.cur.N,
-		Role:               m.cur.Cred.Username,
+		Generation:         cur.N,
+		Role:               cur.Cred.Username,
 		ValidationFailures: m.failures,
 		LastFailure:        m.lastErr,
 		LastFailureAt:      m.lastAt,

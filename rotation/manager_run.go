@@ -118,10 +118,10 @@ func (m *Manager) promote(c Credential, seq uint64) {
 		m.mu.Unlock()
 		return
 	}
-	prev := m.cur
+	prev, _ := m.Current()
 	next := Generation{N: prev.N + 1, Cred: c, PromotedAt: m.cfg.Now()}
-	m.cur, m.pending = next, nil
-	m.published.Store(&next)
+	m.cur.Store(&next)
+	m.pending = nil
 	m.mu.Unlock()
 
 	if prev.N == 0 {
