@@ -63,9 +63,7 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 			s.kicked.Store(true)
 		}
 	}
-	if clientFinished(cerr, serr) {
-		s.dropClient(fds[0])
-	} else if aerr := s.reattach(fds[0]); aerr != nil && (cerr == nil || isDeadline(cerr)) {
+	if aerr := s.reattach(fds[0], clientFinished(cerr, serr)); aerr != nil && (cerr == nil || isDeadline(cerr)) {
 		cerr = aerr
 	}
 	if aerr := sc.reattach(fds[1]); aerr != nil && (serr == nil || isDeadline(serr)) {
@@ -80,14 +78,25 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 
 // reattach puts the client connection back in the session's hands after a
 // round on the loop; if Server.Close came meanwhile, it is closed at once.
-func (s *session) reattach(fd int) error {
-	c, err := attach(fd)
+// A round that finished the client (see clientFinished) closes the
+// descriptor instead of handing it back to Go's netpoller only to close it
+// (attach dups the descriptor, queries the socket and registers it with
+// epoll: the same attach of the server socket is 6 % of a session-mode
+// login's CPU in perf, pgbench -C).
+func (s *session) reattach(fd int, finished bool) error {
+	var c net.Conn
+	var err error
+	if finished {
+		closeFD(fd)
+	} else {
+		c, err = attach(fd)
+	}
 	s.kickMu.Lock()
 	defer s.kickMu.Unlock()
 	s.evr = nil
 	s.relaying = false
-	if err != nil {
-		return err // the old, closed connection stays: everything on it fails
+	if finished || err != nil {
+		return err // the old connection, closed by detach, stays: everything on it fails
 	}
 	s.conn, s.raw = c, c
 	s.clientRd.src = c
@@ -105,20 +114,6 @@ func clientFinished(cerr, serr error) bool {
 		return false
 	}
 	return cerr == nil || !isDeadline(cerr) && !errors.Is(cerr, errFrameLength)
-}
-
-// dropClient closes the client's descriptor after a round that finished
-// the client, instead of handing it back to Go's netpoller only to close
-// it (attach dups the descriptor, queries the socket and registers it with
-// epoll: the same attach of the server socket is 6 % of a session-mode
-// login's CPU in perf, pgbench -C). The session keeps the connection
-// detach closed, on which everything fails.
-func (s *session) dropClient(fd int) {
-	closeFD(fd)
-	s.kickMu.Lock()
-	defer s.kickMu.Unlock()
-	s.evr = nil
-	s.relaying = false
 }
 
 // reattach puts the server connection back in its session's hands.
