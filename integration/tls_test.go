@@ -119,6 +119,35 @@ func TestTLSAndPlaintextClientsShareATransactionPool(t *testing.T) {
 	}
 }
 
+// Plaintext and TLS clients take turns on a session-mode pool's only
+// server connection. The event loop relays the plaintext ones and keeps the
+// connection out of Go's netpoller between sessions; a TLS client's
+// goroutine relay hands it back first. Each turn gets the same backend,
+// reset, and every query works: the connection survives both hand-overs.
+func TestTLSAndPlaintextClientsTakeTurnsOnASessionConnection(t *testing.T) {
+	pki := newTLSPKI(t)
+	env := startTLSProxy(t, tlsProxyConfig{pki: pki, mode: "prefer", poolMode: "session", poolSize: 1})
+	base := fmt.Sprintf("postgres://%s:%s@%s/%s?sslrootcert=%s", appUser, appPass, env.addr, dbName, pki.caFile)
+	backend := ""
+	for turn := range 6 {
+		sslmode := "disable"
+		if turn%2 == 1 {
+			sslmode = "verify-full"
+		}
+		c := tlsConnect(t, env, base+"&sslmode="+sslmode)
+		got := queryStrings(t, c, "SELECT pg_backend_pid()::text || ' ' || current_setting('search_path')")[0]
+		if backend == "" {
+			backend = got
+		} else if got != backend {
+			t.Fatalf("turn %d (sslmode=%s): backend and search_path %q, want %q: the server connection was replaced or not reset", turn, sslmode, got, backend)
+		}
+		_, err := c.Exec(ctxT(t), "SET search_path TO pg_catalog")
+		must(t, err)
+		must(t, c.Close(ctxT(t)))
+		waitFor(t, func() bool { return idleConns(env) == 1 }, "the connection back in the pool")
+	}
+}
+
 // A renewed certificate is picked up without a restart: open sessions go on,
 // new clients are served the new certificate; a broken renewal is logged and
 // the last good certificate stays.

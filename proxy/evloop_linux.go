@@ -510,9 +510,7 @@ func (r *evRelay) kickBuffered() {
 // nothing is changed, when a connection is not a plain socket (TLS).
 func detach(conns ...net.Conn) (fds []int, ok bool, err error) {
 	for _, c := range conns {
-		switch c.(type) {
-		case *net.TCPConn, *net.UnixConn:
-		default:
+		if !plainSocket(c) {
 			return nil, false, nil
 		}
 	}
@@ -530,6 +528,16 @@ func detach(conns ...net.Conn) (fds []int, ok bool, err error) {
 		_ = c.Close()
 	}
 	return fds, true, nil
+}
+
+// plainSocket reports whether detach can take c: a TCP or Unix socket
+// served by Go's netpoller (not TLS, not already a pollConn).
+func plainSocket(c net.Conn) bool {
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return true
+	}
+	return false
 }
 
 // attach turns a descriptor detach made back into a connection served by

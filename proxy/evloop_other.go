@@ -29,6 +29,8 @@ func (r *evRelay) interrupt(err error) {}
 
 func detach(conns ...net.Conn) ([]int, bool, error) { return nil, false, nil }
 
+func plainSocket(c net.Conn) bool { return false }
+
 func attach(fd int) (net.Conn, error) { return nil, errors.New("no event loop on this platform") }
 
 func closeFD(fd int) {}
@@ -51,3 +53,10 @@ func (s *session) txOnLoop(c *txClient) (error, bool) { return nil, true }
 func (l *eventLoop) post(cmd func()) bool { return false }
 
 func (p *pool) serveLoopWaiters() {}
+
+// pollConn exists on Linux only; toPollConn never makes one here.
+type pollConn struct{ net.Conn }
+
+func (c *pollConn) pending() bool { return false }
+
+func (c *pollConn) handBack() (net.Conn, error) { return c.Conn, nil }

@@ -12,8 +12,11 @@ import (
 // It peeks without blocking or consuming, one system call, so a client is
 // not handed a connection that died while it sat in the pool.
 func closedByServer(c net.Conn) bool {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
+	switch cc := c.(type) {
+	case *tls.Conn:
+		c = cc.NetConn()
+	case *pollConn:
+		return cc.pending()
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {

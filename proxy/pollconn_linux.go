@@ -13,11 +13,12 @@ import (
 	"unsafe"
 )
 
-// pollConn is a server connection of a transaction-mode pool kept out of
-// Go's netpoller, so that the event loop can relay it at every transaction
-// without a wake-up of the netpoller for each of its bytes (see detach). The
-// rare blocking work done on it outside the loop (applying a client's
-// settings, RESET ROLE, the health check, closing) waits with poll(2).
+// pollConn is a server connection kept out of Go's netpoller, so that the
+// event loop can relay it at every transaction (or, in session mode, every
+// session) without a wake-up of the netpoller for each of its bytes and
+// without detaching it each time (see detach). The blocking work done on it
+// outside the loop (applying a client's settings, RESET ROLE, DISCARD ALL,
+// the health check, closing) waits with poll(2).
 //
 // The loop uses the descriptor directly while a transaction holds the
 // connection; the pool only closes a connection nobody holds, so the
@@ -199,6 +200,19 @@ func (c *pollConn) Close() error {
 		return nil
 	}
 	return syscall.Close(c.fd)
+}
+
+// handBack turns the socket back into a connection served by Go's
+// netpoller; c is closed, the socket lives on in the returned connection.
+// Only for a connection nobody else uses and the loop does not hold.
+func (c *pollConn) handBack() (net.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, net.ErrClosed
+	}
+	c.closed = true
+	return attach(c.fd)
 }
 
 // pending reports whether bytes or the end of the stream wait to be read,

@@ -45,9 +45,9 @@ type pool struct {
 	// onAuthFailure is told when PostgreSQL refuses the current credential,
 	// so the credential source is re-read at once (see connect).
 	onAuthFailure func()
-	// onLoop: the event loop relays this transaction-mode pool's clients.
-	// Its plaintext server connections are then kept out of Go's netpoller
-	// (pollConn); loopable says whether the newest one was.
+	// onLoop: the event loop relays this pool's clients. Its plaintext
+	// server connections are then kept out of Go's netpoller (pollConn);
+	// loopable says whether the newest one was.
 	onLoop   bool
 	loopable atomic.Bool
 	// Clients the event loop keeps waiting for a connection of this pool,

@@ -129,6 +129,12 @@ const (
 // or the session is kicked. While it runs, a second goroutine owns the
 // server-to-client direction; both are stopped when it returns.
 func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector, m *dbMetrics) (roundEnd, error) {
+	if s.srv.eventLoop() == nil || !plainSocket(s.conn) {
+		// Before the round, while no kick touches sc.conn.
+		if err := sc.forGoroutines(); err != nil {
+			return endServerLost, err
+		}
+	}
 	if s.setRelaying(true, sc) { // a kick that came between rounds
 		s.setRelaying(false, sc)
 		return endKicked, nil

@@ -92,7 +92,7 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.onLoop = opts.Config.Limits.EventLoop && loopSupported && db.PoolMode == configs.PoolTransaction
+		p.onLoop = opts.Config.Limits.EventLoop && loopSupported
 		if f := opts.OnUpstreamAuthFailure; f != nil {
 			p.onAuthFailure = func() { f(name) }
 		}
