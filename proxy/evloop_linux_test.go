@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,4 +174,50 @@ func TestEventLoopClose(t *testing.T) {
 	if l.post(func() {}) {
 		t.Fatal("a stopped loop accepted a command")
 	}
+}
+
+// A loop with nothing to do sleeps in a blocking system call: it holds no
+// P, so the runtime sends it no preemption signal and an idle pgrotate does
+// not wake (it used to, ~280 times a second). Bytes arriving wake it.
+func TestEventLoopSleepsWhenIdle(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the rig's cleanup
+	rig := startLoopRig(t)
+	query := encode(t, &pgproto3.Query{String: "SELECT 1"})
+	for round := range 2 {
+		deadline := time.Now().Add(5 * time.Second)
+		for !loopSleeping() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the idle loop is not asleep in a system call:\n%s", round, loopStack())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, err := rig.client.Write(query); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(query))
+		if _, err := io.ReadFull(rig.server, got); err != nil || !bytes.Equal(got, query) {
+			t.Fatalf("round %d: server got %q, %v; want the query", round, got, err)
+		}
+	}
+	rig.client.Close()
+	rig.end(t)
+}
+
+// loopStack returns the stack of the goroutine running an event loop.
+func loopStack() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "proxy.(*eventLoop).run(") {
+			return g
+		}
+	}
+	return ""
+}
+
+// loopSleeping reports whether the event loop's goroutine waits in sleep's
+// system call.
+func loopSleeping() bool {
+	g := loopStack()
+	return strings.Contains(g, "[syscall") && strings.Contains(g, "proxy.(*eventLoop).sleep(")
 }
