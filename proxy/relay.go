@@ -129,7 +129,7 @@ const (
 // or the session is kicked. While it runs, a second goroutine owns the
 // server-to-client direction; both are stopped when it returns.
 func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector, m *dbMetrics) (roundEnd, error) {
-	if s.srv.eventLoop() == nil || !plainSocket(s.conn) {
+	if !s.loopRelaysClient() {
 		// Before the round, while no kick touches sc.conn.
 		if err := sc.forGoroutines(); err != nil {
 			return endServerLost, err

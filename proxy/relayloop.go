@@ -25,14 +25,21 @@ func (s *Server) eventLoop() *eventLoop {
 	return s.loop
 }
 
+// loopRelaysClient reports whether the event loop can relay the client's
+// session-mode rounds: the loop runs and the client is a plain socket (a
+// TLS client is relayed on goroutines).
+func (s *session) loopRelaysClient() bool {
+	return s.srv.eventLoop() != nil && plainSocket(s.conn)
+}
+
 // relayOnLoop runs a session-mode relay round on the event loop. ok is false
-// when the loop cannot take it (a TLS client, or no loop): the goroutine
-// relay serves the round instead.
+// when the loop cannot take it (see loopRelaysClient; or a TLS server
+// connection): the goroutine relay serves the round instead.
 func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspector, m *dbMetrics) (end roundEnd, err error, ok bool) {
-	l := s.srv.eventLoop()
-	if l == nil {
+	if !s.loopRelaysClient() {
 		return 0, nil, false
 	}
+	l := s.srv.eventLoop()
 	interest := fromClient
 	if ci.guard != nil {
 		interest = fromClientGuarded
@@ -46,10 +53,6 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 		s.kickMu.Unlock()
 		end, err = classifyRound(net.ErrClosed, os.ErrDeadlineExceeded, false)
 		return end, err, true
-	}
-	if !plainSocket(s.conn) {
-		s.kickMu.Unlock()
-		return 0, nil, false // TLS: the goroutine relay serves it
 	}
 	sfd, ok := sc.loopFD()
 	if !ok {
