@@ -135,8 +135,8 @@ func (l *eventLoop) run() {
 	defer close(l.done)
 	defer l.closeFDs()
 	events := make([]syscall.EpollEvent, 128)
-	var nextCheck, quietSince time.Time
-	quiet := false
+	var nextCheck time.Time
+	var quietSince time.Time // zero while events come
 	for {
 		if len(l.waitPools) > 0 {
 			if now := time.Now(); !now.Before(nextCheck) {
@@ -156,14 +156,14 @@ func (l *eventLoop) run() {
 		}
 		if n == 0 && len(l.waitPools) == 0 {
 			switch {
-			case !quiet:
-				quiet, quietSince = true, time.Now()
+			case quietSince.IsZero():
+				quietSince = time.Now()
 			case time.Since(quietSince) >= idleAfter:
 				n = l.sleep(events)
 			}
 		}
 		if n > 0 {
-			quiet = false
+			quietSince = time.Time{}
 		}
 		woken := false
 		for _, ev := range events[:n] {
