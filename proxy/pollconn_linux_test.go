@@ -128,3 +128,50 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		}
 	}
 }
+
+// A session-mode server connection changes form with the client it serves:
+// an event-loop round takes it out of Go's netpoller (loopFD), a TLS
+// client's goroutine relay hands it back (forGoroutines), and the next
+// loop round takes it out again. The stream goes on across every change,
+// and the reader follows the connection.
+func TestServerConnChangesFormWithItsClients(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	a, peer := tcpPair(t)
+	sc := &serverConn{conn: a, rd: newFrameReader(a, defaultBufSize)}
+	t.Cleanup(func() { sc.conn.Close() })
+	roundTrip := func(step string) {
+		t.Helper()
+		if sc.rd.src != sc.conn {
+			t.Fatalf("%s: the reader does not read the connection's current form", step)
+		}
+		if _, err := sc.conn.Write([]byte(step)); err != nil {
+			t.Fatalf("%s: write: %v", step, err)
+		}
+		got := make([]byte, len(step))
+		if _, err := io.ReadFull(peer, got); err != nil || string(got) != step {
+			t.Fatalf("%s: peer got %q, %v", step, got, err)
+		}
+		if _, err := peer.Write([]byte(step)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(sc.conn, got); err != nil || string(got) != step {
+			t.Fatalf("%s: server connection read %q, %v", step, got, err)
+		}
+	}
+	for _, step := range []string{"loop", "goroutines", "loop again"} {
+		if step == "goroutines" {
+			if err := sc.forGoroutines(); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := sc.conn.(*net.TCPConn); !ok {
+				t.Fatalf("after forGoroutines the connection is a %T, not back in the netpoller", sc.conn)
+			}
+		} else {
+			fd, ok := sc.loopFD()
+			if pc, isPoll := sc.conn.(*pollConn); !ok || !isPoll || pc.fd != fd {
+				t.Fatalf("%s: loopFD gave %d, %v with the connection a %T", step, fd, ok, sc.conn)
+			}
+		}
+		roundTrip(step)
+	}
+}
