@@ -176,6 +176,36 @@ func TestEventLoopClose(t *testing.T) {
 	}
 }
 
+// The loop counts among the machine's CPUs: GOMAXPROCS stays as it was,
+// except that with one P the loops get a second (goroutines must have one
+// while a loop waits holding its own), given back when the last loop stops.
+func TestEventLoopsLeaveGoroutinesAP(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct{ before, running int }{{1, 2}, {2, 2}, {4, 4}} {
+		runtime.GOMAXPROCS(tc.before)
+		a, err := newEventLoop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := newEventLoop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := runtime.GOMAXPROCS(0); got != tc.running {
+			t.Errorf("GOMAXPROCS %d with two loops running, set to %d before; want %d", got, tc.before, tc.running)
+		}
+		a.close()
+		if got := runtime.GOMAXPROCS(0); got != tc.running {
+			t.Errorf("GOMAXPROCS %d with one of two loops stopped; want %d", got, tc.running)
+		}
+		b.close()
+		if got := runtime.GOMAXPROCS(0); got != tc.before {
+			t.Errorf("GOMAXPROCS %d after the loops stopped; want %d as before", got, tc.before)
+		}
+	}
+}
+
 // A loop with nothing to do sleeps in a blocking system call: it holds no
 // P, so the runtime sends it no preemption signal and an idle pgrotate does
 // not wake (it used to, ~280 times a second). Bytes arriving wake it.
