@@ -91,10 +91,14 @@ func connString(up configs.Upstream, dbname string) string {
 		if p[1] == "" {
 			continue
 		}
-		fmt.Fprintf(&b, "%s='%s' ", p[0], strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(p[1]))
+		fmt.Fprintf(&b, "%s='%s' ", p[0], connStringEscaper.Replace(p[1]))
 	}
 	return b.String()
 }
+
+// connStringEscaper escapes a value inside single quotes in a libpq
+// connection string.
+var connStringEscaper = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
 
 // hostList turns upstream.host — one host, or several comma-separated, each
 // optionally "host:port" — into libpq's parallel host and port lists.
@@ -139,8 +143,10 @@ func (u *Upstream) Config(cred rotation.Credential) *pgconn.Config {
 // escapeOption escapes a value for the startup "options" string, where spaces
 // separate arguments and backslash escapes (PostgreSQL's pg_split_opts).
 func escapeOption(s string) string {
-	return strings.NewReplacer(`\`, `\\`, ` `, `\ `).Replace(s)
+	return optionEscaper.Replace(s)
 }
+
+var optionEscaper = strings.NewReplacer(`\`, `\\`, ` `, `\ `)
 
 // Connect logs in as cred and returns the connection, still owned by pgconn.
 func (u *Upstream) Connect(ctx context.Context, cred rotation.Credential) (*pgconn.PgConn, error) {
