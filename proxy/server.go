@@ -69,7 +69,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg:     opts.Config,
-		log:     log,
+		log:     slog.New(&lazyAttrs{h: log.Handler()}),
 		pools:   make(map[string]*pool),
 		cancels: newCancelRegistry(),
 		metrics: opts.Metrics,
