@@ -167,7 +167,7 @@ func quoteLiteral(s string) string {
 	return "E'" + literalEscaper.Replace(s) + "'"
 }
 
-// literalEscaper escapes the inside of an E'' literal. Built once: a
+// literalEscaper escapes the inside of an E” literal. Built once: a
 // Replacer built per call was 1.6 % of a session-mode login's CPU (perf,
 // pgbench -C), most of its allocations.
 var literalEscaper = strings.NewReplacer(`\`, `\\`, `'`, `''`)
