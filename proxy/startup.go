@@ -146,8 +146,8 @@ func splitOptions(s string) []string {
 }
 
 // setConfigSQL renders settings as one statement that applies them all to the
-// server session, in a stable order. Values go in E” literals, which mean the
-// same whatever standard_conforming_strings is.
+// server session, in a stable order. Values go in E-string literals, which
+// mean the same whatever standard_conforming_strings is.
 func setConfigSQL(settings map[string]string) string {
 	if len(settings) == 0 {
 		return ""
@@ -167,7 +167,7 @@ func quoteLiteral(s string) string {
 	return "E'" + literalEscaper.Replace(s) + "'"
 }
 
-// literalEscaper escapes the inside of an E” literal. Built once: a
-// Replacer built per call was 1.6 % of a session-mode login's CPU (perf,
-// pgbench -C), most of its allocations.
+// literalEscaper escapes what goes between the quotes of an E-string
+// literal. Built once: a Replacer built per call was 1.6 % of a
+// session-mode login's CPU (perf, pgbench -C), most of its allocations.
 var literalEscaper = strings.NewReplacer(`\`, `\\`, `'`, `''`)
