@@ -42,9 +42,11 @@ func (o Options) rand() io.Reader {
 // runs to the end so that a client cannot tell an unknown user from a wrong
 // password.
 //
-// On success Authenticate has sent everything up to and including
-// AuthenticationSASLFinal (SCRAM), but not AuthenticationOk: the caller sends
-// that with ParameterStatus and the rest, and Authenticate returns nil.
+// On success Authenticate returns nil having sent everything before
+// AuthenticationSASLFinal (SCRAM) and queued that one in be without
+// flushing it: the caller sends AuthenticationOk, ParameterStatus and the
+// rest on be and flushes them all in one write, which the client waits for
+// anyway (one write and one wake-up of the client less per login).
 // On failure it sends nothing further and returns a *FailedError, a
 // *ProtocolError, an error wrapping ErrClientClosed, or an I/O error (such as
 // a deadline the caller set on the connection); the caller turns errors

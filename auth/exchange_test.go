@@ -2,9 +2,13 @@ package auth
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"net"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
@@ -245,3 +249,75 @@ func TestRandomnessFailure(t *testing.T) {
 type failingReader struct{}
 
 func (failingReader) Read([]byte) (int, error) { return 0, errors.New("entropy source broken") }
+
+// Authenticate leaves AuthenticationSASLFinal queued on the Backend: the
+// caller sends it with AuthenticationOk and the rest of its greeting, in
+// one write (a login then wakes the client once, not twice).
+func TestSASLFinalGoesOutWithTheGreeting(t *testing.T) {
+	verifier, _ := NewSCRAMVerifier("pw", 0)
+	server, client := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	be := pgproto3.NewBackend(server, server)
+	done := make(chan error, 1)
+	go func() { done <- Authenticate(be, "app", []Secret{mustParse(t, verifier)}, Options{}) }()
+
+	fe := pgproto3.NewFrontend(client, client)
+	sc, err := scram.SHA256.NewClientUnprepped("", "pw", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := sc.NewConversation()
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatalf("got %T, want AuthenticationSASL", msg)
+	}
+	first, _ := conv.Step("")
+	fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: mechSCRAM, Data: []byte(first)})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := fe.Receive()
+	cont, ok := msg.(*pgproto3.AuthenticationSASLContinue)
+	if err != nil || !ok {
+		t.Fatalf("got %T %v, want AuthenticationSASLContinue", msg, err)
+	}
+	final, _ := conv.Step(string(cont.Data))
+	fe.Send(&pgproto3.SASLResponse{Data: []byte(final)})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Authenticate: %v", err)
+		}
+	case <-time.After(5 * time.Second): // a pipe's Write waits for a Read
+		t.Fatal("Authenticate did not return: it is writing AuthenticationSASLFinal on its own")
+	}
+
+	go func() {
+		be.Send(&pgproto3.AuthenticationOk{})
+		done <- be.Flush()
+	}()
+	// A pipe's Read returns what one Write wrote: both messages, so neither
+	// went out on its own.
+	buf := make([]byte, 4096)
+	n, err := client.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var codes []uint32
+	for b := buf[:n]; len(b) >= 9 && b[0] == 'R'; {
+		size := 1 + int(binary.BigEndian.Uint32(b[1:5]))
+		codes = append(codes, binary.BigEndian.Uint32(b[5:9]))
+		b = b[min(size, len(b)):]
+	}
+	if !slices.Equal(codes, []uint32{pgproto3.AuthTypeSASLFinal, pgproto3.AuthTypeOk}) {
+		t.Fatalf("one write carried authentication requests %v; want SASLFinal (12) and Ok (0)", codes)
+	}
+}

@@ -63,7 +63,10 @@ func authSCRAM(c *conn, secrets []Secret, mockReason string, opts Options) error
 	if err != nil {
 		return err
 	}
-	return c.send(&pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)})
+	// Queued, not flushed: the caller sends AuthenticationOk and the rest of
+	// the greeting after it, in the same write (see Authenticate).
+	c.be.Send(&pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)})
+	return nil
 }
 
 func newSCRAMExchange(c *conn, secrets []Secret, mockReason string, opts Options) (*scramExchange, error) {

@@ -111,9 +111,16 @@ func (s *session) fail(err error) {
 	_ = s.send(errorResponse(w))
 }
 
-// send writes messages to the client at once. It serves every message
-// pgrotate itself sends once the startup is over and s.be is gone.
+// send writes messages to the client at once: every message pgrotate
+// itself sends. During the startup they go through s.be, after what it
+// holds (auth.Authenticate leaves AuthenticationSASLFinal queued there).
 func (s *session) send(msgs ...pgproto3.BackendMessage) error {
+	if s.be != nil {
+		for _, m := range msgs {
+			s.be.Send(m)
+		}
+		return s.be.Flush()
+	}
 	var buf []byte
 	for _, m := range msgs {
 		var err error
@@ -218,8 +225,9 @@ func (s *session) greetWith(params map[string]string) error {
 	}
 	msgs = append(msgs, &pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]},
 		&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	err := s.send(msgs...)
 	s.be = nil
-	return s.send(msgs...)
+	return err
 }
 
 // disconnect wraps an error caused by the client going away or misbehaving
