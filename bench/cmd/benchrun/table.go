@@ -134,7 +134,8 @@ Notes:
   (client logins included) divided by the transactions pgbench completed. It is
   much steadier than tps on a shared machine; lower is better.
 - R/B columns are pgrotate divided by PgBouncer: tps above 1 and CPU below 1 favour pgrotate.
-- direct runs once per workload, protocol and client count and is shown in both pool modes.
+- direct runs per workload, protocol and client count and is shown in both pool modes;
+  its -T is longer by 40 ms per client, the time PostgreSQL takes to log them in.
 - "n/a (unsupported)": PgBouncer before 1.21 cannot keep named prepared statements
   (-M prepared) across transaction-mode server connections.
 `, s.maxClients(), s.txPoolSize)
