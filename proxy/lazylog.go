@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 )
 
 // lazyAttrs is a slog.Handler that keeps a logger's With attributes aside
@@ -14,6 +15,9 @@ import (
 type lazyAttrs struct {
 	h     slog.Handler
 	attrs []slog.Attr
+	// withAttrs is h with attrs applied, made at the first record and kept
+	// for the next ones (a logger may log from several goroutines).
+	withAttrs atomic.Pointer[slog.Handler]
 }
 
 func (l *lazyAttrs) Enabled(ctx context.Context, level slog.Level) bool {
@@ -43,5 +47,10 @@ func (l *lazyAttrs) resolved() slog.Handler {
 	if len(l.attrs) == 0 {
 		return l.h
 	}
-	return l.h.WithAttrs(l.attrs)
+	if h := l.withAttrs.Load(); h != nil {
+		return *h
+	}
+	h := l.h.WithAttrs(l.attrs)
+	l.withAttrs.Store(&h)
+	return h
 }

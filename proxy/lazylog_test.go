@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"sync"
 	"testing"
 	"testing/slogtest"
 )
@@ -34,7 +35,8 @@ func TestLazyAttrsLogsWhatTheHandlerWould(t *testing.T) {
 }
 
 // The attributes of a session's logger come before the record's, as with
-// slog's handler, and loggers derived from one another do not share them.
+// slog's handler, loggers derived from one another do not share them, and a
+// logger that logs again writes them again.
 func TestLazyAttrsKeepsOrderAndDerivedLoggersApart(t *testing.T) {
 	var lazy, plain bytes.Buffer
 	opts := &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
@@ -56,9 +58,25 @@ func TestLazyAttrsKeepsOrderAndDerivedLoggersApart(t *testing.T) {
 		a.Info("one", "n", 1)
 		b.Info("two", "n", 2)
 		base.Info("three")
+		a.Info("four") // a second record from a: the attributes applied once, kept
 	}
 	if lazy.String() != plain.String() {
 		t.Fatalf("lazy handler wrote\n%s\nslog's handler wrote\n%s", lazy.String(), plain.String())
 	}
 	t.Log(lazy.String())
+}
+
+// A session's logger may log from the session goroutine and the event loop
+// at once (go test -race).
+func TestLazyAttrsLogsFromSeveralGoroutines(t *testing.T) {
+	var buf bytes.Buffer // slog's handler serializes its writes
+	log := slog.New(&lazyAttrs{h: slog.NewTextHandler(&buf, nil)}).With("client", "c")
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { log.Info("x") })
+	}
+	wg.Wait()
+	if n := bytes.Count(buf.Bytes(), []byte("client=c")); n != 4 {
+		t.Fatalf("%d of 4 lines name the client:\n%s", n, buf.String())
+	}
 }
