@@ -21,8 +21,10 @@ type measurement struct {
 	failedTx     int64   // pgbench's "number of failed transactions"
 	p99          time.Duration
 	cpuPerTx     time.Duration // proxy user+sys CPU / transactions
-	hasCPU       bool          // cpuPerTx is valid (proxies only)
-	problem      string        // "failed: …" or "n/a (…)"
+	// switchesPerTx: the proxy's context switches / transactions.
+	switchesPerTx float64
+	hasCPU        bool   // cpuPerTx and switchesPerTx are valid (proxies only)
+	problem       string // "failed: …" or "n/a (…)"
 }
 
 // ok reports whether the measurement holds numbers.
@@ -62,6 +64,7 @@ func median(runs []measurement) measurement {
 	out.tps = middle(runs, func(m measurement) float64 { return m.tps })
 	out.p99 = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.p99) }))
 	out.cpuPerTx = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.cpuPerTx) }))
+	out.switchesPerTx = middle(runs, func(m measurement) float64 { return m.switchesPerTx })
 	return out
 }
 

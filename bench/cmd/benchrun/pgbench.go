@@ -67,10 +67,10 @@ func (b *pgbench) measure(ctx context.Context, t target, s spec) (measurement, e
 	b.runs++
 	prefix := filepath.Join(b.logDir, fmt.Sprintf("run%d", b.runs))
 	defer removeLogs(prefix)
-	cpuBefore, cpuErr := t.cpuTime()
+	before, usageErr := t.usage()
 	d := b.runDuration(t, s)
 	out, runErr := b.run(ctx, t, d+time.Minute, b.benchArgs(t, s, d, prefix))
-	cpuAfter, cpuErr2 := t.cpuTime()
+	after, usageErr2 := t.usage()
 	if ctx.Err() != nil {
 		return measurement{}, ctx.Err()
 	}
@@ -84,8 +84,9 @@ func (b *pgbench) measure(ctx context.Context, t target, s spec) (measurement, e
 	if m.p99, err = p99Latency(prefix); err != nil {
 		return failed(err, ""), nil
 	}
-	if t.proc != nil && cpuErr == nil && cpuErr2 == nil && m.transactions > 0 {
-		m.cpuPerTx = (cpuAfter - cpuBefore) / time.Duration(m.transactions)
+	if t.proc != nil && usageErr == nil && usageErr2 == nil && m.transactions > 0 {
+		m.cpuPerTx = (after.cpu - before.cpu) / time.Duration(m.transactions)
+		m.switchesPerTx = float64(after.switches-before.switches) / float64(m.transactions)
 		m.hasCPU = true
 	}
 	return m, nil
@@ -158,12 +159,13 @@ func (b *pgbench) command(ctx context.Context, t target, args []string) (cmd *ex
 	return cmd, out
 }
 
-// cpuTime is the proxy's CPU time so far; zero for the direct target.
-func (t target) cpuTime() (time.Duration, error) {
+// usage is what the proxy process has used so far; zero for the direct
+// target.
+func (t target) usage() (procUsage, error) {
 	if t.proc == nil {
-		return 0, nil
+		return procUsage{}, nil
 	}
-	return t.proc.cpuTime()
+	return t.proc.usage()
 }
 
 // removeLogs deletes the per-transaction logs of one run (one file per

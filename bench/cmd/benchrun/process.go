@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,18 +106,62 @@ func (d *daemon) stop() {
 // reading sysconf(_SC_CLK_TCK) would need cgo.
 const clockTicksPerSecond = 100
 
-// cpuTime returns the user+sys CPU time the process has used so far, all
-// threads included (the thread-group leader's /proc/<pid>/stat sums them).
-func (d *daemon) cpuTime() (time.Duration, error) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(d.cur.cmd.Process.Pid) + "/stat")
+// procUsage is what a process has used so far.
+type procUsage struct {
+	cpu      time.Duration // user+sys
+	switches int64         // context switches, voluntary and not
+}
+
+// usage returns the process's CPU time, all threads included (the
+// thread-group leader's /proc/<pid>/stat sums them), and the context
+// switches of its threads (each thread's /proc/<pid>/task/<tid>/status).
+func (d *daemon) usage() (procUsage, error) {
+	dir := "/proc/" + strconv.Itoa(d.cur.cmd.Process.Pid)
+	raw, err := os.ReadFile(dir + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("reading CPU time of %s: %w", d.name, err)
+		return procUsage{}, fmt.Errorf("reading CPU time of %s: %w", d.name, err)
 	}
 	ticks, err := utimePlusStime(string(raw))
 	if err != nil {
-		return 0, fmt.Errorf("reading CPU time of %s: %w", d.name, err)
+		return procUsage{}, fmt.Errorf("reading CPU time of %s: %w", d.name, err)
 	}
-	return time.Duration(ticks) * time.Second / clockTicksPerSecond, nil
+	u := procUsage{cpu: time.Duration(ticks) * time.Second / clockTicksPerSecond}
+	statuses, _ := filepath.Glob(dir + "/task/*/status")
+	for _, path := range statuses {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		n, err := contextSwitches(string(raw))
+		if err != nil {
+			return procUsage{}, fmt.Errorf("reading context switches of %s: %w", d.name, err)
+		}
+		u.switches += n
+	}
+	return u, nil
+}
+
+// contextSwitches adds up the voluntary_ctxt_switches and
+// nonvoluntary_ctxt_switches lines of a /proc/<pid>/task/<tid>/status.
+func contextSwitches(status string) (int64, error) {
+	var sum int64
+	found := 0
+	for line := range strings.Lines(status) {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || (name != "voluntary_ctxt_switches" && name != "nonvoluntary_ctxt_switches") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
+		}
+		sum += n
+		found++
+	}
+	if found != 2 {
+		return 0, errors.New("no context switch counts in the status")
+	}
+	return sum, nil
 }
 
 // utimePlusStime parses fields 14 and 15 of /proc/<pid>/stat (proc(5)).

@@ -31,6 +31,7 @@ func report(info runInfo, res results) string {
 	b.WriteString(header(info))
 	b.WriteString(table(res.rows))
 	b.WriteString(notes(info.settings))
+	b.WriteString(switchTable(res.rows))
 	if len(res.rotations) > 0 {
 		b.WriteString(rotationTable(res.rotations))
 	}
@@ -139,4 +140,29 @@ Notes:
 - "n/a (unsupported)": PgBouncer before 1.21 cannot keep named prepared statements
   (-M prepared) across transaction-mode server connections.
 `, s.maxClients(), s.txPoolSize)
+}
+
+// switchTable lists the poolers' context switches per transaction, for the
+// rows where both ran. On a shared VM they vary far less from run to run
+// than CPU time, and each one costs several µs there: they show whether a
+// change in CPU comes from the pooler or from its neighbours.
+func switchTable(rows []row) string {
+	var b strings.Builder
+	b.WriteString("\n## Context switches per transaction\n\n")
+	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients", "PgBouncer", "pgrotate", "R/B"}))
+	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---:", "---:", "---:"}))
+	for _, r := range rows {
+		if !r.bouncer.hasCPU || !r.pgrotate.hasCPU {
+			continue
+		}
+		b.WriteString(markdownLine([]string{r.workload, r.protocol, r.mode, fmt.Sprint(r.clients),
+			fmt.Sprintf("%.3f", r.bouncer.switchesPerTx), fmt.Sprintf("%.3f", r.pgrotate.switchesPerTx),
+			ratioCell(true, r.pgrotate.switchesPerTx, r.bouncer.switchesPerTx)}))
+	}
+	b.WriteString(`
+Summed over the pooler's threads (voluntary and involuntary, from
+/proc/<pid>/task/*/status) during the run, logins included, divided by the
+transactions completed; the median of the runs, as above.
+`)
+	return b.String()
 }
