@@ -143,9 +143,9 @@ Notes:
 }
 
 // switchTable lists the poolers' context switches per transaction, for the
-// rows where both ran. On a shared VM they vary far less from run to run
-// than CPU time, and each one costs several µs there: they show whether a
-// change in CPU comes from the pooler or from its neighbours.
+// rows where both ran. On a shared VM they usually vary less from run to
+// run than CPU time, and each one costs several µs there: they help tell
+// whether a change in CPU comes from the pooler or from its neighbours.
 func switchTable(rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n## Context switches per transaction\n\n")
