@@ -129,13 +129,14 @@ func clientFinished(cerr, serr error) bool {
 }
 
 // loopFD returns the descriptor of the server connection for a relay on
-// the event loop, first taking a plain socket out of Go's netpoller for
-// good (a pollConn, as transaction-mode pools open them). The connection
-// stays so after the round, so a session no longer detaches it (a dup and
-// a close) and attaches it back (net.FileConn: a dup, socket queries, a
-// netpoller registration and a close); with that, a session-mode login
-// (pgbench -C) makes 67 system calls instead of 86 (perf stat). false: a
-// TLS connection, relayed on goroutines.
+// the event loop. Pools on the loop open their plaintext connections as
+// pollConns, and a connection stays one after the round: a session no
+// longer detaches it (a dup and a close) and attaches it back
+// (net.FileConn: a dup, socket queries, a netpoller registration and a
+// close); with that, a session-mode login (pgbench -C) makes 67 system
+// calls instead of 86 (perf stat). A plain socket a TLS client's relay
+// handed back (forGoroutines) is taken out of the netpoller again here.
+// false: a TLS connection, relayed on goroutines.
 func (sc *serverConn) loopFD() (int, bool) {
 	if fd, ok := loopFD(sc.conn); ok {
 		return fd, true
