@@ -68,6 +68,11 @@ const (
 	idleAfter = 100 * time.Millisecond
 )
 
+// procCheckEvery: a busy loop makes sure every so many waits that
+// goroutines still have a P besides its own (procReserve.ensure); a quiet
+// one does at every wait that times out.
+const procCheckEvery = 1024
+
 // connTag marks the epoll event of a registered server connection; a
 // relay's events carry the side (0, 1) instead.
 const connTag = 2
@@ -112,45 +117,6 @@ func (l *eventLoop) close() {
 	loopProcs.release()
 }
 
-// loopProcs makes sure goroutines have a P besides the one a loop holds
-// while it waits (see epollWait): on a one-CPU machine, the first loop
-// raises GOMAXPROCS to 2 and the last one to stop puts it back. Elsewhere
-// the loop counts among the machine's CPUs, which it is, since a busy loop
-// keeps one to itself. It used to get a P on top of them: goroutines
-// (logins, TLS relays, a session's control queries) then had more Ps than
-// CPUs left, and the scheduler kept waking idle threads to look for work
-// for them. Counted among the CPUs (2 Ps instead of 3 on 2 CPUs), a
-// session-mode login (pgbench -C) makes 12.8 context switches and 2.1
-// futex calls instead of 16.3 and 5.4, and costs ~7 % less CPU; relaying
-// is unchanged (perf stat).
-var loopProcs procReserve
-
-type procReserve struct {
-	mu    sync.Mutex
-	loops int
-	saved int // GOMAXPROCS before the first loop raised it; 0: not raised
-}
-
-func (r *procReserve) reserve() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.loops++
-	if n := runtime.GOMAXPROCS(0); r.loops == 1 && n < 2 {
-		r.saved = n
-		runtime.GOMAXPROCS(2)
-	}
-}
-
-func (r *procReserve) release() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.loops--
-	if r.loops == 0 && r.saved > 0 {
-		runtime.GOMAXPROCS(r.saved)
-		r.saved = 0
-	}
-}
-
 // post runs cmd on the loop goroutine; nil asks the loop to stop. It reports
 // false if the loop has stopped.
 func (l *eventLoop) post(cmd func()) bool {
@@ -176,6 +142,7 @@ func (l *eventLoop) run() {
 	events := make([]syscall.EpollEvent, 128)
 	var nextCheck time.Time
 	var quietSince time.Time // zero while events come
+	var iter uint
 	for {
 		if len(l.waitPools) > 0 {
 			if now := time.Now(); !now.Before(nextCheck) {
@@ -193,12 +160,16 @@ func (l *eventLoop) run() {
 			}
 			panic(os.NewSyscallError("epoll_wait", err)) // only a programming error gets here
 		}
+		if iter++; n == 0 || iter%procCheckEvery == 0 {
+			loopProcs.ensure()
+		}
 		if n == 0 && len(l.waitPools) == 0 {
 			switch {
 			case quietSince.IsZero():
 				quietSince = time.Now()
 			case time.Since(quietSince) >= idleAfter:
 				n = l.sleep(events)
+				loopProcs.ensure() // however long it slept
 			}
 		}
 		if n > 0 {

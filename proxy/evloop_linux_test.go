@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,10 +180,13 @@ func TestEventLoopClose(t *testing.T) {
 // The loop counts among the machine's CPUs: GOMAXPROCS stays as it was,
 // except that with one P the loops get a second (goroutines must have one
 // while a loop waits holding its own), given back when the last loop stops.
+// Here the operator set GOMAXPROCS (the environment variable), and gets
+// that value back.
 func TestEventLoopsLeaveGoroutinesAP(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, tc := range []struct{ before, running int }{{1, 2}, {2, 2}, {4, 4}} {
+		t.Setenv("GOMAXPROCS", strconv.Itoa(tc.before))
 		runtime.GOMAXPROCS(tc.before)
 		a, err := newEventLoop()
 		if err != nil {
@@ -203,6 +207,35 @@ func TestEventLoopsLeaveGoroutinesAP(t *testing.T) {
 		if got := runtime.GOMAXPROCS(0); got != tc.before {
 			t.Errorf("GOMAXPROCS %d after the loops stopped; want %d as before", got, tc.before)
 		}
+	}
+}
+
+// Go lowers GOMAXPROCS by itself when the machine loses CPUs. If that
+// leaves one P while a loop runs, the loop raises it to 2 again within a
+// wait or two, and when it stops it gives GOMAXPROCS back to Go's default,
+// automatic updates included (raising it had turned them off).
+func TestEventLoopRaisesGOMAXPROCSLoweredUnderIt(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	t.Setenv("GOMAXPROCS", "") // not the operator's choice: Go's default
+	runtime.SetDefaultGOMAXPROCS()
+	def := runtime.GOMAXPROCS(0)
+	l, err := newEventLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GOMAXPROCS(1) // as Go's automatic update would
+	l.post(func() {})     // wakes the loop should it be asleep
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.GOMAXPROCS(0) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("GOMAXPROCS still 1 with a loop running, 5 s after it was lowered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	l.close()
+	if got := runtime.GOMAXPROCS(0); got != def {
+		t.Errorf("GOMAXPROCS %d after the loop stopped; want Go's default %d", got, def)
 	}
 }
 
