@@ -143,7 +143,6 @@ func (s *Server) startSession(ctx context.Context, c net.Conn) {
 		srv:       s,
 		conn:      c,
 		raw:       c,
-		be:        pgproto3.NewBackend(c, c),
 		clientRd:  newClientReader(c),
 		log:       s.log.With("client", c.RemoteAddr().String()),
 		overLimit: n > int64(s.cfg.Limits.MaxClientConn),
