@@ -16,7 +16,7 @@ import (
 // measurement is what one pgbench run against one target yielded. When
 // problem is set, the run produced no numbers and problem says why.
 type measurement struct {
-	tps          float64 // without initial connection time
+	tps          float64 // without initial connection time (connect: with every login)
 	transactions int64   // completed
 	failedTx     int64   // pgbench's "number of failed transactions"
 	p99          time.Duration
@@ -89,7 +89,9 @@ func medianOf(v []float64) float64 {
 }
 
 var (
-	tpsLine    = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \(without initial connection time\)`)
+	// With -C (the connect workload) pgbench counts every login in, and
+	// says so instead.
+	tpsLine    = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \((?:without initial connection time|including reconnection times)\)`)
 	txLine     = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
 	failedLine = regexp.MustCompile(`(?m)^number of failed transactions: ([0-9]+)`)
 )

@@ -63,3 +63,22 @@ tps = 9890.0 (without initial connection time)
 		t.Error("no second on either side of the swap: want an error")
 	}
 }
+
+// With -C pgbench reports tps with the logins counted in, in other words.
+func TestSummaryOfAConnectRun(t *testing.T) {
+	out := `pgbench (15.18)
+transaction type: <builtin: select only>
+number of transactions actually processed: 930
+number of failed transactions: 0 (0.000%)
+latency average = 21.472 ms
+average connection time = 5.120 ms
+tps = 185.771872 (including reconnection times)
+`
+	m, err := parseSummary(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.tps != 185.771872 || m.transactions != 930 {
+		t.Errorf("tps %v, transactions %d; want 185.771872, 930", m.tps, m.transactions)
+	}
+}

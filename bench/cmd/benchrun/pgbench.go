@@ -24,7 +24,7 @@ type pgbench struct {
 
 // spec is one pgbench invocation of the matrix.
 type spec struct {
-	workload string // "select-only" or "tpcb"
+	workload string // "select-only", "tpcb" or "connect"
 	protocol string // pgbench -M
 	clients  int
 }
@@ -126,8 +126,11 @@ func (b *pgbench) loadArgs(t target, s spec, d time.Duration, extra ...string) [
 		"-T", strconv.Itoa(seconds), "-M", s.protocol,
 	}
 	args = append(args, extra...)
-	if s.workload == "select-only" {
+	switch s.workload {
+	case "select-only":
 		args = append(args, "-S")
+	case "connect":
+		args = append(args, "-S", "-C")
 	}
 	args = append(args, t.connArgs()...)
 	return append(args, t.db)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -139,7 +140,18 @@ Notes:
   its -T is longer by 40 ms per client, the time PostgreSQL takes to log them in.
 - "n/a (unsupported)": PgBouncer before 1.21 cannot keep named prepared statements
   (-M prepared) across transaction-mode server connections.
-`, s.maxClients(), s.txPoolSize)
+`, s.maxClients(), s.txPoolSize) + connectNote(s)
+}
+
+// connectNote explains the connect rows, when the run has them.
+func connectNote(s settings) string {
+	if !slices.Contains(s.workloads, "connect") {
+		return ""
+	}
+	return `- connect is pgbench -S -C: every transaction opens a new connection and logs in (SCRAM),
+  and its tps counts the logins in. Its CPU µs/tx is what a login and one query cost the
+  pooler; the poolers' server connections stay pooled.
+`
 }
 
 // switchTable lists the poolers' context switches per transaction, for the
