@@ -41,6 +41,10 @@ type eventLoop struct {
 	cmds   []func()
 	closed bool
 
+	// courier wakes the goroutines the loop hands work back to (see
+	// courier for why the loop does not wake them itself).
+	courier *courier
+
 	// Owned by the loop goroutine.
 	slots []*evRelay // by slot; an epoll event names its relay's slot
 	free  []int32
@@ -100,6 +104,10 @@ func newEventLoop() (*eventLoop, error) {
 		l.closeFDs()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
+	if l.courier, err = newCourier(); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
 	loopProcs.reserve()
 	go l.run()
 	return l, nil
@@ -114,6 +122,7 @@ func (l *eventLoop) closeFDs() {
 func (l *eventLoop) close() {
 	l.post(nil)
 	<-l.done
+	l.courier.stop()
 	loopProcs.release()
 }
 
@@ -482,7 +491,7 @@ func (r *evRelay) end(side int, err error, idleStop bool) {
 	res.errs[side] = err
 	res.errs[1-side] = os.ErrDeadlineExceeded
 	res.idleStop = idleStop
-	r.done <- res
+	r.loop.courier.handBack(func() { r.done <- res })
 }
 
 // interrupt ends the round from outside the loop with both directions
@@ -521,7 +530,7 @@ func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) 
 	ok := l.post(func() {
 		if err := l.add(r); err != nil {
 			r.ended = true
-			r.done <- evResult{errs: [2]error{err, os.ErrDeadlineExceeded}}
+			l.courier.handBack(func() { r.done <- evResult{errs: [2]error{err, os.ErrDeadlineExceeded}} })
 			return
 		}
 		// Bytes buffered before the round (a pipelined request behind the

@@ -137,7 +137,8 @@ func (t *txRelay) transactionEnded(r *evRelay) bool {
 	t.l = nil
 	switch {
 	case sc.resetRole:
-		go c.p.releaseTx(l, true) // RESET ROLE is a round trip: not on the loop
+		// RESET ROLE is a round trip: not on the loop.
+		r.loop.courier.handBack(func() { go c.p.releaseTx(l, true) })
 	case c.p.handOff(l):
 	default:
 		c.p.releaseTx(l, false)
