@@ -2,11 +2,7 @@
 
 package proxy
 
-import (
-	"os"
-	"sync"
-	"syscall"
-)
+import "os"
 
 // courier runs, on a goroutine of its own, what the event loop hands back to
 // goroutines: the end of a relay round to the session waiting for it, a
@@ -21,20 +17,17 @@ import (
 // instead (an eventfd), so it runs on another P, and what it wakes runs next
 // there, on the same thread.
 type courier struct {
-	efd  int      // eventfd, non-blocking; the loop writes it
-	file *os.File // the same descriptor in Go's netpoller; the courier reads it
+	jobs jobQueue // a nil job: stop once the jobs before it have run
+	file *os.File // jobs.efd in Go's netpoller; the courier reads it
 	done chan struct{}
-
-	mu   sync.Mutex
-	jobs []func() // nil: stop once the jobs before it have run
 }
 
 func newCourier() (*courier, error) {
-	r, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-	if errno != 0 {
-		return nil, os.NewSyscallError("eventfd2", errno)
+	efd, err := newEventFD()
+	if err != nil {
+		return nil, err
 	}
-	c := &courier{efd: int(r), file: os.NewFile(r, "courier eventfd"), done: make(chan struct{})}
+	c := &courier{jobs: jobQueue{efd: efd}, file: os.NewFile(uintptr(efd), "courier eventfd"), done: make(chan struct{})}
 	go c.run()
 	return c, nil
 }
@@ -43,14 +36,7 @@ func newCourier() (*courier, error) {
 // before it; nil stops the courier once those have run. Any goroutine may
 // call it; the loop does.
 func (c *courier) handBack(job func()) {
-	c.mu.Lock()
-	c.jobs = append(c.jobs, job)
-	wake := len(c.jobs) == 1
-	c.mu.Unlock()
-	if wake {
-		var one = [8]byte{1}
-		_, _ = eventfdWrite(c.efd, one[:])
-	}
+	c.jobs.push(job)
 }
 
 // stop runs what is still handed back, then ends the courier.
@@ -64,16 +50,12 @@ func (c *courier) run() {
 	defer close(c.done)
 	var buf [8]byte
 	for {
-		// Only an eventfd that is already closed fails; stop closes it
+		// A read fails only on a closed eventfd, and stop closes it
 		// after this goroutine is done.
 		if _, err := c.file.Read(buf[:]); err != nil {
 			return
 		}
-		c.mu.Lock()
-		jobs := c.jobs
-		c.jobs = nil
-		c.mu.Unlock()
-		for _, job := range jobs {
+		for _, job := range c.jobs.take() {
 			if job == nil {
 				return
 			}

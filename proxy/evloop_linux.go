@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -33,13 +32,9 @@ import (
 // (evRelay.done). The loop works on duplicates of the sockets' descriptors,
 // so a descriptor number it holds can never be closed and reused under it.
 type eventLoop struct {
-	epfd   int
-	wakefd int // an eventfd: commands are waiting
-	done   chan struct{}
-
-	mu     sync.Mutex
-	cmds   []func()
-	closed bool
+	epfd int
+	cmds jobQueue // what other goroutines post (see post); its eventfd is in epfd
+	done chan struct{}
 
 	// courier wakes the goroutines the loop hands work back to (see
 	// courier for why the loop does not wake them itself).
@@ -93,14 +88,14 @@ func newEventLoop() (*eventLoop, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
-	r, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-	if errno != 0 {
+	wakefd, err := newEventFD()
+	if err != nil {
 		_ = syscall.Close(epfd)
-		return nil, os.NewSyscallError("eventfd2", errno)
+		return nil, err
 	}
-	l := &eventLoop{epfd: epfd, wakefd: int(r), done: make(chan struct{}), waitPools: make(map[*pool]struct{})}
+	l := &eventLoop{epfd: epfd, cmds: jobQueue{efd: wakefd}, done: make(chan struct{}), waitPools: make(map[*pool]struct{})}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: wakeSlot}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakefd, &ev); err != nil {
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
 		l.closeFDs()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
@@ -114,7 +109,7 @@ func newEventLoop() (*eventLoop, error) {
 }
 
 func (l *eventLoop) closeFDs() {
-	_ = syscall.Close(l.wakefd)
+	_ = syscall.Close(l.cmds.efd)
 	_ = syscall.Close(l.epfd)
 }
 
@@ -129,20 +124,7 @@ func (l *eventLoop) close() {
 // post runs cmd on the loop goroutine; nil asks the loop to stop. It reports
 // false if the loop has stopped.
 func (l *eventLoop) post(cmd func()) bool {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return false
-	}
-	l.closed = cmd == nil
-	l.cmds = append(l.cmds, cmd)
-	wake := len(l.cmds) == 1
-	l.mu.Unlock()
-	if wake {
-		var one = [8]byte{1}
-		_, _ = eventfdWrite(l.wakefd, one[:])
-	}
-	return true
+	return l.cmds.push(cmd)
 }
 
 func (l *eventLoop) run() {
@@ -229,12 +211,8 @@ func (l *eventLoop) sleep(events []syscall.EpollEvent) int {
 // runCommands runs the posted commands; false means stop.
 func (l *eventLoop) runCommands() bool {
 	var buf [8]byte
-	_, _ = eventfdRead(l.wakefd, buf[:])
-	l.mu.Lock()
-	cmds := l.cmds
-	l.cmds = nil
-	l.mu.Unlock()
-	for _, cmd := range cmds {
+	_, _ = eventfdRead(l.cmds.efd, buf[:])
+	for _, cmd := range l.cmds.take() {
 		if cmd == nil {
 			return false
 		}
