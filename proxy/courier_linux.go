@@ -11,9 +11,9 @@ import "os"
 // Why not wake them from the loop: a goroutine the loop goroutine wakes goes
 // into the runnext slot of the loop's P, which never schedules while the
 // loop runs. Only another thread's steal reaches it, and the runtime steals
-// from runnext only after usleep(3): a nanosleep, a context switch and tens
-// of µs per hand-back (0.92 context switches of 11.3 per session-mode login,
-// perf record on sched_switch). The courier is woken through Go's netpoller
+// from runnext only after usleep(3): a nanosleep and a context switch per
+// hand-back (0.92 context switches of 11.3 per session-mode login, perf
+// record on sched_switch). The courier is woken through Go's netpoller
 // instead (an eventfd), so it runs on another P, and what it wakes runs next
 // there, on the same thread.
 type courier struct {

@@ -10,7 +10,8 @@ import (
 
 // loopProcs makes sure goroutines have a P besides the one a loop holds
 // while it waits (see epollWait): while a loop runs, GOMAXPROCS is at
-// least 2, and the last loop to stop puts back what was there before.
+// least 2, and if a loop raised it, the last loop to stop gives it back
+// (restoreGOMAXPROCS).
 // Elsewhere the loop counts among the machine's CPUs, which it is, since a
 // busy loop keeps one to itself. It used to get a P on top of them:
 // goroutines (logins, TLS relays, a session's control queries) then had
