@@ -126,6 +126,10 @@ type Database struct {
 	ServerIdleTimeout Duration `yaml:"server_idle_timeout"`
 	// ServerLifetime closes server connections older than this once released.
 	ServerLifetime Duration `yaml:"server_lifetime"`
+	// ServerCheckDelay is how long a server connection may sit idle before
+	// upkeep checks that the server still answers, and how often it checks
+	// one that stays idle (PgBouncer's server_check_delay).
+	ServerCheckDelay Duration `yaml:"server_check_delay"`
 	// Credentials is where the current executing role's credential is read.
 	Credentials CredentialSource `yaml:"credentials"`
 	// DrainTimeout bounds how long sessions of an old credential generation

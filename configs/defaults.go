@@ -21,6 +21,7 @@ const (
 	defaultQueryWaitTimeout   = 120 * time.Second
 	defaultServerIdleTimeout  = 10 * time.Minute
 	defaultServerLifetime     = time.Hour
+	defaultServerCheckDelay   = 30 * time.Second
 	defaultDrainTimeout       = 5 * time.Minute
 	defaultPollInterval       = 10 * time.Second
 	defaultDrainWait          = 10 * time.Minute
@@ -65,6 +66,7 @@ func (d *Database) setDefaults(name string) {
 		QueryWaitTimeout:  Duration{defaultQueryWaitTimeout},
 		ServerIdleTimeout: Duration{defaultServerIdleTimeout},
 		ServerLifetime:    Duration{defaultServerLifetime},
+		ServerCheckDelay:  Duration{defaultServerCheckDelay},
 		Credentials:       CredentialSource{Format: "auto", PollInterval: Duration{defaultPollInterval}},
 		DrainTimeout:      Duration{defaultDrainTimeout},
 		RoleGuard:         &guard,

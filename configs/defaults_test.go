@@ -40,6 +40,7 @@ func TestDefaults(t *testing.T) {
 		{"Database.QueryWaitTimeout", db.QueryWaitTimeout.Duration, 120 * time.Second},
 		{"Database.ServerIdleTimeout", db.ServerIdleTimeout.Duration, 10 * time.Minute},
 		{"Database.ServerLifetime", db.ServerLifetime.Duration, time.Hour},
+		{"Database.ServerCheckDelay", db.ServerCheckDelay.Duration, 30 * time.Second},
 		{"Database.DrainTimeout", db.DrainTimeout.Duration, 5 * time.Minute},
 		{"Database.Credentials.Format", db.Credentials.Format, "auto"},
 		{"Database.Credentials.PollInterval", db.Credentials.PollInterval.Duration, 10 * time.Second},
@@ -68,6 +69,7 @@ func TestSettingsOverrideDefaults(t *testing.T) {
 		"    pool_mode: transaction",
 		"    pool_size: 50",
 		"    min_pool_size: 50",
+		"    server_check_delay: 5s",
 		"    role_guard: false",
 		"    credentials: {path: /c.json, format: json, poll_interval: 1m}",
 		"clients:",
@@ -90,6 +92,7 @@ func TestSettingsOverrideDefaults(t *testing.T) {
 		{"PoolMode", db.PoolMode, configs.PoolTransaction},
 		{"PoolSize", db.PoolSize, 50},
 		{"MinPoolSize", db.MinPoolSize, 50},
+		{"ServerCheckDelay", db.ServerCheckDelay.Duration, 5 * time.Second},
 		{"RoleGuardEnabled", db.RoleGuardEnabled(), false},
 		{"Credentials", db.Credentials, configs.CredentialSource{Path: "/c.json", Format: "json", PollInterval: configs.Duration{Duration: time.Minute}}},
 	}

@@ -130,6 +130,7 @@ func (c *Config) validateDatabase(p string, d *Database) {
 	c.positive(p+".query_wait_timeout", d.QueryWaitTimeout)
 	c.positive(p+".server_idle_timeout", d.ServerIdleTimeout)
 	c.positive(p+".server_lifetime", d.ServerLifetime)
+	c.positive(p+".server_check_delay", d.ServerCheckDelay)
 	c.positive(p+".drain_timeout", d.DrainTimeout)
 	c.required(p+".credentials.path", d.Credentials.Path, "a directory (Kubernetes Secret mount), a JSON file or a file holding a libpq URL")
 	c.oneOf(p+".credentials.format", d.Credentials.Format, credentialFormats)

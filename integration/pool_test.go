@@ -1,6 +1,9 @@
 package integration
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // min_pool_size keeps warm connections ready before any client comes.
 func TestMinPoolSizeWarmsUp(t *testing.T) {
@@ -35,4 +38,50 @@ func idleConns(env *proxyEnv) int {
 		n += g.Idle
 	}
 	return n
+}
+
+// A server connection that stays idle is checked once per
+// server_check_delay, not at every round of upkeep: a big idle pool costs
+// the database a few empty queries a minute, not dozens a second.
+func TestIdleConnectionsAreCheckedOncePerCheckDelay(t *testing.T) {
+	const conns, delay, watch = 3, 400 * time.Millisecond, 2 * time.Second
+	env := startProxy(t, setup{poolSize: conns, extraDB: "min_pool_size: 3, server_check_delay: 400ms"})
+	waitFor(t, func() bool { return idleConns(env) == conns }, "3 idle server connections")
+	before := healthChecks(t, env, "ok")
+	time.Sleep(watch)
+	checks := healthChecks(t, env, "ok") - before
+	// Each connection is due every 400–500 ms (upkeep runs every 100 ms):
+	// 4 or 5 checks in 2 s, 3 at the least on a slow machine. Checked at
+	// every upkeep round, it would be ~20.
+	perConn := checks / conns
+	if perConn < 2 || perConn > 6 {
+		t.Fatalf("%v health checks of %d idle connections in %s (%.1f each), want about %d each (one per server_check_delay %s)",
+			checks, conns, watch, perConn, int(watch/delay), delay)
+	}
+}
+
+// A server connection that died while idle (pg_terminate_backend, a
+// restarted server, a network cut) is found by its health check and
+// replaced before a client is handed it: the next client gets a working
+// session on a new backend.
+func TestDeadIdleConnectionIsReplacedBeforeUse(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 1, extraDB: "min_pool_size: 1, server_check_delay: 300ms"})
+	c := env.connect(t)
+	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
+	must(t, c.Close(ctxT(t)))
+	waitFor(t, func() bool { return idleConns(env) == 1 }, "the connection back in the pool")
+	must(t, cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int, 5000)", pid))
+	waitFor(t, func() bool { return healthChecks(t, env, "failed") >= 1 }, "a failed health check")
+	waitFor(t, func() bool { return idleConns(env) == 1 }, "min_pool_size to open a new connection")
+	c = env.connect(t)
+	if got := queryStrings(t, c, "SELECT pg_backend_pid()")[0]; got == pid {
+		t.Fatalf("the client was handed backend %s, terminated while idle", pid)
+	}
+}
+
+// healthChecks is pgrotate_server_health_checks_total of the test database
+// with the given result.
+func healthChecks(t *testing.T, env *proxyEnv, result string) float64 {
+	v, _ := value(env.scrape(t), "pgrotate_server_health_checks_total", map[string]string{"database": dbName, "result": result})
+	return v
 }

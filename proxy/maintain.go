@@ -16,14 +16,11 @@ import (
 func (s *Server) maintainEvery() time.Duration {
 	every := 5 * time.Second
 	for _, p := range s.pools {
-		every = min(every, p.db.ServerIdleTimeout.Duration/4, p.db.ServerLifetime.Duration/4)
+		d := p.db
+		every = min(every, d.ServerIdleTimeout.Duration/4, d.ServerLifetime.Duration/4, d.ServerCheckDelay.Duration/4)
 	}
 	return max(every, 100*time.Millisecond)
 }
-
-// healthCheckAfter is how long a connection may sit idle before upkeep
-// checks that the server still answers.
-const healthCheckAfter = 30 * time.Second
 
 // lifetimeJitter spreads server_lifetime so connections opened together are
 // not all replaced at the same moment.
@@ -64,7 +61,7 @@ func (p *pool) maintain(ctx context.Context) {
 		case l.IdleDuration() > p.db.ServerIdleTimeout.Duration && total > p.db.MinPoolSize:
 			l.Destroy()
 			total--
-		case l.IdleDuration() > healthCheckAfter && !p.healthy(ctx, sc):
+		case p.checkDue(l) && !p.check(ctx, sc):
 			p.log.Warn("closing a server connection that failed its health check", "pid", sc.pid)
 			l.Destroy()
 			total--
@@ -81,6 +78,28 @@ func (p *pool) maintain(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// checkDue reports whether an idle connection is due a health check: idle
+// for server_check_delay, and not checked within it. Idle time counts from
+// the last use, which upkeep's own check does not renew; without the second
+// condition every connection idle for long was checked at every upkeep
+// round, 51 round trips a second for 256 idle connections.
+func (p *pool) checkDue(l *lease) bool {
+	delay := p.db.ServerCheckDelay.Duration
+	return l.IdleDuration() > delay && time.Since(l.Value().checkedAt) > delay
+}
+
+// check runs the health check on sc and counts its result.
+func (p *pool) check(ctx context.Context, sc *serverConn) bool {
+	ok := p.healthy(ctx, sc)
+	sc.checkedAt = time.Now()
+	if ok {
+		p.m.healthOK.Inc()
+	} else {
+		p.m.healthFailed.Inc()
+	}
+	return ok
 }
 
 // healthy checks that the server answers — and, when the pool wants a

@@ -19,6 +19,7 @@ type Metrics struct {
 	clientMoves   *prometheus.CounterVec
 	drainTimeouts *prometheus.CounterVec
 	guardRefusals *prometheus.CounterVec
+	healthChecks  *prometheus.CounterVec
 }
 
 // NewMetrics creates the proxy's metrics and registers them, with a
@@ -54,9 +55,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Clients disconnected with 57P01 because they could not move off a rotated credential within drain_timeout."),
 		guardRefusals: perDB("pgrotate_role_guard_refusals_total",
 			"Statements refused by the role guard because they would change the role."),
+		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_server_health_checks_total",
+			Help: "Checks that an idle server connection still answers, by result (ok, failed: the connection was closed).",
+		}, []string{"database", "result"}),
 	}
 	reg.MustRegister(m.clients, m.authFailures, m.poolWait, m.waitTimeouts, m.transactions,
-		m.queries, m.clientMoves, m.drainTimeouts, m.guardRefusals)
+		m.queries, m.clientMoves, m.drainTimeouts, m.guardRefusals, m.healthChecks)
 	return m
 }
 
@@ -67,6 +72,7 @@ type dbMetrics struct {
 	poolWait                                  prometheus.Observer
 	waitTimeouts, transactions, queries       prometheus.Counter
 	clientMoves, drainTimeouts, guardRefusals prometheus.Counter
+	healthOK, healthFailed                    prometheus.Counter
 }
 
 func (m *Metrics) forDatabase(db string) *dbMetrics {
@@ -81,6 +87,8 @@ func (m *Metrics) forDatabase(db string) *dbMetrics {
 		clientMoves:   m.clientMoves.WithLabelValues(db),
 		drainTimeouts: m.drainTimeouts.WithLabelValues(db),
 		guardRefusals: m.guardRefusals.WithLabelValues(db),
+		healthOK:      m.healthChecks.WithLabelValues(db, "ok"),
+		healthFailed:  m.healthChecks.WithLabelValues(db, "failed"),
 	}
 }
 

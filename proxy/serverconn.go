@@ -26,6 +26,8 @@ type serverConn struct {
 	db        string
 	createdAt time.Time
 	lifetime  time.Duration // server_lifetime with jitter; set by the pool
+	// checkedAt is when upkeep last checked the connection while idle.
+	checkedAt time.Time
 	txStatus  byte          // from the last ReadyForQuery
 	state     atomic.Int32  // a connState; written by the pool
 	// Transaction pooling: the settings key last applied (see txClient) and
