@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,4 +86,40 @@ func TestDeadIdleConnectionIsReplacedBeforeUse(t *testing.T) {
 func healthChecks(t *testing.T, env *proxyEnv, result string) float64 {
 	v, _ := value(env.scrape(t), "pgrotate_server_health_checks_total", map[string]string{"database": dbName, "result": result})
 	return v
+}
+
+// A health check that hangs (the server's host froze: the backend answers
+// nothing until the check's 5 s timeout) holds up only its own connection:
+// a client is served at once by another idle one, and the frozen one is
+// closed when its check fails.
+func TestHungHealthCheckHoldsUpNoOtherConnection(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 2, extraDB: "min_pool_size: 2, server_check_delay: 300ms"})
+	c1, c2 := env.connect(t), env.connect(t) // session mode: one server connection each
+	frozen := queryStrings(t, c1, "SELECT pg_backend_pid()")[0]
+	queryStrings(t, c2, "SELECT 1")
+	// The frozen one is given back first, which puts it first in the
+	// round's list (puddle lists idle connections oldest first).
+	must(t, c1.Close(ctxT(t)))
+	waitFor(t, func() bool { return idleConns(env) == 1 }, "the frozen connection back in the pool")
+	must(t, c2.Close(ctxT(t)))
+	waitFor(t, func() bool { return idleConns(env) == 2 }, "both connections back in the pool")
+	pid, err := strconv.Atoi(frozen)
+	must(t, err)
+	must(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+
+	// Both are due at the same upkeep round, 300–400 ms after they were
+	// given back; the frozen one's check then hangs for 5 s.
+	time.Sleep(time.Second)
+	start := time.Now()
+	c := env.connect(t)
+	got := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
+	if took := time.Since(start); took > 2*time.Second || got == frozen {
+		t.Fatalf("a client waited %s and ran on backend %s while the check of frozen backend %s hung, want the other idle connection at once",
+			took.Round(time.Millisecond), got, frozen)
+	}
+	if healthChecks(t, env, "ok") < 1 {
+		t.Error("the other connection's health check did not pass")
+	}
+	waitFor(t, func() bool { return healthChecks(t, env, "failed") >= 1 }, "the frozen connection's check to fail")
 }

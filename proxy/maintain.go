@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,39 +46,92 @@ func (s *Server) Maintain(ctx context.Context) {
 
 // maintain runs one round of upkeep on p.
 func (p *pool) maintain(ctx context.Context) {
-	idle := p.res.AcquireAllIdle()
+	// While upkeep holds idle connections, and until it opened new ones,
+	// clients may queue on the event loop for one; puddle wakes only
+	// goroutines.
+	defer p.wakeLoopWaiters()
 	total := int(p.res.Stat().TotalResources())
-	for _, l := range idle {
-		sc := l.Value()
+	var due []*lease
+	for _, l := range p.res.AcquireAllIdle() {
 		switch {
-		case p.leftToReplacer(sc):
+		case p.leftToReplacer(l.Value()):
 			l.ReleaseUnused()
-		case p.stale(sc):
+		case p.outlived(l, total):
 			l.Destroy()
 			total--
-		case time.Since(sc.createdAt) > sc.lifetime:
-			p.log.Debug("closing a server connection past server_lifetime", "pid", sc.pid)
-			l.Destroy()
-			total--
-		case l.IdleDuration() > p.db.ServerIdleTimeout.Duration && total > p.db.MinPoolSize:
-			l.Destroy()
-			total--
-		case p.checkDue(l) && !p.check(ctx, sc):
-			p.log.Warn("closing a server connection that failed its health check", "pid", sc.pid)
-			l.Destroy()
-			total--
+		case p.checkDue(l):
+			due = append(due, l)
 		default:
 			l.ReleaseUnused()
 		}
 	}
-	// While upkeep held the idle connections, clients may have queued on
-	// the event loop for one; puddle wakes only goroutines.
-	defer p.wakeLoopWaiters()
+	p.wakeLoopWaiters()
+	total -= p.checkAll(ctx, due)
 	for ; total < p.db.MinPoolSize && ctx.Err() == nil; total++ {
 		if err := p.res.CreateResource(ctx); err != nil {
 			p.log.Debug("topping up to min_pool_size failed", "err", err)
 			return
 		}
+	}
+}
+
+// checkWorkers is how many health checks run at once. Each waits on its
+// own thread (pollConn.wait), so there are few; one that hangs leaves the
+// others working.
+const checkWorkers = 4
+
+// checkAll checks the connections in due, after every other idle one was
+// given back, and gives each back as soon as it passed: a check that hangs
+// (a frozen host answers nothing for the 5 s of its timeout) holds up no
+// connection but its own. It returns how many failed and were closed.
+func (p *pool) checkAll(ctx context.Context, due []*lease) int {
+	var closed atomic.Int32
+	var wg sync.WaitGroup
+	next := make(chan *lease)
+	for range min(checkWorkers, len(due)) {
+		wg.Go(func() {
+			for l := range next {
+				if !p.checkOne(ctx, l) {
+					closed.Add(1)
+				}
+			}
+		})
+	}
+	for _, l := range due {
+		next <- l
+	}
+	close(next)
+	wg.Wait()
+	return int(closed.Load())
+}
+
+// checkOne checks one idle connection: given back if it passed, closed if
+// not.
+func (p *pool) checkOne(ctx context.Context, l *lease) bool {
+	if p.check(ctx, l.Value()) {
+		l.ReleaseUnused()
+		p.wakeLoopWaiters()
+		return true
+	}
+	p.log.Warn("closing a server connection that failed its health check", "pid", l.Value().pid)
+	l.Destroy()
+	return false
+}
+
+// outlived reports whether an idle connection is to be closed: of an old
+// credential generation, past server_lifetime, or idle past
+// server_idle_timeout while the pool holds total connections, more than
+// min_pool_size.
+func (p *pool) outlived(l *lease, total int) bool {
+	sc := l.Value()
+	switch {
+	case p.stale(sc):
+		return true
+	case time.Since(sc.createdAt) > sc.lifetime:
+		p.log.Debug("closing a server connection past server_lifetime", "pid", sc.pid)
+		return true
+	default:
+		return l.IdleDuration() > p.db.ServerIdleTimeout.Duration && total > p.db.MinPoolSize
 	}
 }
 

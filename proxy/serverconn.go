@@ -28,8 +28,8 @@ type serverConn struct {
 	lifetime  time.Duration // server_lifetime with jitter; set by the pool
 	// checkedAt is when upkeep last checked the connection while idle.
 	checkedAt time.Time
-	txStatus  byte          // from the last ReadyForQuery
-	state     atomic.Int32  // a connState; written by the pool
+	txStatus  byte         // from the last ReadyForQuery
+	state     atomic.Int32 // a connState; written by the pool
 	// Transaction pooling: the settings key last applied (see txClient) and
 	// the server-side names of the statements prepared on this connection.
 	appliedKey string
