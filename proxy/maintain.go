@@ -75,9 +75,9 @@ func (p *pool) maintain(ctx context.Context) {
 	}
 }
 
-// checkWorkers is how many health checks run at once. Each waits on its
-// own thread (pollConn.wait), so there are few; one that hangs leaves the
-// others working.
+// checkWorkers is how many health checks run at once: few, since a check
+// on a pollConn blocks its thread in poll(2) while it waits; enough that
+// one that hangs leaves the others working.
 const checkWorkers = 4
 
 // checkAll checks the connections in due, after every other idle one was
