@@ -12,7 +12,7 @@ import (
 // while it waits (see epollWait): while a loop runs, GOMAXPROCS is at
 // least 2, and if a loop raised it, the last loop to stop gives it back
 // (restoreGOMAXPROCS).
-// Elsewhere the loop counts among the machine's CPUs, which it is, since a
+// Above 2, the loop counts among the machine's CPUs, which it is, since a
 // busy loop keeps one to itself. It used to get a P on top of them:
 // goroutines (logins, TLS relays, a session's control queries) then had
 // more Ps than CPUs left, and the scheduler kept waking idle threads to
@@ -23,10 +23,9 @@ import (
 var loopProcs procReserve
 
 type procReserve struct {
-	mu     sync.Mutex
-	loops  int
-	raised bool // GOMAXPROCS was raised to 2 while loops run
-	saved  int  // what it was before that
+	mu    sync.Mutex
+	loops int
+	saved int // GOMAXPROCS before a loop raised it to 2; 0: not raised
 }
 
 func (r *procReserve) reserve() {
@@ -55,8 +54,8 @@ func (r *procReserve) ensureLocked() {
 	if n >= 2 {
 		return
 	}
-	if !r.raised {
-		r.raised, r.saved = true, n
+	if r.saved == 0 {
+		r.saved = n
 	}
 	runtime.GOMAXPROCS(2)
 }
@@ -65,9 +64,9 @@ func (r *procReserve) release() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.loops--
-	if r.loops == 0 && r.raised {
-		r.raised = false
+	if r.loops == 0 && r.saved != 0 {
 		restoreGOMAXPROCS(r.saved)
+		r.saved = 0
 	}
 }
 
