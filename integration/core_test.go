@@ -152,6 +152,57 @@ func TestStartupParametersApply(t *testing.T) {
 	}
 }
 
+// A session-mode connection is handed from client to client with the
+// startup settings of the client that used it last still applied (pgrotate
+// applies them again after DISCARD ALL, so that the next login of the same
+// application waits for no round trip). Each client still sees exactly its
+// own settings: the same application's, another application's, or none.
+func TestNextClientSeesOnlyItsOwnStartupSettings(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 1})
+	ctx := ctxT(t)
+	connect := func(params string) *pgx.Conn {
+		t.Helper()
+		c, err := pgx.Connect(ctx, env.appURL()+params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := connect("")
+	defaults := queryStrings(t, first, "SELECT current_setting('TimeZone'), current_setting('DateStyle')")
+	first.Close(ctx)
+	const orders = "&application_name=orders-api&timezone=Asia/Tokyo"
+	cases := []struct {
+		name, params, app, tz string
+	}{
+		{"first client of an application", orders, "orders-api", "Asia/Tokyo"},
+		{"the same application again", orders, "orders-api", "Asia/Tokyo"},
+		{"another application", "&application_name=billing", "billing", defaults[0]},
+		{"a client without settings", "", "", defaults[0]},
+		{"the first application after them", orders, "orders-api", "Asia/Tokyo"},
+	}
+	var pid string
+	for _, tc := range cases {
+		c := connect(tc.params)
+		got := queryStrings(t, c, "SELECT pg_backend_pid(), current_setting('application_name'), current_setting('TimeZone'), current_setting('DateStyle')")
+		if pid != "" && got[0] != pid {
+			t.Fatalf("%s: pool of one gave a different server connection (%s, then %s)", tc.name, pid, got[0])
+		}
+		pid = got[0]
+		if got[1] != tc.app || got[2] != tc.tz || got[3] != defaults[1] {
+			t.Errorf("%s: application_name=%q TimeZone=%q DateStyle=%q; want %q, %q, %q", tc.name, got[1], got[2], got[3], tc.app, tc.tz, defaults[1])
+		}
+		if ps := c.PgConn().ParameterStatus("TimeZone"); ps != tc.tz {
+			t.Errorf("%s: ParameterStatus TimeZone = %q, want %q", tc.name, ps, tc.tz)
+		}
+		// What the session sets itself goes with it.
+		if _, err := c.Exec(ctx, "SET DateStyle = 'SQL, DMY'; SET TimeZone = 'America/Lima'"); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+	}
+}
+
 // A role cannot be requested at startup: sessions always act as the owner.
 func TestStartupRoleOptionRefused(t *testing.T) {
 	env := startProxy(t, setup{})

@@ -81,6 +81,23 @@ func TestDeadIdleConnectionIsReplacedBeforeUse(t *testing.T) {
 	}
 }
 
+// A session-mode connection goes back to the pool with its reset (DISCARD
+// ALL) sent and the replies not yet read: the next client's login reads
+// them. A backend that ends meanwhile is found then, and the client gets a
+// new connection instead of an error.
+func TestBackendEndedAfterItsResetIsNotHandedOut(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 1})
+	c := env.connect(t)
+	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
+	must(t, c.Close(ctxT(t)))
+	waitFor(t, func() bool { return idleConns(env) == 1 }, "the connection back in the pool")
+	must(t, cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int, 5000)", pid))
+	c = env.connect(t)
+	if got := queryStrings(t, c, "SELECT pg_backend_pid(), current_user"); got[0] == pid || got[1] != ownerRole {
+		t.Fatalf("the client got backend %s as %s; want a new one (not %s) acting as %s", got[0], got[1], pid, ownerRole)
+	}
+}
+
 // healthChecks is pgrotate_server_health_checks_total of the test database
 // with the given result.
 func healthChecks(t *testing.T, env *proxyEnv, result string) float64 {

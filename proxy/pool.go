@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 
 	"github.com/pgrotate/pgrotate/configs"
@@ -257,7 +258,7 @@ func (p *pool) replace(ctx context.Context, old *lease) (*lease, error) {
 	// Background: puddle builds a missing connection with this context after
 	// TryAcquire returns; a context ending with the move would waste that login.
 	nl, err := p.res.TryAcquire(context.Background())
-	if err == nil && !p.stale(nl.Value()) {
+	if err == nil && !p.stale(nl.Value()) && p.usable(nl) {
 		nl.Value().state.Store(int32(connLeased))
 		old.Destroy()
 		return nl, nil
@@ -297,16 +298,25 @@ var idleOnly = func() context.Context {
 var errIdleOnly = errors.New("only an idle connection was asked for")
 
 // usable reports whether a connection just taken from the pool may be
-// handed out: not retiring (see retiring), and — in session mode, where a
-// login pays one system call for it — not closed by the server while idle
-// (after a failover the first client would otherwise get the old server's
-// FATAL). Transaction mode relies on the idle health check instead.
+// handed out: not retiring (see retiring), and in session mode reset (the
+// replies to release's reset are read here, and a failed reset closes the
+// connection) and not closed by the server while idle (after a failover
+// the first client would otherwise get the old server's FATAL; a login
+// pays one system call for it). Transaction mode relies on the idle health
+// check instead.
 func (p *pool) usable(l *lease) bool {
 	sc := l.Value()
 	if p.retiring(sc) {
 		return false
 	}
-	if p.db.PoolMode == configs.PoolSession && l.IdleDuration() > 0 && closedByServer(sc.conn) {
+	if p.db.PoolMode != configs.PoolSession {
+		return true
+	}
+	if err := sc.settle(time.Now().Add(resetTimeout)); err != nil {
+		p.log.Warn("server connection reset failed; closing it", "pid", sc.pid, "err", err)
+		return false
+	}
+	if l.IdleDuration() > 0 && closedByServer(sc.conn) {
 		p.log.Info("discarding a server connection the server closed while idle", "pid", sc.pid)
 		return false
 	}
@@ -321,22 +331,39 @@ func (p *pool) stale(sc *serverConn) bool {
 // release gives l back: reset for the next client when reusable, closed
 // otherwise. A failed reset closes the connection rather than risk handing
 // another client a session with leftover state.
-func (p *pool) release(l *lease, reusable bool) {
+//
+// The reset is DISCARD ALL, and then the client's startup settings (those
+// it logged in with and that were applied; nil: none) are applied again,
+// in the same write: the next login of the same application (the usual
+// case: an application's clients all send the same application_name, …)
+// then finds them and its own login makes no round trip for them (see
+// session.applySettings), where it used to wait for one. release does not
+// wait for the replies: the connection's next user reads them (usable).
+func (p *pool) release(l *lease, reusable bool, settings map[string]string) {
 	sc := l.Value()
-	if !reusable || p.stale(sc) {
+	if !reusable || p.stale(sc) || sc.txStatus != 'I' {
 		l.Destroy()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := sc.exec(ctx, "DISCARD ALL"); err != nil || sc.txStatus != 'I' {
+	msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: "DISCARD ALL"}}
+	if sql := setConfigSQL(settings); sql != "" {
+		// A Query of its own: DISCARD ALL refuses to run in the implicit
+		// transaction of a multi-statement query.
+		msgs = append(msgs, &pgproto3.Query{String: sql})
+	}
+	if err := sc.sendReset(msgs, time.Now().Add(resetTimeout)); err != nil {
 		p.log.Warn("server connection reset failed; closing it", "pid", sc.pid, "err", err)
 		l.Destroy()
 		return
 	}
+	sc.appliedKey = settingsKey(settings)
 	sc.state.Store(int32(connIdle))
 	l.Release()
 }
+
+// resetTimeout bounds the reset of a session-mode connection (release,
+// usable).
+const resetTimeout = 5 * time.Second
 
 // releaseTx gives l back after a transaction (transaction pooling): no
 // DISCARD ALL, so the next client finds its prepared statements; RESET ROLE

@@ -30,11 +30,19 @@ type serverConn struct {
 	checkedAt time.Time
 	txStatus  byte         // from the last ReadyForQuery
 	state     atomic.Int32 // a connState; written by the pool
-	// Transaction pooling: the settings key last applied (see txClient) and
-	// the server-side names of the statements prepared on this connection.
+	// appliedKey is the settingsKey of the client settings the session
+	// holds over its defaults ("": none). Transaction pooling applies a
+	// client's settings when they differ (see txClient); session pooling
+	// applies the departing client's again after DISCARD ALL (see
+	// pool.release), so the next login of the same application finds them.
 	appliedKey string
-	stmts      map[string]bool
-	resetRole  bool // the last transaction's text mentioned roles: RESET ROLE before reuse
+	// stmts: transaction pooling's server-side names of the statements
+	// prepared on this connection.
+	stmts     map[string]bool
+	resetRole bool // the last transaction's text mentioned roles: RESET ROLE before reuse
+	// unread counts the ReadyForQuery replies to a session reset that were
+	// not read yet (see sendReset).
+	unread     int
 	cancelNet  string
 	cancelAddr string
 }
@@ -90,24 +98,88 @@ func (s *serverConn) exec(ctx context.Context, sql string) error {
 }
 
 // roundTrip sends msgs (ending in Query or Sync) and reads every reply up to
-// ReadyForQuery, handing each other message to onMsg when it is not nil. The
-// first ErrorResponse is returned as a *serverError after ReadyForQuery, so the
-// connection is idle again whatever happened.
+// the ReadyForQuery that answers the last Query or Sync, handing each other
+// message to onMsg when it is not nil. The first ErrorResponse is returned as
+// a *serverError after that ReadyForQuery, so the connection is idle again
+// whatever happened. The replies to a reset sent earlier are read first
+// (see unread); a failed reset is returned as such.
 func (s *serverConn) roundTrip(ctx context.Context, msgs []pgproto3.FrontendMessage, onMsg func(typ byte, body []byte) error) error {
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = s.conn.SetDeadline(deadline)
 		defer s.conn.SetDeadline(time.Time{})
 	}
+	if err := s.readReset(); err != nil {
+		return err
+	}
+	n, err := s.send(msgs)
+	if err != nil {
+		return err
+	}
+	return s.readReplies(n, onMsg)
+}
+
+// sendReset sends msgs, a session reset, and leaves their replies unread:
+// the connection's next user reads them (settle, roundTrip). Its release
+// then waits for no round trip, which made a session-mode login (pgbench
+// -C) park and wake a thread once more.
+func (s *serverConn) sendReset(msgs []pgproto3.FrontendMessage, deadline time.Time) error {
+	_ = s.conn.SetWriteDeadline(deadline)
+	defer s.conn.SetWriteDeadline(time.Time{})
+	n, err := s.send(msgs)
+	s.unread += n
+	return err
+}
+
+// settle reads the replies to a reset sent by sendReset, if any are
+// unread, so that the connection is idle at a message boundary. An error
+// means the reset failed and the connection must not be used.
+func (s *serverConn) settle(deadline time.Time) error {
+	if s.unread == 0 {
+		return nil
+	}
+	_ = s.conn.SetReadDeadline(deadline)
+	defer s.conn.SetReadDeadline(time.Time{})
+	return s.readReset()
+}
+
+func (s *serverConn) readReset() error {
+	n := s.unread
+	if n == 0 {
+		return nil
+	}
+	s.unread = 0
+	if err := s.readReplies(n, nil); err != nil {
+		return fmt.Errorf("resetting the session: %w", err)
+	}
+	if s.txStatus != 'I' {
+		return fmt.Errorf("resetting the session: transaction status %q after it", s.txStatus)
+	}
+	return nil
+}
+
+// send writes msgs and returns how many ReadyForQuery replies they ask for
+// (one per Query or Sync).
+func (s *serverConn) send(msgs []pgproto3.FrontendMessage) (int, error) {
 	var out []byte
+	ready := 0
 	for _, m := range msgs {
 		var err error
 		if out, err = m.Encode(out); err != nil {
-			return fmt.Errorf("encoding %T: %w", m, err)
+			return 0, fmt.Errorf("encoding %T: %w", m, err)
+		}
+		switch m.(type) {
+		case *pgproto3.Query, *pgproto3.Sync:
+			ready++
 		}
 	}
 	if _, err := s.conn.Write(out); err != nil {
-		return fmt.Errorf("sending control messages: %w", err)
+		return 0, fmt.Errorf("sending control messages: %w", err)
 	}
+	return ready, nil
+}
+
+// readReplies reads up to the n-th ReadyForQuery (see roundTrip).
+func (s *serverConn) readReplies(n int, onMsg func(typ byte, body []byte) error) error {
 	var firstErr error
 	for {
 		typ, body, err := s.rd.next()
@@ -123,7 +195,9 @@ func (s *serverConn) roundTrip(ctx context.Context, msgs []pgproto3.FrontendMess
 			s.noteParameter(body)
 		case 'Z':
 			s.txStatus = readyStatus(body)
-			return firstErr
+			if n--; n <= 0 {
+				return firstErr
+			}
 		default:
 			if onMsg != nil && firstErr == nil {
 				firstErr = onMsg(typ, body)

@@ -202,16 +202,23 @@ func (s *session) authenticate(p *startupParams) error {
 
 // applySettings applies the client's startup parameters to the server
 // session, so it runs with the client's application_name, DateStyle, …
+// A connection the same application used last holds them already (see
+// pool.release); one that holds another client's is reset first.
 func (s *session) applySettings(ctx context.Context, sc *serverConn, settings map[string]string) error {
-	sql := setConfigSQL(settings)
-	if sql == "" {
+	key := settingsKey(settings)
+	if sc.appliedKey == key {
 		return nil
+	}
+	sql := setConfigSQL(settings)
+	if sc.appliedKey != "" {
+		sql = "RESET ALL; " + sql // another application's settings
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := sc.exec(ctx, sql); err != nil {
 		return refusedSetting(err, "applying startup parameters")
 	}
+	sc.appliedKey = key
 	return nil
 }
 

@@ -26,9 +26,10 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 		return err
 	}
 	reusable := false
+	var applied map[string]string // the settings release applies again
 	defer func() {
 		if l != nil { // nil: a failed move already closed it
-			p.release(l, reusable)
+			p.release(l, reusable, applied)
 		}
 	}()
 	sc := l.Value()
@@ -36,6 +37,7 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 		reusable = isServerError(err) && sc.txStatus == 'I'
 		return err
 	}
+	applied = params.settings
 	s.key = s.srv.cancels.register(s)
 	defer s.srv.cancels.unregister(s.key)
 	if s.srv.isDraining() { // Shutdown began before it could kick us
@@ -309,7 +311,7 @@ func (s *session) move(ctx context.Context, p *pool, old *lease) (*lease, error)
 		if errors.Is(err, errUnmovable) && osc.txStatus == 'I' {
 			return old, err
 		}
-		p.release(old, false)
+		p.release(old, false, nil)
 		return nil, err
 	}
 	nl, err := p.replace(ctx, old)
@@ -318,7 +320,7 @@ func (s *session) move(ctx context.Context, p *pool, old *lease) (*lease, error)
 	}
 	nsc := nl.Value()
 	if err := cs.restore(ctx, nsc); err != nil {
-		p.release(nl, isServerError(err) && nsc.txStatus == 'I')
+		p.release(nl, isServerError(err) && nsc.txStatus == 'I', nil)
 		return nil, fmt.Errorf("moving session: %w", err)
 	}
 	s.server.Store(nsc)
