@@ -23,8 +23,12 @@ type measurement struct {
 	cpuPerTx     time.Duration // proxy user+sys CPU / transactions
 	// switchesPerTx: the proxy's context switches / transactions.
 	switchesPerTx float64
-	hasCPU        bool   // cpuPerTx and switchesPerTx are valid (proxies only)
-	problem       string // "failed: …" or "n/a (…)"
+	hasCPU        bool // cpuPerTx and switchesPerTx are valid (proxies only)
+	// tpsSpread and cpuSpread are how far apart the repeated runs of a
+	// median were: the largest figure divided by the smallest (1: all
+	// alike; 0: fewer than two runs, or no CPU figure).
+	tpsSpread, cpuSpread float64
+	problem              string // "failed: …" or "n/a (…)"
 }
 
 // ok reports whether the measurement holds numbers.
@@ -65,7 +69,27 @@ func median(runs []measurement) measurement {
 	out.p99 = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.p99) }))
 	out.cpuPerTx = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.cpuPerTx) }))
 	out.switchesPerTx = middle(runs, func(m measurement) float64 { return m.switchesPerTx })
+	out.tpsSpread = spread(runs, func(m measurement) float64 { return m.tps })
+	if out.hasCPU {
+		out.cpuSpread = spread(runs, func(m measurement) float64 { return float64(m.cpuPerTx) })
+	}
 	return out
+}
+
+// spread is the largest of one figure of runs divided by the smallest; 0
+// for fewer than two runs or a figure that is not positive.
+func spread(runs []measurement, figure func(measurement) float64) float64 {
+	if len(runs) < 2 {
+		return 0
+	}
+	lo, hi := figure(runs[0]), figure(runs[0])
+	for _, m := range runs[1:] {
+		lo, hi = min(lo, figure(m)), max(hi, figure(m))
+	}
+	if lo <= 0 {
+		return 0
+	}
+	return hi / lo
 }
 
 // middle is the median of one figure of runs.

@@ -33,6 +33,9 @@ func report(info runInfo, res results) string {
 	b.WriteString(table(res.rows))
 	b.WriteString(notes(info.settings))
 	b.WriteString(switchTable(res.rows))
+	if info.settings.repeat > 1 {
+		b.WriteString(noiseTable(res.rows))
+	}
 	if len(res.rotations) > 0 {
 		b.WriteString(rotationTable(res.rotations))
 	}
@@ -177,4 +180,55 @@ Summed over the pooler's threads (voluntary and involuntary, from
 transactions completed; the median of the runs, as above.
 `)
 	return b.String()
+}
+
+// noiseTable shows, per row where both poolers ran, how far each pooler's
+// repeated runs were apart (largest ÷ smallest), and counts the rows whose
+// R/B ratio lies within that: a ratio no further from 1 than the poolers'
+// own runs are from each other says nothing about which is faster. This is
+// the yardstick for the R/B columns, measured in the same run.
+func noiseTable(rows []row) string {
+	var b strings.Builder
+	b.WriteString("\n## Run-to-run spread within a row\n\n")
+	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients",
+		"PgBouncer tps", "pgrotate tps", "PgBouncer CPU", "pgrotate CPU"}))
+	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---:", "---:", "---:", "---:"}))
+	var spreads [4][]float64
+	var inTps, inCPU, n int
+	for _, r := range rows {
+		if !r.bouncer.hasCPU || !r.pgrotate.hasCPU || r.bouncer.tpsSpread == 0 || r.pgrotate.tpsSpread == 0 {
+			continue
+		}
+		row := [4]float64{r.bouncer.tpsSpread, r.pgrotate.tpsSpread, r.bouncer.cpuSpread, r.pgrotate.cpuSpread}
+		cells := []string{r.workload, r.protocol, r.mode, fmt.Sprint(r.clients)}
+		for i, v := range row {
+			spreads[i] = append(spreads[i], v)
+			cells = append(cells, fmt.Sprintf("%.2f", v))
+		}
+		b.WriteString(markdownLine(cells))
+		n++
+		if withinSpread(r.pgrotate.tps/r.bouncer.tps, row[0], row[1]) {
+			inTps++
+		}
+		if withinSpread(float64(r.pgrotate.cpuPerTx)/float64(r.bouncer.cpuPerTx), row[2], row[3]) {
+			inCPU++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	fmt.Fprintf(&b, `
+Largest ÷ smallest of each pooler's runs in the row (1.10: its runs were up to 10 %%
+apart). Medians: PgBouncer tps %.2f, pgrotate tps %.2f, PgBouncer CPU %.2f, pgrotate CPU
+%.2f. In %d of %d rows tps R/B, and in %d of %d CPU R/B, is no further from 1 than the
+larger of the two poolers' spreads in that row.
+`, medianOf(spreads[0]), medianOf(spreads[1]), medianOf(spreads[2]), medianOf(spreads[3]), inTps, n, inCPU, n)
+	return b.String()
+}
+
+// withinSpread reports whether ratio lies between 1/s and s, s being the
+// larger of the two spreads.
+func withinSpread(ratio, a, b float64) bool {
+	s := max(a, b)
+	return ratio <= s && ratio >= 1/s
 }
