@@ -24,11 +24,11 @@ type measurement struct {
 	// switchesPerTx: the proxy's context switches / transactions.
 	switchesPerTx float64
 	hasCPU        bool // cpuPerTx and switchesPerTx are valid (proxies only)
-	// tpsSpread and cpuSpread are how far apart the repeated runs of a
-	// median were: the largest figure divided by the smallest (1: all
-	// alike; 0: fewer than two runs, or no CPU figure).
-	tpsSpread, cpuSpread float64
-	problem              string // "failed: …" or "n/a (…)"
+	// tpsSpread, p99Spread and cpuSpread are how far apart the repeated
+	// runs of a median were: the largest figure divided by the smallest (1:
+	// all alike; 0: fewer than two runs, or no such figure).
+	tpsSpread, p99Spread, cpuSpread float64
+	problem                         string // "failed: …" or "n/a (…)"
 }
 
 // ok reports whether the measurement holds numbers.
@@ -70,6 +70,7 @@ func median(runs []measurement) measurement {
 	out.cpuPerTx = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.cpuPerTx) }))
 	out.switchesPerTx = middle(runs, func(m measurement) float64 { return m.switchesPerTx })
 	out.tpsSpread = spread(runs, func(m measurement) float64 { return m.tps })
+	out.p99Spread = spread(runs, func(m measurement) float64 { return float64(m.p99) })
 	if out.hasCPU {
 		out.cpuSpread = spread(runs, func(m measurement) float64 { return float64(m.cpuPerTx) })
 	}

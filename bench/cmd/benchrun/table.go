@@ -185,45 +185,54 @@ transactions completed; the median of the runs, as above.
 // noiseTable shows, per row where both poolers ran, how far each pooler's
 // repeated runs were apart (largest ÷ smallest), and counts the rows whose
 // R/B ratio lies within that: a ratio no further from 1 than the poolers'
-// own runs are from each other says nothing about which is faster. This is
-// the yardstick for the R/B columns, measured in the same run.
+// own runs are from each other says nothing about which is better. This is
+// the yardstick for the R/B columns (and for comparing p99), measured in the
+// same run.
 func noiseTable(rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n## Run-to-run spread within a row\n\n")
 	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients",
-		"PgBouncer tps", "pgrotate tps", "PgBouncer CPU", "pgrotate CPU"}))
-	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---:", "---:", "---:", "---:"}))
-	var spreads [4][]float64
-	var inTps, inCPU, n int
+		"PgBouncer tps", "pgrotate tps", "PgBouncer p99", "pgrotate p99", "PgBouncer CPU", "pgrotate CPU"}))
+	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"}))
+	var spreads [len(noiseFigures) * 2][]float64
+	var within [len(noiseFigures)]int
+	n := 0
 	for _, r := range rows {
 		if !r.bouncer.hasCPU || !r.pgrotate.hasCPU || r.bouncer.tpsSpread == 0 || r.pgrotate.tpsSpread == 0 {
 			continue
 		}
-		row := [4]float64{r.bouncer.tpsSpread, r.pgrotate.tpsSpread, r.bouncer.cpuSpread, r.pgrotate.cpuSpread}
+		n++
 		cells := []string{r.workload, r.protocol, r.mode, fmt.Sprint(r.clients)}
-		for i, v := range row {
-			spreads[i] = append(spreads[i], v)
-			cells = append(cells, fmt.Sprintf("%.2f", v))
+		for i, f := range noiseFigures {
+			sb, sr := f.spread(r.bouncer), f.spread(r.pgrotate)
+			spreads[2*i], spreads[2*i+1] = append(spreads[2*i], sb), append(spreads[2*i+1], sr)
+			cells = append(cells, fmt.Sprintf("%.2f", sb), fmt.Sprintf("%.2f", sr))
+			if withinSpread(f.value(r.pgrotate)/f.value(r.bouncer), sb, sr) {
+				within[i]++
+			}
 		}
 		b.WriteString(markdownLine(cells))
-		n++
-		if withinSpread(r.pgrotate.tps/r.bouncer.tps, row[0], row[1]) {
-			inTps++
-		}
-		if withinSpread(float64(r.pgrotate.cpuPerTx)/float64(r.bouncer.cpuPerTx), row[2], row[3]) {
-			inCPU++
-		}
 	}
 	if n == 0 {
 		return ""
 	}
 	fmt.Fprintf(&b, `
 Largest ÷ smallest of each pooler's runs in the row (1.10: its runs were up to 10 %%
-apart). Medians: PgBouncer tps %.2f, pgrotate tps %.2f, PgBouncer CPU %.2f, pgrotate CPU
-%.2f. In %d of %d rows tps R/B, and in %d of %d CPU R/B, is no further from 1 than the
-larger of the two poolers' spreads in that row.
-`, medianOf(spreads[0]), medianOf(spreads[1]), medianOf(spreads[2]), medianOf(spreads[3]), inTps, n, inCPU, n)
+apart). Medians: tps %.2f (PgBouncer) and %.2f (pgrotate), p99 %.2f and %.2f, CPU %.2f and
+%.2f. The R/B ratio is no further from 1 than the larger of the two poolers' spreads in that
+row in %d of %d rows for tps, %d of %d for p99 and %d of %d for CPU.
+`, medianOf(spreads[0]), medianOf(spreads[1]), medianOf(spreads[2]), medianOf(spreads[3]),
+		medianOf(spreads[4]), medianOf(spreads[5]), within[0], n, within[1], n, within[2], n)
 	return b.String()
+}
+
+// noiseFigures are the figures noiseTable looks at, in its column order.
+var noiseFigures = [...]struct {
+	value, spread func(measurement) float64
+}{
+	{func(m measurement) float64 { return m.tps }, func(m measurement) float64 { return m.tpsSpread }},
+	{func(m measurement) float64 { return float64(m.p99) }, func(m measurement) float64 { return m.p99Spread }},
+	{func(m measurement) float64 { return float64(m.cpuPerTx) }, func(m measurement) float64 { return m.cpuSpread }},
 }
 
 // withinSpread reports whether ratio lies between 1/s and s, s being the
