@@ -305,15 +305,13 @@ func TestTooManyClients(t *testing.T) {
 // connection it was tried on stays in the pool, for the next client.
 func TestRefusedStartupSetting(t *testing.T) {
 	env := startProxy(t, setup{poolSize: 1})
-	c := env.connect(t)
-	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
-	must(t, c.Close(ctxT(t)))
+	pid := idleBackend(t, env)
 	_, err := pgx.Connect(ctxT(t), env.appURL()+"&timezone=Nowhere/Bogus")
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "TimeZone") {
 		t.Fatalf("connect with timezone=Nowhere/Bogus: %v; want SQLSTATE 22023 about TimeZone", err)
 	}
-	c = env.connect(t)
+	c := env.connect(t)
 	if got := queryStrings(t, c, "SELECT pg_backend_pid(), current_setting('TimeZone') <> 'Nowhere/Bogus'"); got[0] != pid || got[1] != "t" {
 		t.Errorf("next client got backend %s (TimeZone refused: %s); want the pool's one connection, %s", got[0], got[1], pid)
 	}

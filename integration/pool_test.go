@@ -34,6 +34,17 @@ func TestServerLifetimeReplacesConnections(t *testing.T) {
 	}, "a fresh server connection after server_lifetime")
 }
 
+// idleBackend runs one client on a pool of one connection and returns the
+// pid of its backend once the connection is back in the pool, idle.
+func idleBackend(t *testing.T, env *proxyEnv) string {
+	t.Helper()
+	c := env.connect(t)
+	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
+	must(t, c.Close(ctxT(t)))
+	waitFor(t, func() bool { return idleConns(env) == 1 }, "the connection back in the pool")
+	return pid
+}
+
 func idleConns(env *proxyEnv) int {
 	n := 0
 	for _, g := range env.dbStatus().Generations {
@@ -68,14 +79,11 @@ func TestIdleConnectionsAreCheckedOncePerCheckDelay(t *testing.T) {
 // session on a new backend.
 func TestDeadIdleConnectionIsReplacedBeforeUse(t *testing.T) {
 	env := startProxy(t, setup{poolSize: 1, extraDB: "min_pool_size: 1, server_check_delay: 300ms"})
-	c := env.connect(t)
-	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
-	must(t, c.Close(ctxT(t)))
-	waitFor(t, func() bool { return idleConns(env) == 1 }, "the connection back in the pool")
+	pid := idleBackend(t, env)
 	must(t, cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int, 5000)", pid))
 	waitFor(t, func() bool { return healthChecks(t, env, "failed") >= 1 }, "a failed health check")
 	waitFor(t, func() bool { return idleConns(env) == 1 }, "min_pool_size to open a new connection")
-	c = env.connect(t)
+	c := env.connect(t)
 	if got := queryStrings(t, c, "SELECT pg_backend_pid()")[0]; got == pid {
 		t.Fatalf("the client was handed backend %s, terminated while idle", pid)
 	}
@@ -87,12 +95,9 @@ func TestDeadIdleConnectionIsReplacedBeforeUse(t *testing.T) {
 // new connection instead of an error.
 func TestBackendEndedAfterItsResetIsNotHandedOut(t *testing.T) {
 	env := startProxy(t, setup{poolSize: 1})
-	c := env.connect(t)
-	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
-	must(t, c.Close(ctxT(t)))
-	waitFor(t, func() bool { return idleConns(env) == 1 }, "the connection back in the pool")
+	pid := idleBackend(t, env)
 	must(t, cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int, 5000)", pid))
-	c = env.connect(t)
+	c := env.connect(t)
 	if got := queryStrings(t, c, "SELECT pg_backend_pid(), current_user"); got[0] == pid || got[1] != ownerRole {
 		t.Fatalf("the client got backend %s as %s; want a new one (not %s) acting as %s", got[0], got[1], pid, ownerRole)
 	}
