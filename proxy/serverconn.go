@@ -120,8 +120,8 @@ func (s *serverConn) roundTrip(ctx context.Context, msgs []pgproto3.FrontendMess
 
 // sendReset sends msgs, a session reset, and leaves their replies unread:
 // the connection's next user reads them (settle, roundTrip). Its release
-// then waits for no round trip, which made a session-mode login (pgbench
-// -C) park and wake a thread once more.
+// then waits for no round trip, a blocking read that could park and wake a
+// thread once more per session-mode login.
 func (s *serverConn) sendReset(msgs []pgproto3.FrontendMessage, deadline time.Time) error {
 	_ = s.conn.SetWriteDeadline(deadline)
 	defer s.conn.SetWriteDeadline(time.Time{})
