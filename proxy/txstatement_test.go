@@ -15,27 +15,65 @@ import (
 // messages (-M extended: Parse, Bind, Describe, Execute, Sync of the unnamed
 // statement; -M prepared: Bind, Describe, Execute, Sync of a named one) and
 // the server's replies up to ReadyForQuery. As for the relay, 0 allocs/op is
-// the contract (run with -benchmem).
+// the contract (run with -benchmem); TestTxStatementDoesNotAllocate holds
+// it.
 func BenchmarkTxStatement(b *testing.B) {
+	for _, st := range txStatements(b) {
+		b.Run(st.name, func(b *testing.B) {
+			c, srv := st.setup(b)
+			benchExchange(b, c, srv, st.client, st.server)
+		})
+	}
+}
+
+// The same statements, as a test: an allocation per statement on this path
+// fails it, where the benchmark would only report it.
+func TestTxStatementDoesNotAllocate(t *testing.T) {
+	for _, st := range txStatements(t) {
+		c, srv := st.setup(t)
+		exchange(t, c, srv, st.client, st.server) // warm: the queues get their arrays
+		if n := testing.AllocsPerRun(100, func() { exchange(t, c, srv, st.client, st.server) }); n != 0 {
+			t.Errorf("%s: %v allocations per statement, want 0", st.name, n)
+		}
+	}
+}
+
+// txStatement is one statement inside a transaction as pgbench sends it,
+// with the server's replies, and how to set up a client that has sent the
+// statements before it.
+type txStatement struct {
+	name           string
+	setup          func(testing.TB) (*txClient, txServerInspector)
+	client, server []frame
+}
+
+func txStatements(tb testing.TB) []txStatement {
 	const sql = "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2"
 	args := [][]byte{[]byte("42"), []byte("12345")}
 	replies := []pgproto3.Message{&pgproto3.BindComplete{}, &pgproto3.NoData{},
 		&pgproto3.CommandComplete{CommandTag: []byte("UPDATE 1")}, &pgproto3.ReadyForQuery{TxStatus: 'T'}}
-	b.Run("extended", func(b *testing.B) {
-		c, srv := benchTxClient(b)
-		client := frames(b, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{Parameters: args},
-			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		server := frames(b, append([]pgproto3.Message{&pgproto3.ParseComplete{}}, replies...)...)
-		benchExchange(b, c, srv, client, server)
-	})
-	b.Run("prepared", func(b *testing.B) {
-		c, srv := benchTxClient(b)
-		prepare := frames(b, &pgproto3.Parse{Name: "P_1", Query: sql}, &pgproto3.Sync{})
-		exchange(b, c, srv, prepare, frames(b, &pgproto3.ParseComplete{}, &pgproto3.ReadyForQuery{TxStatus: 'T'}))
-		client := frames(b, &pgproto3.Bind{PreparedStatement: "P_1", Parameters: args},
-			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		benchExchange(b, c, srv, client, frames(b, replies...))
-	})
+	prepare := frames(tb, &pgproto3.Parse{Name: "P_1", Query: sql}, &pgproto3.Sync{})
+	prepared := frames(tb, &pgproto3.ParseComplete{}, &pgproto3.ReadyForQuery{TxStatus: 'T'})
+	return []txStatement{
+		{
+			name:  "extended",
+			setup: benchTxClient,
+			client: frames(tb, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{Parameters: args},
+				&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}),
+			server: frames(tb, append([]pgproto3.Message{&pgproto3.ParseComplete{}}, replies...)...),
+		},
+		{
+			name: "prepared",
+			setup: func(tb testing.TB) (*txClient, txServerInspector) {
+				c, srv := benchTxClient(tb)
+				exchange(tb, c, srv, prepare, prepared)
+				return c, srv
+			},
+			client: frames(tb, &pgproto3.Bind{PreparedStatement: "P_1", Parameters: args},
+				&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}),
+			server: frames(tb, replies...),
+		},
+	}
 }
 
 func benchExchange(b *testing.B, c *txClient, srv txServerInspector, client, server []frame) {
@@ -47,7 +85,7 @@ func benchExchange(b *testing.B, c *txClient, srv txServerInspector, client, ser
 
 // exchange passes the client's messages, then the server's replies, through
 // the inspectors.
-func exchange(b *testing.B, c *txClient, srv txServerInspector, client, server []frame) {
+func exchange(b testing.TB, c *txClient, srv txServerInspector, client, server []frame) {
 	for _, f := range client {
 		if _, err := c.inspect(f.typ, f.body); err != nil {
 			b.Fatal(err)
@@ -62,7 +100,7 @@ func exchange(b *testing.B, c *txClient, srv txServerInspector, client, server [
 
 // benchTxClient is a client of a transaction-mode pool that holds a lease
 // in the middle of a transaction (the lease stays with it).
-func benchTxClient(b *testing.B) (*txClient, txServerInspector) {
+func benchTxClient(b testing.TB) (*txClient, txServerInspector) {
 	res, err := puddle.NewPool(&puddle.Config[*serverConn]{
 		Constructor: func(context.Context) (*serverConn, error) {
 			return &serverConn{params: map[string]string{}, stmts: map[string]bool{}}, nil
@@ -93,7 +131,7 @@ type frame struct {
 
 // frames encodes msgs and splits them as the relay hands them to the
 // inspectors.
-func frames(b *testing.B, msgs ...pgproto3.Message) []frame {
+func frames(b testing.TB, msgs ...pgproto3.Message) []frame {
 	var out []frame
 	for _, m := range msgs {
 		raw := encode(b, m)
