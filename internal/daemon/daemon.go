@@ -119,7 +119,7 @@ func (ls Listeners) Close() {
 func Listen(cfg *configs.Config) (Listeners, error) {
 	var ls Listeners
 	var err error
-	if ls.Clients, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if ls.Clients, err = listenTCP(cfg.Listen); err != nil {
 		return ls, fmt.Errorf("listening for clients on %s: %w", cfg.Listen, err)
 	}
 	if cfg.UnixSocketDir != "" {
