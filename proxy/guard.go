@@ -53,32 +53,80 @@ type mentions struct {
 	// forget: "deallocate" or "discard", after which the server
 	// connection's prepared statements are unknown.
 	forget bool
+	// session: a word of a statement that leaves state in the server
+	// session after its transaction (LISTEN, a temporary table, a WITH
+	// HOLD cursor, a session-level advisory lock, SQL PREPARE). In
+	// transaction mode the connection is cleaned (sessionCleanup) before
+	// another client gets it.
+	session bool
 }
 
 // scanText looks for every word the transaction relay cares about in one
 // pass of byte compares: it runs on every statement, and app statements
-// run to kilobytes.
+// run to kilobytes. Words that are common inside longer ones (hold in
+// threshold, temp in temperature) must stand alone; a mention in a string
+// or a comment counts too, which only costs a cleanup round trip.
 func scanText(sql []byte) (m mentions) {
 	for i := 0; i+4 <= len(sql); i++ {
+		if !wordStart[sql[i]] {
+			continue // most bytes get no further
+		}
+		rest := sql[i+1:]
 		switch sql[i] | 0x20 {
 		case 'r':
-			m.role = m.role || hasPrefixFold(sql[i+1:], "ole")
+			m.role = m.role || hasPrefixFold(rest, "ole")
 		case 'a':
-			m.role = m.role || hasPrefixFold(sql[i+1:], "uthorization")
+			m.role = m.role || hasPrefixFold(rest, "uthorization")
+			m.session = m.session || hasPrefixFold(rest, "dvisory") && !isXact(sql[i+8:])
 		case 'd':
-			m.forget = m.forget || hasPrefixFold(sql[i+1:], "eallocate") || hasPrefixFold(sql[i+1:], "iscard")
-		default:
-			continue
+			m.forget = m.forget || hasPrefixFold(rest, "eallocate") || hasPrefixFold(rest, "iscard")
+		case 'l':
+			m.session = m.session || wordAt(sql, i, "isten", false)
+		case 't':
+			m.session = m.session || wordAt(sql, i, "emp", false) || hasPrefixFold(rest, "emporary")
+		case 'h':
+			m.session = m.session || wordAt(sql, i, "old", true)
+		case 'p':
+			m.session = m.session || wordAt(sql, i, "repare", true)
 		}
-		if m.role && m.forget {
+		if m.role && m.forget && m.session {
 			return m
 		}
 	}
 	return m
 }
 
+// wordStart marks the first letters of the words scanText looks for.
+var wordStart = func() (t [256]bool) {
+	for _, c := range "radlthp" {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	return t
+}()
+
+// wordAt reports whether the word whose first letter is at sql[i] (tail is
+// the rest, lowercase) ends there, and, if alone, also starts there: pg_temp
+// and unlisten count, temperature and threshold do not.
+func wordAt(sql []byte, i int, tail string, alone bool) bool {
+	end := i + 1 + len(tail)
+	if !hasPrefixFold(sql[i+1:], tail) || end < len(sql) && identChar(sql[end]) {
+		return false
+	}
+	return !alone || i == 0 || !identChar(sql[i-1])
+}
+
+// isXact reports whether what follows "advisory" makes a transaction-level
+// lock function (pg_advisory_xact_lock), released at the transaction's end.
+func isXact(s []byte) bool { return len(s) > 0 && s[0] == '_' && hasPrefixFold(s[1:], "xact") }
+
+// identChar reports whether b can be part of an SQL identifier.
+func identChar(b byte) bool {
+	c := b | 0x20
+	return c >= 'a' && c <= 'z' || b >= '0' && b <= '9' || b == '_' || b == '$' || b >= 0x80
+}
+
 // hasPrefixFold reports whether s begins with the lowercase ASCII word,
-// ignoring case.
+// ignoring case; the word must be letters only.
 func hasPrefixFold(s []byte, word string) bool {
 	if len(s) < len(word) {
 		return false

@@ -54,8 +54,9 @@ func BenchmarkGuardOrdinaryQuery(b *testing.B) {
 }
 
 // scanText finds, in one pass and whatever the case, the words after
-// which a server connection needs RESET ROLE (role) or has lost its
-// prepared statements (forget).
+// which a server connection needs RESET ROLE (role), has lost its
+// prepared statements (forget), or holds session state another client
+// must not inherit (session).
 func TestScanText(t *testing.T) {
 	for _, c := range []struct {
 		sql  string
@@ -70,6 +71,21 @@ func TestScanText(t *testing.T) {
 		{"discard all", mentions{forget: true}},
 		{"select 1; Discard Plans; reset role", mentions{role: true, forget: true}},
 		{"select 'deal', 'disc', 'rol'", mentions{}},
+		{"LISTEN orders", mentions{session: true}},
+		{"unlisten *", mentions{session: true}},
+		{"SELECT * FROM pg_listening_channels()", mentions{}},
+		{"CREATE TEMP TABLE t (x int)", mentions{session: true}},
+		{"create temporary table t (x int)", mentions{session: true}},
+		{"CREATE TABLE pg_temp.t (x int)", mentions{session: true}},
+		{"SELECT temperature, attempts, template FROM readings WHERE temp_id = 1", mentions{}},
+		{"DECLARE c CURSOR WITH HOLD FOR SELECT 1", mentions{session: true}},
+		{"SELECT threshold, holder FROM alerts", mentions{}},
+		{"SELECT pg_advisory_lock(42)", mentions{session: true}},
+		{"SELECT pg_try_advisory_lock_shared(42)", mentions{session: true}},
+		{"SELECT pg_advisory_xact_lock(42), pg_try_advisory_xact_lock(7)", mentions{}},
+		{"PREPARE q AS SELECT 1", mentions{session: true}},
+		{"SELECT prepared_at FROM jobs", mentions{}},
+		{"temp", mentions{session: true}},
 		{"role", mentions{role: true}},
 		{"rol", mentions{}},
 		{"", mentions{}},
@@ -84,7 +100,7 @@ func BenchmarkScanTextKilobyte(b *testing.B) {
 	q := []byte(strings.Repeat("SELECT o.id, o.created_at, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE ", 10))
 	b.SetBytes(int64(len(q)))
 	for range b.N {
-		if m := scanText(q); m.role || m.forget {
+		if m := scanText(q); m != (mentions{}) {
 			b.Fatal(m)
 		}
 	}
