@@ -213,6 +213,58 @@ func TestTransactionModeResetRoleKeepsTheConnection(t *testing.T) {
 	}
 }
 
+// What a transaction leaves in its server session never reaches the next
+// client of that connection: LISTEN, a temporary table, a session-level
+// advisory lock, a WITH HOLD cursor and an SQL PREPARE are undone when the
+// transaction ends, through the extended protocol (pgx's statement cache)
+// and the simple one. The statements pgrotate prepared on the connection
+// for its clients survive: the next client's identical query reuses one.
+func TestTransactionModeSessionStateDoesNotLeak(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			testSessionStateDoesNotLeak(t, setup{poolMode: "transaction", poolSize: 1, goroutineRelay: r.goroutine})
+		})
+	}
+}
+
+func testSessionStateDoesNotLeak(t *testing.T, s setup) {
+	env := startProxy(t, s)
+	ctx := ctxT(t)
+	a := env.connect(t)
+	pid := queryStrings(t, a, "SELECT pg_backend_pid()")[0] // a statement pgrotate prepares on the connection
+	for _, st := range []struct {
+		sql  string
+		mode pgx.QueryExecMode
+	}{
+		{"LISTEN leaky", pgx.QueryExecModeCacheStatement},
+		{"CREATE TEMP TABLE scratch (x int)", pgx.QueryExecModeSimpleProtocol},
+		{"SELECT pg_advisory_lock(42)", pgx.QueryExecModeCacheStatement},
+		{"DECLARE held CURSOR WITH HOLD FOR SELECT 1", pgx.QueryExecModeSimpleProtocol},
+		{"PREPARE leak AS SELECT 1", pgx.QueryExecModeSimpleProtocol},
+	} {
+		if _, err := a.Exec(ctx, st.sql, st.mode); err != nil {
+			t.Fatalf("%s: %v", st.sql, err)
+		}
+	}
+	must(t, a.Close(ctx))
+
+	b := env.connect(t)
+	if got := queryStrings(t, b, "SELECT pg_backend_pid()")[0]; got != pid {
+		t.Fatalf("pool of one gave another server connection (%s, then %s)", pid, got)
+	}
+	left := queryStrings(t, b, `SELECT
+		(SELECT count(*) FROM pg_listening_channels()),
+		(SELECT count(*) FROM pg_class WHERE relname = 'scratch' AND relpersistence = 't'),
+		(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+		(SELECT count(*) FROM pg_cursors WHERE is_holdable),
+		(SELECT count(*) FROM pg_prepared_statements WHERE from_sql)`)
+	for i, what := range []string{"listening channels", "temporary tables", "advisory locks", "WITH HOLD cursors", "SQL prepared statements"} {
+		if left[i] != "0" {
+			t.Errorf("the next client of the connection finds %s %s of the last one", left[i], what)
+		}
+	}
+}
+
 // One client's transactions, one after the other, need one server
 // connection: looking for an idle connection on the event loop never makes
 // the pool open one that nobody then uses.

@@ -366,19 +366,21 @@ func (p *pool) release(l *lease, reusable bool, settings map[string]string) {
 const resetTimeout = 5 * time.Second
 
 // releaseTx gives l back after a transaction (transaction pooling): no
-// DISCARD ALL, so the next client finds its prepared statements; RESET ROLE
-// when the transaction's text mentioned roles.
-func (p *pool) releaseTx(l *lease, resetRole bool) {
+// DISCARD ALL, so the next client finds its prepared statements and
+// settings; the cleanup the transaction's text called for (see txCleanup)
+// otherwise. A connection whose cleanup fails is closed: what it holds
+// must not reach another client.
+func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 	sc := l.Value()
 	if p.retiring(sc) {
 		l.Destroy()
 		return
 	}
-	if resetRole {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if cleanup != cleanNone {
+		ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 		defer cancel()
-		if err := sc.exec(ctx, "RESET ROLE"); err != nil || sc.txStatus != 'I' {
-			p.log.Warn("RESET ROLE failed; closing the server connection", "pid", sc.pid, "err", err)
+		if err := sc.exec(ctx, cleanup.query()); err != nil || sc.txStatus != 'I' {
+			p.log.Warn("cleaning up after a transaction failed; closing the server connection", "pid", sc.pid, "cleanup", cleanup.String(), "err", err)
 			l.Destroy()
 			return
 		}

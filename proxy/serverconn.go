@@ -38,8 +38,8 @@ type serverConn struct {
 	appliedKey string
 	// stmts: transaction pooling's server-side names of the statements
 	// prepared on this connection.
-	stmts     map[string]bool
-	resetRole bool // the last transaction's text mentioned roles: RESET ROLE before reuse
+	stmts   map[string]bool
+	cleanup txCleanup // what the last transaction leaves for releaseTx to undo
 	// unread counts the ReadyForQuery replies to a session reset that were
 	// not read yet (see sendReset).
 	unread     int

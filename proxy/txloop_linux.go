@@ -136,12 +136,13 @@ func (t *txRelay) transactionEnded(r *evRelay) bool {
 	sc.rd.src = sc.conn
 	t.l = nil
 	switch {
-	case sc.resetRole:
-		// RESET ROLE is a round trip: not on the loop.
-		r.loop.courier.handBack(func() { go c.p.releaseTx(l, true) })
+	case sc.cleanup != cleanNone:
+		// A cleanup is a round trip: not on the loop.
+		cleanup := sc.cleanup
+		r.loop.courier.handBack(func() { go c.p.releaseTx(l, cleanup) })
 	case c.p.handOff(l):
 	default:
-		c.p.releaseTx(l, false)
+		c.p.releaseTx(l, cleanNone)
 	}
 	if t.leaveWhenIdle || c.s.srv.isDraining() {
 		c.s.kicked.Store(true)

@@ -86,6 +86,7 @@ type txClient struct {
 	syncsSent int  // ReadyForQuery-earning messages sent on the lease
 	syncsDone int  // ReadyForQuery received on the lease
 	mentioned bool // the lease's statements mentioned roles: RESET ROLE before reuse
+	leftState bool // they may have left session state: sessionCleanup before reuse
 	closing   bool // the client is leaving: finish, not the server goroutine, ends the lease
 	forgetAll bool // the client ran DEALLOCATE or DISCARD: statements are gone
 	stmts     map[string]*clientStmt
@@ -191,7 +192,7 @@ func (c *txClient) greetParams() (map[string]string, error) {
 			return nil, err
 		}
 		defaults = maps.Clone(l.Value().params)
-		c.p.releaseTx(l, false)
+		c.p.releaseTx(l, cleanNone)
 	}
 	for k, v := range c.settings {
 		if _, reported := defaults[k]; reported {
@@ -223,7 +224,7 @@ func (c *txClient) applySettings(l *lease) error {
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
 	if err := sc.exec(ctx, "RESET ALL; "+setConfigSQL(c.settings)); err != nil {
-		c.p.releaseTx(l, false)
+		c.p.releaseTx(l, cleanNone)
 		return refusedSetting(err, "applying client settings")
 	}
 	sc.appliedKey = c.settingsKey
@@ -349,7 +350,7 @@ func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.mu.Lock()
 	c.lease, c.srvDone = l, srvDone
 	c.pending, c.unsynced, c.syncsSent, c.syncsDone = 0, false, 0, 0
-	c.mentioned, c.forgetAll, c.parses = false, false, c.parses[:0]
+	c.mentioned, c.leftState, c.forgetAll, c.parses = false, false, false, c.parses[:0]
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
 }
@@ -374,7 +375,7 @@ func (c *txClient) serverLoop(l *lease, done chan<- error, wrote chan<- struct{}
 	ended := c.lease != l
 	c.mu.Unlock()
 	if err == nil && ended {
-		c.p.releaseTx(l, sc.resetRole)
+		c.p.releaseTx(l, sc.cleanup)
 		if c.s.srv.isDraining() {
 			c.s.kick() // the transaction is over: time to leave
 		}
@@ -425,9 +426,10 @@ func (i txServerInspector) inspect(typ byte, body []byte) (verdict, error) {
 }
 
 // endLease records what the server connection now holds, as its lease ends
-// at an idle ReadyForQuery. Called with mu held.
+// at an idle ReadyForQuery or with the client leaving (finish). Called with
+// mu held.
 func (c *txClient) endLease(sc *serverConn) {
-	sc.resetRole = c.mentioned
+	sc.cleanup = c.cleanup()
 	if c.forgetAll {
 		clear(sc.stmts)
 		clear(c.stmts)
@@ -494,15 +496,14 @@ func (c *txClient) finish(cerr error) error {
 	}
 	c.mu.Lock()
 	idle := c.pending == 0 && !c.unsynced && c.status == 'I'
-	c.lease = nil
+	c.endLease(sc) // what the connection holds, as if the transaction had ended first
 	c.mu.Unlock()
-	c.s.server.Store(nil)
 	if serr != nil && !isDeadline(serr) && !isWriteErr(serr) {
 		l.Destroy()
 		return c.s.serverLost(sc, serr)
 	}
 	if idle && sc.rd.atBoundary() {
-		c.p.releaseTx(l, c.mentioned)
+		c.p.releaseTx(l, sc.cleanup)
 	} else {
 		l.Destroy()
 	}

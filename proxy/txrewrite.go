@@ -19,6 +19,7 @@ func (c *txClient) onQuery(body []byte) verdict {
 	if m.forget {
 		c.forgetAll = true
 	}
+	c.leftState = c.leftState || m.session
 	return forward
 }
 
@@ -46,7 +47,9 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 		return forward, nil // malformed: PostgreSQL will say so
 	}
 	query, _, _ := cstring(rest)
-	if v, refused := c.checkRole(query, scanText(query), func(dst []byte) []byte { return c.guard.refusedParse(dst, string(name)) }); refused {
+	m := scanText(query)
+	c.leftState = c.leftState || m.session
+	if v, refused := c.checkRole(query, m, func(dst []byte) []byte { return c.guard.refusedParse(dst, string(name)) }); refused {
 		c.queueParse(pendingParse{})
 		return v, nil
 	}
@@ -166,4 +169,54 @@ func trimNUL(b []byte) []byte {
 		return b[:n-1]
 	}
 	return b
+}
+
+// txCleanup is what a transaction-mode server connection needs before
+// another client's transaction, after what the last one's text mentioned
+// (scanText): PostgreSQL reports none of it on the wire.
+type txCleanup uint8
+
+const (
+	cleanNone    txCleanup = iota
+	cleanRole              // roles were mentioned: RESET ROLE
+	cleanSession           // session state may be left: sessionCleanup
+)
+
+// sessionCleanup undoes, in one round trip, what a transaction can leave
+// in a server session for whoever uses it next: the owner role, LISTEN,
+// session-level advisory locks, WITH HOLD cursors, temporary tables and
+// statements prepared with SQL PREPARE. Unlike DISCARD ALL it keeps the
+// settings and the statements prepared through the protocol, which
+// pgrotate tracks per connection. (It needs PL/pgSQL, there by default;
+// where it is missing the cleanup fails and the connection is closed.)
+const sessionCleanup = "RESET ROLE; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); CLOSE ALL; DISCARD TEMP; " +
+	"DO $pgrotate$DECLARE s text; BEGIN FOR s IN SELECT name FROM pg_catalog.pg_prepared_statements WHERE from_sql " +
+	"LOOP EXECUTE pg_catalog.format('DEALLOCATE %I', s); END LOOP; END$pgrotate$"
+
+func (k txCleanup) query() string {
+	if k == cleanSession {
+		return sessionCleanup
+	}
+	return "RESET ROLE"
+}
+
+func (k txCleanup) String() string {
+	switch k {
+	case cleanRole:
+		return "RESET ROLE"
+	case cleanSession:
+		return "session state"
+	}
+	return "none"
+}
+
+// cleanup is what the lease's statements call for. Called with mu held.
+func (c *txClient) cleanup() txCleanup {
+	switch {
+	case c.leftState:
+		return cleanSession
+	case c.mentioned:
+		return cleanRole
+	}
+	return cleanNone
 }
