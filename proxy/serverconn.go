@@ -206,12 +206,29 @@ func (s *serverConn) readReplies(n int, onMsg func(typ byte, body []byte) error)
 	}
 }
 
-// noteParameter records a ParameterStatus message body.
+// noteParameter records a ParameterStatus message body. A value the
+// connection holds already costs no allocation: a session-mode login reads
+// a dozen of them in its reset's replies.
 func (s *serverConn) noteParameter(body []byte) {
-	var ps pgproto3.ParameterStatus
-	if ps.Decode(body) == nil {
-		s.params[ps.Name] = ps.Value
+	name, value, ok := parameterStatus(body)
+	if !ok {
+		return
 	}
+	if old, known := s.params[string(name)]; known && old == string(value) {
+		return
+	}
+	s.params[string(name)] = string(value)
+}
+
+// parameterStatus splits a ParameterStatus body, a name and a value, each
+// ending in a zero byte, without copying them.
+func parameterStatus(body []byte) (name, value []byte, ok bool) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return nil, nil, false
+	}
+	value, _, ok = cstring(rest)
+	return name, value, ok
 }
 
 // cancel asks PostgreSQL to cancel whatever this connection runs now. The

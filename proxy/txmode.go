@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Interest sets of the transaction-mode relay.
@@ -112,7 +110,12 @@ func newTxClient(ctx context.Context, s *session, p *pool, settings map[string]s
 
 // settingsKey renders settings in a stable order.
 func settingsKey(m map[string]string) string {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v) + 2
+	}
 	var b strings.Builder
+	b.Grow(n) // one allocation, not one per doubling
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		b.WriteString(k)
 		b.WriteByte(0)
@@ -468,12 +471,12 @@ func (c *txClient) settleParses(sc *serverConn) {
 
 // noteParameter keeps the client's settings current. Called with mu held.
 func (c *txClient) noteParameter(body []byte) {
-	var ps pgproto3.ParameterStatus
-	if ps.Decode(body) != nil || unsyncedParams[ps.Name] || c.settings[ps.Name] == ps.Value {
+	name, value, ok := parameterStatus(body)
+	if !ok || unsyncedParams[string(name)] || c.settings[string(name)] == string(value) {
 		return
 	}
 	c.settings = maps.Clone(c.settings)
-	c.settings[ps.Name] = ps.Value
+	c.settings[string(name)] = string(value)
 	c.settingsKey = settingsKey(c.settings)
 }
 
