@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -243,7 +241,7 @@ func (s *session) greetWith(params map[string]string) error {
 	}
 	queue(&pgproto3.AuthenticationOk{})
 	var ps pgproto3.ParameterStatus
-	for _, k := range slices.Sorted(maps.Keys(params)) {
+	for _, k := range sortedKeys(params) {
 		ps.Name, ps.Value = k, params[k]
 		queue(&ps)
 	}

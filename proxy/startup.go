@@ -153,18 +153,38 @@ func setConfigSQL(settings map[string]string) string {
 		return ""
 	}
 	var b strings.Builder
+	b.Grow(64 * len(settings))
 	b.WriteString("SELECT ")
-	for i, k := range slices.Sorted(maps.Keys(settings)) {
+	for i, k := range sortedKeys(settings) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "pg_catalog.set_config(%s, %s, false)", quoteLiteral(k), quoteLiteral(settings[k]))
+		b.WriteString("pg_catalog.set_config(")
+		writeLiteral(&b, k)
+		b.WriteString(", ")
+		writeLiteral(&b, settings[k])
+		b.WriteString(", false)")
 	}
 	return b.String()
 }
 
-func quoteLiteral(s string) string {
-	return "E'" + literalEscaper.Replace(s) + "'"
+// writeLiteral writes s as an E-string literal.
+func writeLiteral(b *strings.Builder, s string) {
+	b.WriteString("E'")
+	_, _ = literalEscaper.WriteString(b, s)
+	b.WriteByte('\'')
+}
+
+// sortedKeys returns m's keys in order, in one allocation (slices.Sorted
+// of maps.Keys grows its slice key by key: a dozen allocations per login
+// over the greeting and the settings).
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // literalEscaper escapes what goes between the quotes of an E-string

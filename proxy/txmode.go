@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -116,7 +115,7 @@ func settingsKey(m map[string]string) string {
 	}
 	var b strings.Builder
 	b.Grow(n) // one allocation, not one per doubling
-	for _, k := range slices.Sorted(maps.Keys(m)) {
+	for _, k := range sortedKeys(m) {
 		b.WriteString(k)
 		b.WriteByte(0)
 		b.WriteString(m[k])
