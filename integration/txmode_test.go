@@ -263,6 +263,11 @@ func testSessionStateDoesNotLeak(t *testing.T, s setup) {
 			t.Errorf("the next client of the connection finds %s %s of the last one", left[i], what)
 		}
 	}
+	// Operators can see it happen: one cleanup per transaction that named
+	// session state (the five above and B's own check, which names pg_temp).
+	if n, _ := value(env.scrape(t), "pgrotate_transaction_cleanups_total", map[string]string{"kind": "session_state"}); n < 5 {
+		t.Errorf("pgrotate_transaction_cleanups_total{kind=session_state} = %v, want at least 5", n)
+	}
 }
 
 // One client's transactions, one after the other, need one server

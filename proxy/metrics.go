@@ -20,6 +20,7 @@ type Metrics struct {
 	drainTimeouts *prometheus.CounterVec
 	guardRefusals *prometheus.CounterVec
 	healthChecks  *prometheus.CounterVec
+	cleanups      *prometheus.CounterVec
 }
 
 // NewMetrics creates the proxy's metrics and registers them, with a
@@ -59,9 +60,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pgrotate_server_health_checks_total",
 			Help: "Checks that an idle server connection still answers, by result (ok, failed: the connection was closed).",
 		}, []string{"database", "result"}),
+		cleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrotate_transaction_cleanups_total",
+			Help: "Transaction-mode server connections cleaned after a transaction before serving another client, by kind (role: RESET ROLE; session_state: LISTEN, temporary tables, WITH HOLD cursors, advisory locks, SQL PREPARE undone).",
+		}, []string{"database", "kind"}),
 	}
 	reg.MustRegister(m.clients, m.authFailures, m.poolWait, m.waitTimeouts, m.transactions,
-		m.queries, m.clientMoves, m.drainTimeouts, m.guardRefusals, m.healthChecks)
+		m.queries, m.clientMoves, m.drainTimeouts, m.guardRefusals, m.healthChecks, m.cleanups)
 	return m
 }
 
@@ -73,6 +78,7 @@ type dbMetrics struct {
 	waitTimeouts, transactions, queries       prometheus.Counter
 	clientMoves, drainTimeouts, guardRefusals prometheus.Counter
 	healthOK, healthFailed                    prometheus.Counter
+	roleCleanups, stateCleanups               prometheus.Counter
 }
 
 func (m *Metrics) forDatabase(db string) *dbMetrics {
@@ -89,6 +95,8 @@ func (m *Metrics) forDatabase(db string) *dbMetrics {
 		guardRefusals: m.guardRefusals.WithLabelValues(db),
 		healthOK:      m.healthChecks.WithLabelValues(db, "ok"),
 		healthFailed:  m.healthChecks.WithLabelValues(db, "failed"),
+		roleCleanups:  m.cleanups.WithLabelValues(db, "role"),
+		stateCleanups: m.cleanups.WithLabelValues(db, "session_state"),
 	}
 }
 

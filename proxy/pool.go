@@ -377,6 +377,7 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 		return
 	}
 	if cleanup != cleanNone {
+		p.countCleanup(cleanup)
 		ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 		defer cancel()
 		if err := sc.exec(ctx, cleanup.query()); err != nil || sc.txStatus != 'I' {
@@ -388,6 +389,15 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 	sc.state.Store(int32(connIdle))
 	l.Release()
 	p.wakeLoopWaiters()
+}
+
+// countCleanup counts a transaction-mode cleanup by kind.
+func (p *pool) countCleanup(k txCleanup) {
+	if k == cleanSession {
+		p.m.stateCleanups.Inc()
+	} else {
+		p.m.roleCleanups.Inc()
+	}
 }
 
 // full reports whether the pool holds pool_size connections (or is opening
