@@ -51,8 +51,9 @@ func (r *stmtRegistry) serverName(query string, types []uint32) string {
 
 // clientStmt is one of a client's named statements, as the server knows it.
 type clientStmt struct {
-	name  string         // the client's name
-	parse pgproto3.Parse // with the server-side name
+	name     string         // the client's name
+	parse    pgproto3.Parse // with the server-side name
+	mentions mentions       // what scanText found in its text
 }
 
 // closedStmtName is what a client's Close of a shared statement is rewritten

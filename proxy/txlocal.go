@@ -32,10 +32,11 @@ func (c *txClient) answerLocally(typ byte, body []byte) (v verdict, done bool, e
 	case 'P':
 		name, rest, ok := cstring(body)
 		query, _, _ := cstring(rest)
-		if !ok || len(name) == 0 || mentionsRole(query) {
+		m := scanText(query)
+		if !ok || len(name) == 0 || m.role {
 			return forward, false, nil // the unnamed statement, or one for the role guard
 		}
-		cs := c.register(body)
+		cs := c.register(body, m)
 		if cs == nil {
 			return forward, false, nil
 		}

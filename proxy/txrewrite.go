@@ -57,7 +57,7 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 		c.queueParse(pendingParse{})
 		return forward, nil
 	}
-	cs := c.register(body)
+	cs := c.register(body, m)
 	if cs == nil {
 		return forward, nil
 	}
@@ -65,14 +65,15 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	return rewrite, nil
 }
 
-// register records the client's named statement in a Parse body; nil if
-// the body is malformed (the server will say so).
-func (c *txClient) register(body []byte) *clientStmt {
+// register records the client's named statement in a Parse body, whose
+// text scanText found m in; nil if the body is malformed (the server will
+// say so).
+func (c *txClient) register(body []byte, m mentions) *clientStmt {
 	var p pgproto3.Parse
 	if err := p.Decode(body); err != nil {
 		return nil
 	}
-	cs := &clientStmt{name: p.Name, parse: p}
+	cs := &clientStmt{name: p.Name, parse: p, mentions: m}
 	cs.parse.Name = c.p.stmts.serverName(p.Query, p.ParameterOIDs)
 	c.stmts[cs.name] = cs
 	return cs
@@ -113,6 +114,10 @@ func (c *txClient) onBind(body []byte) (verdict, error) {
 	if cs == nil {
 		return forward, nil
 	}
+	// A statement prepared in an earlier transaction has its text read
+	// there; what it does, it does again in this one.
+	c.mentioned = c.mentioned || cs.mentions.role
+	c.leftState = c.leftState || cs.mentions.session
 	c.scratch = c.injectParse(c.scratch[:0], cs)
 	c.scratch = appendMessage(c.scratch, 'B', portal, []byte{0}, []byte(cs.parse.Name), []byte{0}, params)
 	return rewrite, nil
