@@ -339,24 +339,26 @@ func (p *pool) stale(sc *serverConn) bool {
 // then finds them and its own login makes no round trip for them (see
 // session.applySettings), where it used to wait for one. release does not
 // wait for the replies: the connection's next user reads them (usable).
-func (p *pool) release(l *lease, reusable bool, settings map[string]string) {
+func (p *pool) release(l *lease, reusable bool, set *startupSettings) {
 	sc := l.Value()
 	if !reusable || p.stale(sc) || sc.txStatus != 'I' {
 		l.Destroy()
 		return
 	}
 	msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: "DISCARD ALL"}}
-	if sql := setConfigSQL(settings); sql != "" {
+	key := ""
+	if set != nil && set.sql != "" {
+		key = set.key
 		// A Query of its own: DISCARD ALL refuses to run in the implicit
 		// transaction of a multi-statement query.
-		msgs = append(msgs, &pgproto3.Query{String: sql})
+		msgs = append(msgs, &pgproto3.Query{String: set.sql})
 	}
 	if err := sc.sendReset(msgs, time.Now().Add(resetTimeout)); err != nil {
 		p.log.Warn("server connection reset failed; closing it", "pid", sc.pid, "err", err)
 		l.Destroy()
 		return
 	}
-	sc.appliedKey = settingsKey(settings)
+	sc.appliedKey = key
 	sc.state.Store(int32(connIdle))
 	l.Release()
 }

@@ -202,12 +202,11 @@ func (s *session) authenticate(p *startupParams) error {
 // session, so it runs with the client's application_name, DateStyle, …
 // A connection the same application used last holds them already (see
 // pool.release); one that holds another client's is reset first.
-func (s *session) applySettings(ctx context.Context, sc *serverConn, settings map[string]string) error {
-	key := settingsKey(settings)
-	if sc.appliedKey == key {
+func (s *session) applySettings(ctx context.Context, sc *serverConn, set *startupSettings) error {
+	if sc.appliedKey == set.key {
 		return nil
 	}
-	sql := setConfigSQL(settings)
+	sql := set.sql
 	if sc.appliedKey != "" {
 		sql = "RESET ALL; " + sql // another application's settings
 	}
@@ -216,7 +215,7 @@ func (s *session) applySettings(ctx context.Context, sc *serverConn, settings ma
 	if err := sc.exec(ctx, sql); err != nil {
 		return refusedSetting(err, "applying startup parameters")
 	}
-	sc.appliedKey = key
+	sc.appliedKey = set.key
 	return nil
 }
 

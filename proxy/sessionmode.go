@@ -26,18 +26,19 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 		return err
 	}
 	reusable := false
-	var applied map[string]string // the settings release applies again
+	var applied *startupSettings // the settings release applies again
 	defer func() {
 		if l != nil { // nil: a failed move already closed it
 			p.release(l, reusable, applied)
 		}
 	}()
 	sc := l.Value()
-	if err := s.applySettings(ctx, sc, params.settings); err != nil {
+	set := renderSettings(params.settings)
+	if err := s.applySettings(ctx, sc, set); err != nil {
 		reusable = isServerError(err) && sc.txStatus == 'I'
 		return err
 	}
-	applied = params.settings
+	applied = set
 	s.key = s.srv.cancels.register(s)
 	defer s.srv.cancels.unregister(s.key)
 	if s.srv.isDraining() { // Shutdown began before it could kick us

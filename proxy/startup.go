@@ -168,6 +168,16 @@ func setConfigSQL(settings map[string]string) string {
 	return b.String()
 }
 
+// startupSettings are a session-mode client's startup settings as the pool
+// uses them, rendered once per login: key names them (see
+// serverConn.appliedKey), sql applies them. Both the login and the release
+// of its server connection need both.
+type startupSettings struct{ key, sql string }
+
+func renderSettings(m map[string]string) *startupSettings {
+	return &startupSettings{key: settingsKey(m), sql: setConfigSQL(m)}
+}
+
 // writeLiteral writes s as an E-string literal.
 func writeLiteral(b *strings.Builder, s string) {
 	b.WriteString("E'")
