@@ -117,20 +117,41 @@ func (s *session) fail(err error) {
 // itself sends. During the startup they go through s.be, after what it
 // holds (auth.Authenticate leaves AuthenticationSASLFinal queued there).
 func (s *session) send(msgs ...pgproto3.BackendMessage) error {
+	var w outbox
+	for _, m := range msgs {
+		s.queue(&w, m)
+	}
+	return s.flush(&w)
+}
+
+// outbox holds the messages queued for one write when s.be is gone.
+type outbox struct {
+	buf []byte
+	err error
+}
+
+// queue encodes m for the next flush: into s.be, after what it holds, or
+// into w. m is not kept, so one value can be queued again with other
+// contents.
+func (s *session) queue(w *outbox, m pgproto3.BackendMessage) {
 	if s.be != nil {
-		for _, m := range msgs {
-			s.be.Send(m)
-		}
+		s.be.Send(m)
+		return
+	}
+	if w.err == nil {
+		w.buf, w.err = m.Encode(w.buf)
+	}
+}
+
+// flush writes what queue encoded.
+func (s *session) flush(w *outbox) error {
+	if s.be != nil {
 		return s.be.Flush()
 	}
-	var buf []byte
-	for _, m := range msgs {
-		var err error
-		if buf, err = m.Encode(buf); err != nil {
-			return err
-		}
+	if w.err != nil {
+		return w.err
 	}
-	_, err := s.conn.Write(buf)
+	_, err := s.conn.Write(w.buf)
 	return err
 }
 
@@ -230,28 +251,16 @@ func (s *session) greet(sc *serverConn) error { return s.greetWith(sc.params) }
 // Each message is encoded as it is queued, so one ParameterStatus value
 // serves every parameter, not one allocated per parameter.
 func (s *session) greetWith(params map[string]string) error {
-	var out []byte // without s.be
-	queue := func(m pgproto3.BackendMessage) {
-		if s.be != nil {
-			s.be.Send(m) // after what authentication left queued there
-		} else {
-			out, _ = m.Encode(out)
-		}
-	}
-	queue(&pgproto3.AuthenticationOk{})
+	var w outbox
+	s.queue(&w, &pgproto3.AuthenticationOk{})
 	var ps pgproto3.ParameterStatus
 	for _, k := range sortedKeys(params) {
 		ps.Name, ps.Value = k, params[k]
-		queue(&ps)
+		s.queue(&w, &ps)
 	}
-	queue(&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]})
-	queue(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	var err error
-	if s.be != nil {
-		err = s.be.Flush()
-	} else {
-		_, err = s.conn.Write(out)
-	}
+	s.queue(&w, &pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]})
+	s.queue(&w, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	err := s.flush(&w)
 	s.be = nil
 	return err
 }
