@@ -275,6 +275,30 @@ func testSessionStateDoesNotLeak(t *testing.T, s setup) {
 	}
 }
 
+// A simple query whose text only looks like DEALLOCATE or DISCARD (a
+// column named discarded, a string) leaves the client's cached statements
+// working, and after a real DEALLOCATE ALL the client prepares its
+// statements again.
+func TestTransactionModeStatementsSurviveLookalikes(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	c := env.connect(t)
+	var n int
+	must(t, c.QueryRow(ctx, "SELECT $1::int", 1).Scan(&n)) // prepared into pgx's cache
+	for _, sql := range []string{"SELECT 'discarded' AS discarded", "SELECT 'discard all, said the note'"} {
+		if _, err := c.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.QueryRow(ctx, "SELECT $1::int", 2).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("cached statement after %q: %d, %v", sql, n, err)
+		}
+	}
+	must(t, c.DeallocateAll(ctx)) // DEALLOCATE ALL, and pgx empties its cache
+	if err := c.QueryRow(ctx, "SELECT $1::int", 3).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("statement prepared again after DEALLOCATE ALL: %d, %v", n, err)
+	}
+}
+
 // runStatement runs sql alone in its transaction: in the simple protocol,
 // or in the extended one through pgx's statement cache (pgx's Exec would
 // take the simple protocol for a statement without arguments).

@@ -64,7 +64,7 @@ type mentions struct {
 // scanText looks for every word the transaction relay cares about in one
 // pass of byte compares: it runs on every statement, and app statements
 // run to kilobytes. Words that are common inside longer ones (hold in
-// threshold, temp in temperature) must stand alone; a mention in a string
+// threshold, temp in temperature, discard in discarded) must stand alone; a mention in a string
 // or a comment counts too, which only costs a cleanup round trip.
 func scanText(sql []byte) (m mentions) {
 	for i := 0; i+4 <= len(sql); i++ {
@@ -79,7 +79,7 @@ func scanText(sql []byte) (m mentions) {
 			m.role = m.role || hasPrefixFold(rest, "uthorization")
 			m.session = m.session || hasPrefixFold(rest, "dvisory") && !isXact(sql[i+8:])
 		case 'd':
-			m.forget = m.forget || hasPrefixFold(rest, "eallocate") || hasPrefixFold(rest, "iscard")
+			m.forget = m.forget || wordAt(sql, i, "eallocate", true) || wordAt(sql, i, "iscard", true)
 		case 'l':
 			m.session = m.session || wordAt(sql, i, "isten", false)
 		case 't':

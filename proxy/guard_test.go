@@ -71,6 +71,7 @@ func TestScanText(t *testing.T) {
 		{"discard all", mentions{forget: true}},
 		{"select 1; Discard Plans; reset role", mentions{role: true, forget: true}},
 		{"select 'deal', 'disc', 'rol'", mentions{}},
+		{"UPDATE items SET discarded = true, deallocated_at = now()", mentions{}},
 		{"LISTEN orders", mentions{session: true}},
 		{"unlisten *", mentions{session: true}},
 		{"SELECT * FROM pg_listening_channels()", mentions{}},

@@ -62,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"database", "result"}),
 		cleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgrotate_transaction_cleanups_total",
-			Help: "Transaction-mode server connections cleaned after a transaction before serving another client, by kind (role: RESET ROLE; session_state: LISTEN, temporary tables, WITH HOLD cursors, advisory locks, SQL PREPARE undone).",
+			Help: "Transaction-mode server connections cleaned after a transaction before serving another client, by kind (role: RESET ROLE; session_state: LISTEN, temporary tables, WITH HOLD cursors, advisory locks, SQL PREPARE undone; statements: DEALLOCATE ALL after text that mentioned DEALLOCATE or DISCARD).",
 		}, []string{"database", "kind"}),
 	}
 	reg.MustRegister(m.clients, m.authFailures, m.poolWait, m.waitTimeouts, m.transactions,
@@ -78,7 +78,7 @@ type dbMetrics struct {
 	waitTimeouts, transactions, queries       prometheus.Counter
 	clientMoves, drainTimeouts, guardRefusals prometheus.Counter
 	healthOK, healthFailed                    prometheus.Counter
-	roleCleanups, stateCleanups               prometheus.Counter
+	cleanups                                  map[string]prometheus.Counter // by kind (txCleanup.kinds)
 }
 
 func (m *Metrics) forDatabase(db string) *dbMetrics {
@@ -95,8 +95,11 @@ func (m *Metrics) forDatabase(db string) *dbMetrics {
 		guardRefusals: m.guardRefusals.WithLabelValues(db),
 		healthOK:      m.healthChecks.WithLabelValues(db, "ok"),
 		healthFailed:  m.healthChecks.WithLabelValues(db, "failed"),
-		roleCleanups:  m.cleanups.WithLabelValues(db, "role"),
-		stateCleanups: m.cleanups.WithLabelValues(db, "session_state"),
+		cleanups: map[string]prometheus.Counter{
+			"role":          m.cleanups.WithLabelValues(db, "role"),
+			"session_state": m.cleanups.WithLabelValues(db, "session_state"),
+			"statements":    m.cleanups.WithLabelValues(db, "statements"),
+		},
 	}
 }
 

@@ -383,7 +383,7 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 		ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 		defer cancel()
 		if err := sc.exec(ctx, cleanup.query()); err != nil || sc.txStatus != 'I' {
-			p.log.Warn("cleaning up after a transaction failed; closing the server connection", "pid", sc.pid, "cleanup", cleanup.String(), "err", err)
+			p.log.Warn("cleaning up after a transaction failed; closing the server connection", "pid", sc.pid, "cleanup", cleanup.kinds(), "err", err)
 			l.Destroy()
 			return
 		}
@@ -395,10 +395,8 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 
 // countCleanup counts a transaction-mode cleanup by kind.
 func (p *pool) countCleanup(k txCleanup) {
-	if k == cleanSession {
-		p.m.stateCleanups.Inc()
-	} else {
-		p.m.roleCleanups.Inc()
+	for _, kind := range k.kinds() {
+		p.m.cleanups[kind].Inc()
 	}
 }
 

@@ -82,8 +82,9 @@ type txClient struct {
 	status    byte // transaction status of the last ReadyForQuery
 	syncsSent int  // ReadyForQuery-earning messages sent on the lease
 	syncsDone int  // ReadyForQuery received on the lease
-	mentioned bool // the lease's statements mentioned roles: RESET ROLE before reuse
-	leftState bool // they may have left session state: sessionCleanup before reuse
+	// seen: what the lease's statements mentioned (roles, session state),
+	// which decides the connection's cleanup before reuse (see note).
+	seen      mentions
 	closing   bool // the client is leaving: finish, not the server goroutine, ends the lease
 	forgetAll bool // the client ran DEALLOCATE or DISCARD: statements are gone
 	stmts     map[string]*clientStmt
@@ -352,7 +353,7 @@ func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.mu.Lock()
 	c.lease, c.srvDone = l, srvDone
 	c.pending, c.unsynced, c.syncsSent, c.syncsDone = 0, false, 0, 0
-	c.mentioned, c.leftState, c.forgetAll, c.parses = false, false, false, c.parses[:0]
+	c.seen, c.forgetAll, c.parses = mentions{}, false, c.parses[:0]
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
 }
@@ -433,8 +434,11 @@ func (i txServerInspector) inspect(typ byte, body []byte) (verdict, error) {
 func (c *txClient) endLease(sc *serverConn) {
 	sc.cleanup = c.cleanup()
 	if c.forgetAll {
+		// The connection's statements and settings are gone. The
+		// client's own stay registered: one it uses again is prepared
+		// again, so a statement whose words only look like DEALLOCATE or
+		// DISCARD (in a string) costs a Parse, not the client's cache.
 		clear(sc.stmts)
-		clear(c.stmts)
 		sc.appliedKey = ""
 	} else {
 		sc.appliedKey = c.settingsKey

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strings"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -13,14 +15,23 @@ import (
 func (c *txClient) onQuery(body []byte) verdict {
 	sql := trimNUL(body)
 	m := scanText(sql)
+	c.note(m)
 	if v, refused := c.checkRole(sql, m, func(dst []byte) []byte { return c.guard.refusedQuery(dst) }); refused {
 		return v
 	}
 	if m.forget {
 		c.forgetAll = true
 	}
-	c.leftState = c.leftState || m.session
 	return forward
+}
+
+// note records what a statement run in the lease mentioned: a roles or
+// session-state word decides the connection's cleanup (see cleanup).
+// forget is left to onQuery, as only a simple Query's DEALLOCATE or
+// DISCARD is known to drop the client's statements.
+func (c *txClient) note(m mentions) {
+	c.seen.role = c.seen.role || m.role
+	c.seen.session = c.seen.session || m.session
 }
 
 // checkRole applies the role guard to statement text, of which scanText
@@ -29,7 +40,6 @@ func (c *txClient) checkRole(sql []byte, m mentions, refusal func([]byte) []byte
 	if !m.role {
 		return forward, false
 	}
-	c.mentioned = true
 	if c.guard == nil || !c.guard.refuses(sql) {
 		return forward, false
 	}
@@ -48,7 +58,7 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	}
 	query, _, _ := cstring(rest)
 	m := scanText(query)
-	c.leftState = c.leftState || m.session
+	c.note(m)
 	if v, refused := c.checkRole(query, m, func(dst []byte) []byte { return c.guard.refusedParse(dst, string(name)) }); refused {
 		c.queueParse(pendingParse{})
 		return v, nil
@@ -116,8 +126,7 @@ func (c *txClient) onBind(body []byte) (verdict, error) {
 	}
 	// A statement prepared in an earlier transaction has its text read
 	// there; what it does, it does again in this one.
-	c.mentioned = c.mentioned || cs.mentions.role
-	c.leftState = c.leftState || cs.mentions.session
+	c.note(cs.mentions)
 	c.scratch = c.injectParse(c.scratch[:0], cs)
 	c.scratch = appendMessage(c.scratch, 'B', portal, []byte{0}, []byte(cs.parse.Name), []byte{0}, params)
 	return rewrite, nil
@@ -178,13 +187,19 @@ func trimNUL(b []byte) []byte {
 
 // txCleanup is what a transaction-mode server connection needs before
 // another client's transaction, after what the last one's text mentioned
-// (scanText): PostgreSQL reports none of it on the wire.
+// (scanText): PostgreSQL reports none of it on the wire. A set of kinds,
+// run together in one round trip.
 type txCleanup uint8
 
 const (
-	cleanNone    txCleanup = iota
-	cleanRole              // roles were mentioned: RESET ROLE
-	cleanSession           // session state may be left: sessionCleanup
+	cleanRole    txCleanup = 1 << iota // roles were mentioned: RESET ROLE
+	cleanSession                       // session state may be left: sessionCleanup
+	// cleanStatements: DEALLOCATE or DISCARD was mentioned. pgrotate then
+	// forgets the connection's statements, and DEALLOCATE ALL makes the
+	// server forget them too, where the words were only in a string.
+	cleanStatements
+
+	cleanNone txCleanup = 0
 )
 
 // sessionCleanup undoes, in one round trip, what a transaction can leave
@@ -198,30 +213,48 @@ const sessionCleanup = "RESET ROLE; UNLISTEN *; SELECT pg_catalog.pg_advisory_un
 	"DO $pgrotate$DECLARE s text; BEGIN FOR s IN SELECT name FROM pg_catalog.pg_prepared_statements WHERE from_sql " +
 	"LOOP EXECUTE pg_catalog.format('DEALLOCATE %I', s); END LOOP; END$pgrotate$"
 
+// query is the cleanup's SQL.
 func (k txCleanup) query() string {
-	if k == cleanSession {
-		return sessionCleanup
+	var parts []string
+	switch {
+	case k&cleanSession != 0:
+		parts = append(parts, sessionCleanup) // RESET ROLE included
+	case k&cleanRole != 0:
+		parts = append(parts, "RESET ROLE")
 	}
-	return "RESET ROLE"
+	if k&cleanStatements != 0 {
+		parts = append(parts, "DEALLOCATE ALL")
+	}
+	return strings.Join(parts, "; ")
 }
 
-func (k txCleanup) String() string {
-	switch k {
-	case cleanRole:
-		return "RESET ROLE"
-	case cleanSession:
-		return "session state"
+// kinds names the cleanup's kinds, as pgrotate_transaction_cleanups_total
+// labels them.
+func (k txCleanup) kinds() []string {
+	var names []string
+	switch {
+	case k&cleanSession != 0:
+		names = append(names, "session_state")
+	case k&cleanRole != 0:
+		names = append(names, "role")
 	}
-	return "none"
+	if k&cleanStatements != 0 {
+		names = append(names, "statements")
+	}
+	return names
 }
 
 // cleanup is what the lease's statements call for. Called with mu held.
 func (c *txClient) cleanup() txCleanup {
+	k := cleanNone
 	switch {
-	case c.leftState:
-		return cleanSession
-	case c.mentioned:
-		return cleanRole
+	case c.seen.session:
+		k = cleanSession
+	case c.seen.role:
+		k = cleanRole
 	}
-	return cleanNone
+	if c.forgetAll {
+		k |= cleanStatements
+	}
+	return k
 }
