@@ -72,22 +72,32 @@ func scanText(sql []byte) (m mentions) {
 			continue // most bytes get no further
 		}
 		rest := sql[i+1:]
+		// The second letter settles most candidates before a call.
 		switch sql[i] | 0x20 {
 		case 'r':
-			m.role = m.role || hasPrefixFold(rest, "ole")
+			m.role = m.role || rest[0]|0x20 == 'o' && hasPrefixFold(rest, "ole")
 		case 'a':
-			m.role = m.role || hasPrefixFold(rest, "uthorization")
-			m.session = m.session || hasPrefixFold(rest, "dvisory") && !isXact(sql[i+8:])
+			switch rest[0] | 0x20 {
+			case 'u':
+				m.role = m.role || hasPrefixFold(rest, "uthorization")
+			case 'd':
+				m.session = m.session || hasPrefixFold(rest, "dvisory") && !isXact(sql[i+8:])
+			}
 		case 'd':
-			m.forget = m.forget || wordAt(sql, i, "eallocate", true) || wordAt(sql, i, "iscard", true)
+			switch rest[0] | 0x20 {
+			case 'e':
+				m.forget = m.forget || wordAt(sql, i, "eallocate", true)
+			case 'i':
+				m.forget = m.forget || wordAt(sql, i, "iscard", true)
+			}
 		case 'l':
-			m.session = m.session || wordAt(sql, i, "isten", false)
+			m.session = m.session || rest[0]|0x20 == 'i' && wordAt(sql, i, "isten", false)
 		case 't':
-			m.session = m.session || wordAt(sql, i, "emp", false) || hasPrefixFold(rest, "emporary")
+			m.session = m.session || rest[0]|0x20 == 'e' && (wordAt(sql, i, "emp", false) || hasPrefixFold(rest, "emporary"))
 		case 'h':
-			m.session = m.session || wordAt(sql, i, "old", true)
+			m.session = m.session || rest[0]|0x20 == 'o' && wordAt(sql, i, "old", true)
 		case 'p':
-			m.session = m.session || wordAt(sql, i, "repare", true)
+			m.session = m.session || rest[0]|0x20 == 'r' && wordAt(sql, i, "repare", true)
 		}
 		if m.role && m.forget && m.session {
 			return m
