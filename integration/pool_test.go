@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // min_pool_size keeps warm connections ready before any client comes.
@@ -32,6 +34,50 @@ func TestServerLifetimeReplacesConnections(t *testing.T) {
 	waitFor(t, func() bool {
 		return queryStrings(t, c, "SELECT pg_backend_pid()")[0] != first
 	}, "a fresh server connection after server_lifetime")
+}
+
+// In transaction mode the event loop keeps the connections its
+// transactions give back for its next transactions, away from the pool's
+// upkeep. One it stops needing still goes back to upkeep while the load
+// goes on: a pool that a burst grew shrinks to what a steady trickle of
+// queries needs, after server_idle_timeout.
+func TestTransactionPoolShrinksWhileAClientKeepsQuerying(t *testing.T) {
+	env := startProxy(t, setup{poolSize: 4, poolMode: "transaction", extraDB: "min_pool_size: 1, server_idle_timeout: 1s"})
+	clients := make([]*pgx.Conn, 4)
+	for i := range clients {
+		clients[i] = env.connect(t)
+	}
+	// The burst: four transactions at once take four connections.
+	errs := make(chan error, len(clients))
+	for _, c := range clients {
+		go func() {
+			_, err := c.Exec(ctxT(t), "SELECT pg_sleep(0.3)")
+			errs <- err
+		}()
+	}
+	for range clients {
+		must(t, <-errs)
+	}
+	if n := serverConns(env); n != 4 {
+		t.Fatalf("%d server connections after four concurrent transactions, want 4", n)
+	}
+	// The trickle: one client queries every 20 ms, more often than the
+	// loop's idle spell (100 ms), so it never goes quiet.
+	for deadline := time.Now().Add(10 * time.Second); serverConns(env) > 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d server connections after 10 s of one client querying (server_idle_timeout 1s), want at most 2", serverConns(env))
+		}
+		queryStrings(t, clients[0], "SELECT 1")
+	}
+}
+
+// serverConns counts the test database's server connections, idle or busy.
+func serverConns(env *proxyEnv) int {
+	n := 0
+	for _, g := range env.dbStatus().Generations {
+		n += g.Idle + g.Busy
+	}
+	return n
 }
 
 // idleBackend runs one client on a pool of one connection and returns the

@@ -119,6 +119,29 @@ func TestTLSAndPlaintextClientsShareATransactionPool(t *testing.T) {
 	}
 }
 
+// The event loop keeps the connections its transactions give back for its
+// next ones, out of the pool's queue; a TLS client, relayed on its
+// goroutine, still gets one of them when it is idle. Here the pool's only
+// connection is idle on the loop after a plaintext client's transaction,
+// and a TLS client's query gets it, where it would otherwise wait for
+// query_wait_timeout and fail.
+func TestTLSClientGetsAConnectionTheEventLoopKeeps(t *testing.T) {
+	pki := newTLSPKI(t)
+	env := startTLSProxy(t, tlsProxyConfig{pki: pki, mode: "prefer", poolMode: "transaction", poolSize: 1, queryWait: "2s"})
+	base := fmt.Sprintf("postgres://%s:%s@%s/%s?sslrootcert=%s", appUser, appPass, env.addr, dbName, pki.caFile)
+	plain := tlsConnect(t, env, base+"&sslmode=disable")
+	backend := queryStrings(t, plain, "SELECT pg_backend_pid()")[0]
+	secure := tlsConnect(t, env, base+"&sslmode=verify-full")
+	for turn := range 3 {
+		if got := queryStrings(t, secure, "SELECT pg_backend_pid()")[0]; got != backend {
+			t.Fatalf("turn %d: the TLS client got backend %s, want the pool's only one, %s", turn, got, backend)
+		}
+		if got := queryStrings(t, plain, "SELECT pg_backend_pid()")[0]; got != backend {
+			t.Fatalf("turn %d: the plaintext client got backend %s, want %s", turn, got, backend)
+		}
+	}
+}
+
 // Plaintext and TLS clients take turns on a session-mode pool's only
 // server connection. The event loop relays the plaintext ones and keeps the
 // connection out of Go's netpoller between sessions; a TLS client's
@@ -283,6 +306,7 @@ type tlsProxyConfig struct {
 	invalid    bool               // the upstream is expected to be refused
 	poolMode   string             // "": session
 	poolSize   int                // 0: the default
+	queryWait  string             // query_wait_timeout; "": the default
 }
 
 // startTLSProxy runs pgrotate with a tls section, as `pgrotate serve` would.
@@ -306,6 +330,9 @@ func startTLSProxy(t *testing.T, tc tlsProxyConfig) *proxyEnv {
 	pool := ""
 	if tc.poolMode != "" {
 		pool = fmt.Sprintf("\n    pool_mode: %s\n    pool_size: %d", tc.poolMode, tc.poolSize)
+	}
+	if tc.queryWait != "" {
+		pool += "\n    query_wait_timeout: " + tc.queryWait
 	}
 	cfgText := fmt.Sprintf(`
 listen: 127.0.0.1:0

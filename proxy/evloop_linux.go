@@ -51,6 +51,9 @@ type eventLoop struct {
 	// txRelay.wait); while there are any, the loop wakes every
 	// waitCheckInterval to expire them.
 	waitPools map[*pool]struct{}
+	// idlePools are the pools whose connections the loop keeps idle for
+	// its transactions (see keepOnLoop).
+	idlePools []*pool
 }
 
 // waitCheckInterval is how often clients waiting on the loop are checked
@@ -184,6 +187,9 @@ func (l *eventLoop) run() {
 			}
 		}
 		if woken && !l.runCommands() {
+			for _, p := range l.idlePools {
+				p.flushLoopIdle()
+			}
 			return
 		}
 	}

@@ -60,3 +60,5 @@ type pollConn struct{ net.Conn }
 func (c *pollConn) pending() bool { return false }
 
 func (c *pollConn) handBack() (net.Conn, error) { return c.Conn, nil }
+
+func (p *pool) reclaimLoopIdle() {}

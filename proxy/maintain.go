@@ -50,6 +50,7 @@ func (p *pool) maintain(ctx context.Context) {
 	// clients may queue on the event loop for one; puddle wakes only
 	// goroutines.
 	defer p.wakeLoopWaiters()
+	p.reclaimLoopIdle()
 	total := int(p.res.Stat().TotalResources())
 	var due []*lease
 	for _, l := range p.res.AcquireAllIdle() {

@@ -62,6 +62,15 @@ type pool struct {
 	goWaiters   atomic.Int32
 	goTurn      bool
 	evloop      atomic.Pointer[eventLoop]
+	// loopIdle keeps the connections released on the event loop for its
+	// next transactions, newest last, without going back to puddle (see
+	// loopidle_linux.go); puddle counts them as acquired. Loop goroutine
+	// only, but for loopKeeps, which tells other goroutines whether there
+	// are any to reclaim (reclaimLoopIdle). loopIdleListed: the loop knows
+	// the pool (eventLoop.idlePools).
+	loopIdle       []*lease
+	loopKeeps      atomic.Bool
+	loopIdleListed bool
 	// replacing is the generation a replacer moves the pool to (0: none
 	// runs); retireQuota counts old connections whose replacement is open,
 	// to close at their next release (see replace.go).
@@ -424,5 +433,9 @@ func (p *pool) prewarm(ctx context.Context, next rotation.Generation) {
 	}
 }
 
-// close closes every connection.
-func (p *pool) close() { p.res.Close() }
+// close closes every connection; puddle's Close waits for those held,
+// which the loop's idle ones would otherwise be.
+func (p *pool) close() {
+	p.reclaimLoopIdle()
+	p.res.Close()
+}

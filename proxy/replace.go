@@ -207,6 +207,7 @@ func (s *Server) sessionsBefore(p *pool, n uint64) []*session {
 // there is one. Clients that queued meanwhile are woken.
 func (p *pool) retireIdleStale() bool {
 	retired := false
+	p.reclaimLoopIdle()
 	for _, l := range p.res.AcquireAllIdle() {
 		if !retired && p.stale(l.Value()) {
 			l.Destroy()

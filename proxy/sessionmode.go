@@ -70,6 +70,7 @@ func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
 	actx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	p.goWaiters.Add(1)
+	p.reclaimLoopIdle() // idle ones the loop keeps are as good
 	l, err := p.acquireRetrying(actx)
 	p.goWaiters.Add(-1)
 	p.m.poolWait.Observe(time.Since(start).Seconds())

@@ -18,6 +18,8 @@ type txRelay struct {
 	c *txClient
 	r *evRelay
 	l *lease // the lease attached as side 1; nil between transactions
+	// pc is l's connection, looked up once per transaction (loop only).
+	pc *pollConn
 	// srvIn inspects the replies of l's transaction.
 	srvIn txServerInspector
 	// leaveWhenIdle: Shutdown asked the client to leave; the round ends

@@ -62,7 +62,7 @@ const epollET = 1 << 31
 // pool (its events then go nowhere): attaching it to the next transaction
 // costs no system call. Loop goroutine only.
 func (t *txRelay) own() error {
-	pc := t.l.Value().conn.(*pollConn)
+	pc := t.pc
 	l := t.r.loop
 	if pc.slot < 0 {
 		if n := len(l.freeConns); n > 0 {
@@ -104,7 +104,7 @@ func isDirty(l *lease) bool {
 // disown stops the attached connection's events from reaching the relay.
 func (t *txRelay) disown() {
 	if t.l != nil {
-		t.l.Value().conn.(*pollConn).owner = nil
+		t.pc.owner = nil
 	}
 }
 
@@ -112,7 +112,7 @@ func (t *txRelay) disown() {
 func (t *txRelay) attach(l *lease, fd int) {
 	r, sc := t.r, l.Value()
 	pc := sc.conn.(*pollConn)
-	t.l = l
+	t.l, t.pc = l, pc
 	r.fds[1] = fd
 	pc.rdr.fd = fd
 	sc.rd.src = &pc.rdr
@@ -134,7 +134,7 @@ func (t *txRelay) transactionEnded(r *evRelay) bool {
 	r.dirs[1].rd, r.dirs[1].in = nil, nil
 	r.dirs[0].out.fd = -1
 	sc.rd.src = sc.conn
-	t.l = nil
+	t.l, t.pc = nil, nil
 	switch {
 	case sc.cleanup != cleanNone:
 		// A cleanup is a round trip: not on the loop.
@@ -142,7 +142,7 @@ func (t *txRelay) transactionEnded(r *evRelay) bool {
 		r.loop.courier.handBack(func() { go c.p.releaseTx(l, cleanup) })
 	case c.p.handOff(l):
 	default:
-		c.p.releaseTx(l, cleanNone)
+		c.p.keepOnLoop(l, r.loop)
 	}
 	if t.leaveWhenIdle || c.s.srv.isDraining() {
 		c.s.kicked.Store(true)
@@ -317,7 +317,7 @@ func (r *evRelay) drainServer() bool {
 			r.end(1, err, false)
 			return false
 		}
-		short := r.tx.l.Value().conn.(*pollConn).rdr.short
+		short := r.tx.pc.rdr.short
 		if !r.forward(1) {
 			return false
 		}
@@ -328,9 +328,21 @@ func (r *evRelay) drainServer() bool {
 	return true
 }
 
-// tryIdle takes an idle connection, retiring the ones that got bytes while
-// idle. Loop goroutine only.
+// tryIdle takes an idle connection, the loop's own first (see keepOnLoop),
+// retiring the ones that got bytes while idle. Loop goroutine only.
 func (p *pool) tryIdle() *lease {
+	for l := p.popLoopIdle(); l != nil; l = p.popLoopIdle() {
+		switch {
+		case p.retiring(l.Value()):
+			l.Destroy()
+		case isDirty(l):
+			p.log.Info("closing a server connection that spoke while idle", "pid", l.Value().pid)
+			l.Destroy()
+		default:
+			l.Value().state.Store(int32(connLeased))
+			return l
+		}
+	}
 	l := p.tryAcquire()
 	for l != nil && isDirty(l) {
 		p.log.Info("closing a server connection that spoke while idle", "pid", l.Value().pid)
