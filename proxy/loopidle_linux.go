@@ -26,19 +26,26 @@ package proxy
 // goroutines wait there or when it is of an old generation. Loop goroutine
 // only.
 func (p *pool) keepOnLoop(l *lease, loop *eventLoop) {
-	if p.goWaiters.Load() > 0 || p.stale(l.Value()) {
+	if p.stale(l.Value()) {
 		p.releaseTx(l, cleanNone)
 		return
+	}
+	if !p.loopIdleListed {
+		p.loopIdleListed = true
+		p.evloop.Store(loop)
+		loop.idlePools = append(loop.idlePools, p)
 	}
 	l.Value().state.Store(int32(connIdle))
 	p.loopIdle = append(p.loopIdle, l)
 	if len(p.loopIdle) == 1 {
 		p.loopKeeps.Store(true)
 	}
-	if !p.loopIdleListed {
-		p.loopIdleListed = true
-		p.evloop.Store(loop)
-		loop.idlePools = append(loop.idlePools, p)
+	// Looked at after loopKeeps is set, as a goroutine about to wait
+	// counts itself in goWaiters before it looks at loopKeeps
+	// (reclaimLoopIdle): one of the two sees the other, so no goroutine
+	// waits in puddle's queue while the loop keeps a connection idle.
+	if p.goWaiters.Load() > 0 {
+		p.flushLoopIdle()
 	}
 }
 
@@ -71,7 +78,8 @@ func (p *pool) flushLoopIdle() {
 
 // reclaimLoopIdle has the loop give the connections it keeps back to
 // puddle, and waits until it has (or has stopped: it gives them back as it
-// stops). Not on the loop goroutine.
+// stops). Not on the loop goroutine. A goroutine about to wait for a
+// connection counts itself in goWaiters first (see keepOnLoop).
 func (p *pool) reclaimLoopIdle() {
 	loop := p.evloop.Load()
 	if loop == nil || !p.loopKeeps.Load() {
