@@ -21,15 +21,11 @@ package proxy
 // connection the loop no longer needs ages in puddle from then on, so a
 // pool that a burst grew still shrinks under a steady load.
 
-// keepOnLoop takes a connection given back after a transaction on the
-// loop: kept for the loop's next transaction, or given back to puddle while
-// goroutines wait there or when it is of an old generation. Loop goroutine
+// keepOnLoop takes a connection of the current generation given back
+// after a transaction on the loop: kept for the loop's next transaction,
+// or given back to puddle while goroutines wait there. Loop goroutine
 // only.
 func (p *pool) keepOnLoop(l *lease, loop *eventLoop) {
-	if p.stale(l.Value()) {
-		p.releaseTx(l, cleanNone)
-		return
-	}
 	if !p.loopIdleListed {
 		p.loopIdleListed = true
 		p.evloop.Store(loop)

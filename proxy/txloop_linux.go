@@ -140,6 +140,8 @@ func (t *txRelay) transactionEnded(r *evRelay) bool {
 		// A cleanup is a round trip: not on the loop.
 		cleanup := sc.cleanup
 		r.loop.courier.handBack(func() { go c.p.releaseTx(l, cleanup) })
+	case c.p.stale(sc):
+		c.p.releaseTx(l, cleanNone) // retired, or back to puddle: never kept
 	case c.p.handOff(l):
 	default:
 		c.p.keepOnLoop(l, r.loop)
@@ -380,8 +382,8 @@ func (t *txRelay) unwait() {
 	p.loopWaiting.Store(int32(len(p.loopWaiters)))
 }
 
-// handOff gives a connection released on the loop straight to the first
-// client waiting there, if the connection can go on serving. While
+// handOff gives a connection released on the loop, of the current
+// generation, straight to the first client waiting there. While
 // goroutines wait too (a client whose pool was growing, a TLS client),
 // every other connection is left to them instead. Loop goroutine only.
 //
@@ -390,7 +392,7 @@ func (t *txRelay) unwait() {
 // a busy pool stayed in that costly mode (a futex wake-up and two
 // goroutine switches per transaction) for as long as clients kept queuing.
 func (p *pool) handOff(l *lease) bool {
-	if len(p.loopWaiters) == 0 || p.stale(l.Value()) {
+	if len(p.loopWaiters) == 0 {
 		return false
 	}
 	if p.goWaiters.Load() > 0 {
