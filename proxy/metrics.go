@@ -78,14 +78,14 @@ type dbMetrics struct {
 	waitTimeouts, transactions, queries       prometheus.Counter
 	clientMoves, drainTimeouts, guardRefusals prometheus.Counter
 	healthOK, healthFailed                    prometheus.Counter
-	cleanups                                  map[string]prometheus.Counter // by kind (txCleanup.kinds)
+	cleanups                                  []prometheus.Counter // by kind, as cleanupKinds
 }
 
 func (m *Metrics) forDatabase(db string) *dbMetrics {
 	if m == nil {
 		m = newUnregisteredMetrics()
 	}
-	return &dbMetrics{
+	d := &dbMetrics{
 		poolWait:      m.poolWait.WithLabelValues(db),
 		waitTimeouts:  m.waitTimeouts.WithLabelValues(db),
 		transactions:  m.transactions.WithLabelValues(db),
@@ -95,12 +95,11 @@ func (m *Metrics) forDatabase(db string) *dbMetrics {
 		guardRefusals: m.guardRefusals.WithLabelValues(db),
 		healthOK:      m.healthChecks.WithLabelValues(db, "ok"),
 		healthFailed:  m.healthChecks.WithLabelValues(db, "failed"),
-		cleanups: map[string]prometheus.Counter{
-			"role":          m.cleanups.WithLabelValues(db, "role"),
-			"session_state": m.cleanups.WithLabelValues(db, "session_state"),
-			"statements":    m.cleanups.WithLabelValues(db, "statements"),
-		},
 	}
+	for _, k := range cleanupKinds {
+		d.cleanups = append(d.cleanups, m.cleanups.WithLabelValues(db, k.label))
+	}
+	return d
 }
 
 func newUnregisteredMetrics() *Metrics {

@@ -404,9 +404,7 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 
 // countCleanup counts a transaction-mode cleanup by kind.
 func (p *pool) countCleanup(k txCleanup) {
-	for _, kind := range k.kinds() {
-		p.m.cleanups[kind].Inc()
-	}
+	k.each(func(i int) { p.m.cleanups[i].Inc() })
 }
 
 // full reports whether the pool holds pool_size connections (or is opening

@@ -213,18 +213,35 @@ const sessionCleanup = "RESET ROLE; UNLISTEN *; SELECT pg_catalog.pg_advisory_un
 	"DO $pgrotate$DECLARE s text; BEGIN FOR s IN SELECT name FROM pg_catalog.pg_prepared_statements WHERE from_sql " +
 	"LOOP EXECUTE pg_catalog.format('DEALLOCATE %I', s); END LOOP; END$pgrotate$"
 
+// cleanupKinds are the kinds of cleanup in the order they run: each one's
+// bit, its label in pgrotate_transaction_cleanups_total and its SQL.
+var cleanupKinds = []struct {
+	bit        txCleanup
+	label, sql string
+}{
+	{cleanSession, "session_state", sessionCleanup},
+	{cleanRole, "role", "RESET ROLE"},
+	{cleanStatements, "statements", "DEALLOCATE ALL"},
+}
+
+// each calls f with the index in cleanupKinds of every kind the cleanup
+// runs. The session-state cleanup includes RESET ROLE, so a role cleanup
+// beside it does not run (nor count) again.
+func (k txCleanup) each(f func(i int)) {
+	if k&cleanSession != 0 {
+		k &^= cleanRole
+	}
+	for i, c := range cleanupKinds {
+		if k&c.bit != 0 {
+			f(i)
+		}
+	}
+}
+
 // query is the cleanup's SQL.
 func (k txCleanup) query() string {
 	var parts []string
-	switch {
-	case k&cleanSession != 0:
-		parts = append(parts, sessionCleanup) // RESET ROLE included
-	case k&cleanRole != 0:
-		parts = append(parts, "RESET ROLE")
-	}
-	if k&cleanStatements != 0 {
-		parts = append(parts, "DEALLOCATE ALL")
-	}
+	k.each(func(i int) { parts = append(parts, cleanupKinds[i].sql) })
 	return strings.Join(parts, "; ")
 }
 
@@ -232,26 +249,18 @@ func (k txCleanup) query() string {
 // labels them.
 func (k txCleanup) kinds() []string {
 	var names []string
-	switch {
-	case k&cleanSession != 0:
-		names = append(names, "session_state")
-	case k&cleanRole != 0:
-		names = append(names, "role")
-	}
-	if k&cleanStatements != 0 {
-		names = append(names, "statements")
-	}
+	k.each(func(i int) { names = append(names, cleanupKinds[i].label) })
 	return names
 }
 
 // cleanup is what the lease's statements call for. Called with mu held.
 func (c *txClient) cleanup() txCleanup {
 	k := cleanNone
-	switch {
-	case c.seen.session:
-		k = cleanSession
-	case c.seen.role:
-		k = cleanRole
+	if c.seen.session {
+		k |= cleanSession
+	}
+	if c.seen.role {
+		k |= cleanRole
 	}
 	if c.forgetAll {
 		k |= cleanStatements
