@@ -21,7 +21,7 @@ type txRelay struct {
 	// pc is l's connection, looked up once per transaction (loop only).
 	pc *pollConn
 	// srvIn inspects the replies of l's transaction.
-	srvIn txServerInspector
+	srvIn loopServerInspector
 	// leaveWhenIdle: Shutdown asked the client to leave; the round ends
 	// when its transaction does.
 	leaveWhenIdle bool
@@ -33,6 +33,30 @@ type txRelay struct {
 	// (query_wait_timeout) passes.
 	waiting              bool
 	waitStart, waitUntil time.Time
+}
+
+// loopClient and loopServerInspector inspect a client's messages and its
+// server's replies on the event loop. On the goroutine relay the two
+// directions run on two goroutines and share the client's transaction state
+// under txClient.mu, which each message takes. On the loop both run on the
+// loop goroutine, and nothing else touches that state during a round: the
+// session goroutine hands the client over before it (eventLoop.post) and
+// takes it back after it (evRelay.done). So a transaction's messages skip
+// the lock there: it was ~60 % of the inspectors' time
+// (BenchmarkTxStatement/extended: 243 ns with it, LoopTxStatement without).
+type loopClient struct{ *txClient }
+
+func (c loopClient) inspect(typ byte, body []byte) (verdict, error) {
+	if typ != 'X' && c.lease != nil && len(c.batch) == 0 {
+		return c.route(typ, body)
+	}
+	return c.txClient.inspect(typ, body) // outside a transaction: as on the goroutine relay
+}
+
+type loopServerInspector struct{ txServerInspector }
+
+func (i loopServerInspector) inspect(typ byte, body []byte) (verdict, error) {
+	return i.inspectHeld(typ, body)
 }
 
 // errPark ends a round on the loop before a client message that needs a

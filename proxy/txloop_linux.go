@@ -117,7 +117,7 @@ func (t *txRelay) attach(l *lease, fd int) {
 	pc.rdr.fd = fd
 	sc.rd.src = &pc.rdr
 	r.dirs[1].rd, r.dirs[1].interest, r.dirs[1].need = sc.rd, txFromServer, 1
-	t.srvIn = txServerInspector{c: t.c, sc: sc}
+	t.srvIn = loopServerInspector{txServerInspector{c: t.c, sc: sc}}
 	r.dirs[1].in = &t.srvIn // a pointer: a struct in an interface is a heap copy per transaction
 	r.dirs[0].out.fd = fd
 }
@@ -235,7 +235,7 @@ func (s *session) txOnLoop(c *txClient) (cerr error, fellBack bool) {
 func (s *session) startTxRound(c *txClient) (*evRelay, error) {
 	cfd, _ := loopFD(s.conn)
 	fds := [2]int{cfd, -1}
-	dirs := [2]evDir{{rd: s.clientRd, interest: txFromClient, in: c}}
+	dirs := [2]evDir{{rd: s.clientRd, interest: txFromClient, in: loopClient{c}}}
 	t := &txRelay{c: c}
 	s.kickMu.Lock()
 	defer s.kickMu.Unlock()

@@ -263,6 +263,13 @@ func (c *txClient) inspect(typ byte, body []byte) (verdict, error) {
 		return c.route(typ, body)
 	}
 	c.mu.Unlock()
+	return c.inspectOutside(typ, body)
+}
+
+// inspectOutside handles a client message that needs more than route: one
+// outside a transaction, or behind Parses answered locally. Called without
+// mu.
+func (c *txClient) inspectOutside(typ byte, body []byte) (verdict, error) {
 	if v, done, err := c.answerLocally(typ, body); done {
 		return v, err
 	}
@@ -397,9 +404,15 @@ type txServerInspector struct {
 }
 
 func (i txServerInspector) inspect(typ byte, body []byte) (verdict, error) {
+	i.c.mu.Lock()
+	defer i.c.mu.Unlock()
+	return i.inspectHeld(typ, body)
+}
+
+// inspectHeld is inspect with mu held, or on the event loop (see
+// loopClient).
+func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 	c := i.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	switch typ {
 	case 'S':
 		i.sc.noteParameter(body)

@@ -12,17 +12,23 @@ import (
 
 // BenchmarkTxStatement measures what transaction pooling's inspectors do
 // for one statement inside a transaction, as pgbench sends it: the client's
-// messages (-M extended: Parse, Bind, Describe, Execute, Sync of the unnamed
+// messages (-M simple: a Query; -M extended: Parse, Bind, Describe, Execute, Sync of the unnamed
 // statement; -M prepared: Bind, Describe, Execute, Sync of a named one) and
-// the server's replies up to ReadyForQuery. As for the relay, 0 allocs/op is
-// the contract (run with -benchmem); TestTxStatementDoesNotAllocate holds
-// it.
+// the server's replies up to ReadyForQuery, with the inspectors of the
+// goroutine relay (a lock per message) and of the event loop (none; see
+// loopClient). As for the relay, 0 allocs/op is the contract (run with
+// -benchmem); TestTxStatementDoesNotAllocate holds it.
 func BenchmarkTxStatement(b *testing.B) {
 	for _, st := range txStatements(b) {
-		b.Run(st.name, func(b *testing.B) {
-			c, srv := st.setup(b)
-			benchExchange(b, c, srv, st.client, st.server)
-		})
+		for _, rl := range txRelays() {
+			b.Run(st.name+"/"+rl.name, func(b *testing.B) {
+				c, srv := rl.inspectors(st.setup(b))
+				b.ReportAllocs()
+				for b.Loop() {
+					exchange(b, c, srv, st.client, st.server)
+				}
+			})
+		}
 	}
 }
 
@@ -30,11 +36,28 @@ func BenchmarkTxStatement(b *testing.B) {
 // fails it, where the benchmark would only report it.
 func TestTxStatementDoesNotAllocate(t *testing.T) {
 	for _, st := range txStatements(t) {
-		c, srv := st.setup(t)
-		exchange(t, c, srv, st.client, st.server) // warm: the queues get their arrays
-		if n := testing.AllocsPerRun(100, func() { exchange(t, c, srv, st.client, st.server) }); n != 0 {
-			t.Errorf("%s: %v allocations per statement, want 0", st.name, n)
+		for _, rl := range txRelays() {
+			c, srv := rl.inspectors(st.setup(t))
+			exchange(t, c, srv, st.client, st.server) // warm: the queues get their arrays
+			if n := testing.AllocsPerRun(100, func() { exchange(t, c, srv, st.client, st.server) }); n != 0 {
+				t.Errorf("%s on the %s relay: %v allocations per statement, want 0", st.name, rl.name, n)
+			}
 		}
+	}
+}
+
+// txRelayKind names the inspectors each relay gives a transaction-mode client.
+type txRelayKind struct {
+	name       string
+	inspectors func(*txClient, txServerInspector) (client, server inspector)
+}
+
+func txRelays() []txRelayKind {
+	return []txRelayKind{
+		{"goroutine", func(c *txClient, srv txServerInspector) (inspector, inspector) { return c, srv }},
+		{"loop", func(c *txClient, srv txServerInspector) (inspector, inspector) {
+			return loopClient{c}, &loopServerInspector{srv}
+		}},
 	}
 }
 
@@ -56,6 +79,12 @@ func txStatements(tb testing.TB) []txStatement {
 	prepared := frames(tb, &pgproto3.ParseComplete{}, &pgproto3.ReadyForQuery{TxStatus: 'T'})
 	return []txStatement{
 		{
+			name:   "simple",
+			setup:  benchTxClient,
+			client: frames(tb, &pgproto3.Query{String: "UPDATE pgbench_accounts SET abalance = abalance + 42 WHERE aid = 12345;"}),
+			server: frames(tb, &pgproto3.CommandComplete{CommandTag: []byte("UPDATE 1")}, &pgproto3.ReadyForQuery{TxStatus: 'T'}),
+		},
+		{
 			name:  "extended",
 			setup: benchTxClient,
 			client: frames(tb, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{Parameters: args},
@@ -76,16 +105,9 @@ func txStatements(tb testing.TB) []txStatement {
 	}
 }
 
-func benchExchange(b *testing.B, c *txClient, srv txServerInspector, client, server []frame) {
-	b.ReportAllocs()
-	for b.Loop() {
-		exchange(b, c, srv, client, server)
-	}
-}
-
 // exchange passes the client's messages, then the server's replies, through
 // the inspectors.
-func exchange(b testing.TB, c *txClient, srv txServerInspector, client, server []frame) {
+func exchange(b testing.TB, c, srv inspector, client, server []frame) {
 	for _, f := range client {
 		if _, err := c.inspect(f.typ, f.body); err != nil {
 			b.Fatal(err)
