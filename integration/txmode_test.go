@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -363,5 +364,56 @@ func TestTransactionModeWaitIsMeasured(t *testing.T) {
 	}
 	if waited < held.Seconds()*0.8 {
 		t.Fatalf("pool waits sum to %.3f s; the waiter alone waited about %.1f s", waited, held.Seconds())
+	}
+}
+
+// A transaction-mode client idle on the event loop costs no goroutine: its
+// session's goroutine ends once the loop holds it, and a new one carries on
+// only when the loop gives the client back (it left, it must wait for a
+// connection the loop cannot get, Shutdown). Those clients then keep
+// working, and each one that leaves is counted out.
+func TestTransactionModeIdleClientsHoldNoGoroutine(t *testing.T) {
+	const clients = 40
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 2})
+	ctx := ctxT(t)
+	base := runtime.NumGoroutine()
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		conns[i] = env.connect(t)
+		queryStrings(t, conns[i], "SELECT 1")
+	}
+	if n := settledGoroutines(base + clients/2); n >= base+clients/2 {
+		t.Fatalf("%d goroutines with %d idle clients, %d before them: a goroutine per idle client", n, clients, base)
+	}
+	for _, c := range conns { // still served, two connections for forty clients
+		var one int
+		must(t, c.QueryRow(ctx, "SELECT 1").Scan(&one))
+	}
+	for _, c := range conns {
+		must(t, c.Close(ctx))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		active, _ := value(env.scrape(t), "pgrotate_client_connections", map[string]string{"state": "active"})
+		if active == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v clients still counted active after all %d left", active, clients)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// settledGoroutines waits up to a second for the goroutine count to fall
+// below limit, and returns it.
+func settledGoroutines(limit int) int {
+	deadline := time.Now().Add(time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n < limit || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

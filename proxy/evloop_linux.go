@@ -293,7 +293,10 @@ type evRelay struct {
 	dirs  [2]evDir
 	rdrs  [2]fdReader // each side's reader (a transaction's server side uses its pollConn's)
 	ended bool
-	done  chan evResult // receives the round's end, once
+	done  chan evResult // receives the round's end, once, unless then is set
+	// then, if set, is run on a new goroutine with the round's end instead:
+	// nobody waits for it (see errOnLoop).
+	then func(evResult)
 	// tx is set for a transaction-pooling client: side 1 is the server
 	// connection it holds for the current transaction (fds[1] is -1 between
 	// transactions); see txloop_linux.go.
@@ -475,7 +478,17 @@ func (r *evRelay) end(side int, err error, idleStop bool) {
 	res.errs[side] = err
 	res.errs[1-side] = os.ErrDeadlineExceeded
 	res.idleStop = idleStop
-	r.loop.courier.handBack(func() { r.done <- res })
+	r.loop.courier.handBack(func() { r.deliver(res) })
+}
+
+// deliver hands the round's end over: to then on a new goroutine, or to
+// whoever waits on done. Courier goroutine only.
+func (r *evRelay) deliver(res evResult) {
+	if r.then != nil {
+		go r.then(res)
+		return
+	}
+	r.done <- res
 }
 
 // interrupt ends the round from outside the loop with both directions
@@ -514,7 +527,7 @@ func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) 
 	ok := l.post(func() {
 		if err := l.add(r); err != nil {
 			r.ended = true
-			l.courier.handBack(func() { r.done <- evResult{errs: [2]error{err, os.ErrDeadlineExceeded}} })
+			l.courier.handBack(func() { r.deliver(evResult{errs: [2]error{err, os.ErrDeadlineExceeded}}) })
 			return
 		}
 		// Bytes buffered before the round (a pipelined request behind the

@@ -48,7 +48,7 @@ func (t *txRelay) toClient() io.Writer { return nil }
 
 func (s *session) detachForLoop(p *pool) bool { return false }
 
-func (s *session) txOnLoop(c *txClient) (error, bool) { return nil, true }
+func (s *session) txOnLoop(c *txClient, ended *roundEnded) (error, bool) { return nil, true }
 
 func (l *eventLoop) post(cmd func()) bool { return false }
 

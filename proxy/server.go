@@ -151,18 +151,16 @@ func (s *Server) startSession(ctx context.Context, c net.Conn) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 
-	go func() {
-		defer s.wg.Done()
-		defer s.clientCount.Add(-1)
-		defer s.forget(sess)
-		sess.run(ctx)
-	}()
+	go sess.run(ctx)
 }
 
-func (s *Server) forget(sess *session) {
+// sessionEnded forgets a session that has ended (session.end).
+func (s *Server) sessionEnded(sess *session) {
 	s.mu.Lock()
 	delete(s.conns, sess)
 	s.mu.Unlock()
+	s.clientCount.Add(-1)
+	s.wg.Done()
 }
 
 func (s *Server) isClosed() bool {

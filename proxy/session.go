@@ -83,6 +83,10 @@ type session struct {
 	// channelBinding is the tls-server-end-point data of the certificate
 	// this client's TLS handshake was served; nil in plaintext.
 	channelBinding []byte
+	// atEnd is what end undoes, last first: what a transaction-mode
+	// session set up, which a deferred call cannot undo once the session
+	// goroutine has ended with its client on the event loop (errOnLoop).
+	atEnd []func()
 }
 
 func (s *session) setState(st sessionState) {
@@ -90,15 +94,28 @@ func (s *session) setState(st sessionState) {
 	s.srv.metrics.clientState(old, true, st, true)
 }
 
-// run serves the client until it leaves, then closes its connection.
+// run serves the client until it leaves, then closes its connection;
+// unless the event loop holds the client between its transactions, where
+// its goroutine ends and the end of the loop's round carries on (resumeTx).
 func (s *session) run(ctx context.Context) {
-	defer func() { _ = s.conn.Close() }()
 	s.srv.metrics.clientState(0, false, stateStartup, true)
-	err := s.serve(ctx)
+	if err := s.serve(ctx); !errors.Is(err, errOnLoop) {
+		s.end(err)
+	}
+}
+
+// end closes the session: it undoes what atEnd holds, tells the client why
+// it ends (err, unless nil) and closes its connection.
+func (s *session) end(err error) {
+	for i := len(s.atEnd) - 1; i >= 0; i-- {
+		s.atEnd[i]()
+	}
 	s.setState(stateClosing)
 	if err != nil {
 		s.fail(err)
 	}
+	_ = s.conn.Close()
+	s.srv.sessionEnded(s)
 }
 
 // fail logs err once and tells the client, unless the client is already gone.

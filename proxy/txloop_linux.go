@@ -198,20 +198,25 @@ func (s *session) detachForLoop(p *pool) bool {
 // to leave: cerr says which, as the goroutine relay's client direction
 // would. fellBack means the client got a server connection the loop cannot
 // relay (upstream TLS after a failover, say): the goroutine relay takes over.
-func (s *session) txOnLoop(c *txClient) (cerr error, fellBack bool) {
+// errOnLoop means a round started: the caller's goroutine is done, and the
+// round's end calls resumeTx on a new one, which passes it as ended.
+func (s *session) txOnLoop(c *txClient, ended *roundEnded) (cerr error, fellBack bool) {
 	for {
-		r, err := s.startTxRound(c)
-		if err != nil {
-			return err, false
+		if ended == nil {
+			if _, err := s.startTxRound(c); err != nil {
+				return err, false
+			}
+			return errOnLoop, false
 		}
-		res := <-r.done
-		cerr, serr := s.endTxRound(c, r, res)
+		cerr, serr := s.endTxRound(c, ended.r, ended.res)
+		ended = nil
 		c.loopSerr = serr
 		if !errors.Is(cerr, errPark) {
 			return cerr, false
 		}
 		l := c.parked
 		c.parked = nil
+		var err error
 		if l != nil {
 			err = c.applySettings(l)
 		} else {
@@ -247,6 +252,7 @@ func (s *session) startTxRound(c *txClient) (*evRelay, error) {
 	}
 	r, err := s.srv.loop.startRelay(fds, dirs, func(r *evRelay) {
 		r.tx, t.r = t, r
+		r.then = func(res evResult) { s.resumeTx(c, &roundEnded{r, res}) }
 		c.loop = t
 		if c.lease != nil {
 			fd, _ := loopFD(c.lease.Value().conn)
@@ -259,6 +265,14 @@ func (s *session) startTxRound(c *txClient) (*evRelay, error) {
 	}
 	s.evr = r
 	return r, nil
+}
+
+// resumeTx carries a transaction-mode session on from the end of a round on
+// the loop (see errOnLoop), on a goroutine of its own.
+func (s *session) resumeTx(c *txClient, ended *roundEnded) {
+	if err := s.serveTxRounds(c, true, ended); !errors.Is(err, errOnLoop) {
+		s.end(err)
+	}
 }
 
 // endTxRound takes the client back from the loop after a round and writes

@@ -130,7 +130,7 @@ func settingsKey(m map[string]string) string {
 func (s *session) serveTransactions(ctx context.Context, p *pool, params *startupParams) error {
 	s.setState(stateConnecting)
 	p.clients.Add(1)
-	defer p.clients.Add(-1)
+	s.atEnd = append(s.atEnd, func() { p.clients.Add(-1) })
 	s.txMode = true
 	c := newTxClient(ctx, s, p, params.settings)
 	greetParams, err := c.greetParams()
@@ -138,7 +138,7 @@ func (s *session) serveTransactions(ctx context.Context, p *pool, params *startu
 		return err
 	}
 	s.key = s.srv.cancels.register(s)
-	defer s.srv.cancels.unregister(s.key)
+	s.atEnd = append(s.atEnd, func() { s.srv.cancels.unregister(s.key) })
 	if s.srv.isDraining() { // Shutdown began before it could kick us
 		return shutdownError()
 	}
@@ -146,13 +146,25 @@ func (s *session) serveTransactions(ctx context.Context, p *pool, params *startu
 		return &disconnect{err}
 	}
 	s.setState(stateActive)
-	defer s.stopRetry()
-	onLoop := s.detachForLoop(p)
+	s.atEnd = append(s.atEnd, s.stopRetry)
+	return s.serveTxRounds(c, s.detachForLoop(p), nil)
+}
+
+// serveTxRounds relays the client's transactions until it leaves: on the
+// event loop if onLoop, else on goroutines. ended is the round on the loop
+// that a resumed session carries on from (see resumeTx), nil otherwise.
+// errOnLoop means that the loop holds the client now and this goroutine is
+// done with it.
+func (s *session) serveTxRounds(c *txClient, onLoop bool, ended *roundEnded) error {
 	for {
 		var cerr error
 		if onLoop {
 			var fellBack bool
-			cerr, fellBack = s.txOnLoop(c)
+			cerr, fellBack = s.txOnLoop(c, ended)
+			ended = nil
+			if errors.Is(cerr, errOnLoop) {
+				return cerr
+			}
 			if fellBack {
 				onLoop = false
 				continue
