@@ -293,7 +293,7 @@ type evRelay struct {
 	dirs  [2]evDir
 	rdrs  [2]fdReader // each side's reader (a transaction's server side uses its pollConn's)
 	ended bool
-	done  chan evResult // receives the round's end, once, unless then is set
+	done  chan evResult // receives the round's end, once; nil when then is set
 	// then, if set, is run on a new goroutine with the round's end instead:
 	// nobody waits for it (see errOnLoop).
 	then func(evResult)
@@ -511,9 +511,12 @@ func (r *evRelay) interrupt(err error) {
 // detach) to the loop. setup, if set, completes the relay before the loop
 // sees it.
 func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) (*evRelay, error) {
-	r := &evRelay{loop: l, fds: fds, dirs: dirs, done: make(chan evResult, 1)}
+	r := &evRelay{loop: l, fds: fds, dirs: dirs}
 	if setup != nil {
 		setup(r)
+	}
+	if r.then == nil {
+		r.done = make(chan evResult, 1)
 	}
 	for i := range r.dirs {
 		d := &r.dirs[i]

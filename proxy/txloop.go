@@ -40,8 +40,8 @@ type txRelay struct {
 // directions run on two goroutines and share the client's transaction state
 // under txClient.mu, which each message takes. On the loop both run on the
 // loop goroutine, and nothing else touches that state during a round: the
-// session goroutine hands the client over before it (eventLoop.post) and
-// takes it back after it (evRelay.done). So a transaction's messages skip
+// session goroutine hands the client over before it (eventLoop.post), and
+// the round's end starts the goroutine that takes it back (resumeTx). So a transaction's messages skip
 // the lock there: it was about half of the inspectors' time
 // (BenchmarkTxStatement, a -M extended statement: 245 ns with it, 121
 // without).

@@ -193,44 +193,53 @@ func (s *session) detachForLoop(p *pool) bool {
 	return true
 }
 
-// txOnLoop serves the client's transactions on the event loop, round after
-// round, until the client leaves, a side fails or Shutdown asks the client
-// to leave: cerr says which, as the goroutine relay's client direction
-// would. fellBack means the client got a server connection the loop cannot
-// relay (upstream TLS after a failover, say): the goroutine relay takes over.
-// errOnLoop means a round started: the caller's goroutine is done, and the
-// round's end calls resumeTx on a new one, which passes it as ended.
+// txOnLoop serves the client's transactions on the event loop: it takes
+// the client back from the round that ended (ended, unless nil) and hands
+// it to the loop for the next. errOnLoop means a round started: the
+// caller's goroutine is done, and the round's end calls resumeTx on a new
+// one, which passes it as ended. Otherwise the client left, a side failed
+// or Shutdown asked the client to leave: cerr says which, as the goroutine
+// relay's client direction would. fellBack means the client got a server
+// connection the loop cannot relay (upstream TLS after a failover, say):
+// the goroutine relay takes over.
 func (s *session) txOnLoop(c *txClient, ended *roundEnded) (cerr error, fellBack bool) {
-	for {
-		if ended == nil {
-			if _, err := s.startTxRound(c); err != nil {
-				return err, false
-			}
-			return errOnLoop, false
-		}
+	if ended != nil {
 		cerr, serr := s.endTxRound(c, ended.r, ended.res)
-		ended = nil
 		c.loopSerr = serr
 		if !errors.Is(cerr, errPark) {
 			return cerr, false
 		}
-		l := c.parked
-		c.parked = nil
-		var err error
-		if l != nil {
-			err = c.applySettings(l)
-		} else {
-			l, err = c.lease1()
+		if err, fellBack := c.unpark(); err != nil || fellBack {
+			return err, fellBack
 		}
-		if err != nil {
-			return err, false
-		}
-		if _, ok := loopFD(l.Value().conn); !ok {
-			c.relayOnGoroutine(l)
-			return nil, true
-		}
-		c.beginLease(l, nil)
 	}
+	if _, err := s.startTxRound(c); err != nil {
+		return err, false
+	}
+	return errOnLoop, false
+}
+
+// unpark gets the client the server connection a round ended for
+// (errPark), the blocking way: the one it was given, brought to its
+// settings, or one it waits for. fellBack means the connection is one the
+// loop cannot relay, and the goroutine relay now serves the client.
+func (c *txClient) unpark() (err error, fellBack bool) {
+	l := c.parked
+	c.parked = nil
+	if l != nil {
+		err = c.applySettings(l)
+	} else {
+		l, err = c.lease1()
+	}
+	if err != nil {
+		return err, false
+	}
+	if _, ok := loopFD(l.Value().conn); !ok {
+		c.relayOnGoroutine(l)
+		return nil, true
+	}
+	c.beginLease(l, nil)
+	return nil, false
 }
 
 // startTxRound hands the client, and the server connection it holds if

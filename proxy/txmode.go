@@ -275,13 +275,6 @@ func (c *txClient) inspect(typ byte, body []byte) (verdict, error) {
 		return c.route(typ, body)
 	}
 	c.mu.Unlock()
-	return c.inspectOutside(typ, body)
-}
-
-// inspectOutside handles a client message that needs more than route: one
-// outside a transaction, or behind Parses answered locally. Called without
-// mu.
-func (c *txClient) inspectOutside(typ byte, body []byte) (verdict, error) {
 	if v, done, err := c.answerLocally(typ, body); done {
 		return v, err
 	}
