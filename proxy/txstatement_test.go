@@ -12,9 +12,9 @@ import (
 
 // BenchmarkTxStatement measures what transaction pooling's inspectors do
 // for one statement inside a transaction, as pgbench sends it: the client's
-// messages (-M simple: a Query; -M extended: Parse, Bind, Describe, Execute, Sync of the unnamed
-// statement; -M prepared: Bind, Describe, Execute, Sync of a named one) and
-// the server's replies up to ReadyForQuery, with the inspectors of the
+// messages (-M simple: a Query; -M extended: Parse, Bind, Describe,
+// Execute, Sync of the unnamed statement; -M prepared: Bind, Describe,
+// Execute, Sync of a named one) and the server's replies up to ReadyForQuery, with the inspectors of the
 // goroutine relay (a lock per message) and of the event loop (none; see
 // loopClient). As for the relay, 0 allocs/op is the contract (run with
 // -benchmem); TestTxStatementDoesNotAllocate holds it.
