@@ -57,18 +57,34 @@ func (o Options) rand() io.Reader {
 // message, PG_MAX_AUTH_TOKEN_LENGTH).
 func Authenticate(be *pgproto3.Backend, user string, secrets []Secret, opts Options) error {
 	c := &conn{be: be, user: user}
+	m := choose(secrets, opts)
+	if m.md5 != nil {
+		return authMD5(c, m.md5, opts)
+	}
+	return authSCRAM(c, m.scram, m.mockReason, opts)
+}
+
+// method is the exchange a user's login runs: md5 with md5 secrets, or
+// SCRAM with scram secrets; SCRAM with none is a mock exchange that fails
+// for mockReason.
+type method struct {
+	scram, md5 []Secret
+	mockReason string
+}
+
+func choose(secrets []Secret, opts Options) method {
 	scramSecrets, md5Secrets := splitSecrets(secrets)
 	switch {
 	case len(scramSecrets) > 0:
-		return authSCRAM(c, scramSecrets, "", opts)
+		return method{scram: scramSecrets}
 	case len(md5Secrets) > 0 && opts.AllowMD5:
-		return authMD5(c, md5Secrets, opts)
+		return method{md5: md5Secrets}
 	case len(md5Secrets) > 0:
 		// PostgreSQL does the same when pg_hba.conf says scram-sha-256 and
 		// the user has only an md5 secret: a mock exchange that fails.
-		return authSCRAM(c, nil, "md5 secret but md5 not allowed", opts)
+		return method{mockReason: "md5 secret but md5 not allowed"}
 	default:
-		return authSCRAM(c, nil, "unknown user", opts)
+		return method{mockReason: "unknown user"}
 	}
 }
 

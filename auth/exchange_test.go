@@ -86,14 +86,21 @@ func TestExchange(t *testing.T) {
 		{"md5 allowed, plaintext password sent", []Secret{mustParse(t, MD5Secret("app", "old"))}, Options{AllowMD5: true}, answerWith(&pgproto3.PasswordMessage{Password: "old"}), failed("wrong password")},
 		{"md5 allowed, Terminate", []Secret{mustParse(t, MD5Secret("app", "old"))}, Options{AllowMD5: true}, answerWith(&pgproto3.Terminate{}), wantClientClosed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := startPipe(t, "app", tt.secrets, tt.opts)
-			tt.client(c)
-			err := c.finish()
-			t.Logf("Authenticate: %v", err)
-			tt.check(t, err)
-		})
+	// Each case runs against Authenticate (a session goroutine) and an
+	// Exchange (the event loop): the two must not differ.
+	for _, srv := range []struct {
+		name string
+		run  server
+	}{{"Authenticate", blocking}, {"Exchange", stepped}} {
+		for _, tt := range tests {
+			t.Run(srv.name+"/"+tt.name, func(t *testing.T) {
+				c := startPipeWith(t, srv.run, "app", tt.secrets, tt.opts)
+				tt.client(c)
+				err := c.finish()
+				t.Logf("%s: %v", srv.name, err)
+				tt.check(t, err)
+			})
+		}
 	}
 }
 

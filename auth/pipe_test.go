@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -20,17 +22,64 @@ type pipeClient struct {
 }
 
 func startPipe(t *testing.T, user string, secrets []Secret, opts Options) *pipeClient {
+	return startPipeWith(t, blocking, user, secrets, opts)
+}
+
+// server runs one authentication on the server end of a connection.
+type server func(conn net.Conn, user string, secrets []Secret, opts Options) error
+
+// blocking runs Authenticate, as a session goroutine does.
+func blocking(conn net.Conn, user string, secrets []Secret, opts Options) error {
+	be := pgproto3.NewBackend(conn, skipEmpty{conn})
+	err := Authenticate(be, user, secrets, opts)
+	if err == nil {
+		err = be.Flush() // the queued SASLFinal, which the caller flushes with its greeting
+	}
+	return err
+}
+
+// stepped runs an Exchange as the event loop does: it reads whole messages
+// and hands them over as they are, and writes each reply at once. A login
+// an Exchange does not run (md5) runs Authenticate, as in the proxy.
+func stepped(conn net.Conn, user string, secrets []Secret, opts Options) error {
+	x, first, ok, err := Start(user, secrets, opts)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return blocking(conn, user, secrets, opts)
+	}
+	for reply := first; ; {
+		out, _ := reply.Encode(nil)
+		if _, err := conn.Write(out); err != nil {
+			return fmt.Errorf("%w: %v", ErrClientClosed, err)
+		}
+		var hdr [5]byte
+		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+			return fmt.Errorf("%w: %v", ErrClientClosed, err)
+		}
+		body := make([]byte, int(binary.BigEndian.Uint32(hdr[1:]))-4)
+		if _, err := io.ReadFull(conn, body); err != nil {
+			return fmt.Errorf("%w: %v", ErrClientClosed, err)
+		}
+		var done bool
+		if reply, done, err = x.Receive(hdr[0], body); err != nil || done {
+			if done {
+				out, _ := reply.Encode(nil)
+				_, err = conn.Write(out)
+			}
+			return err
+		}
+	}
+}
+
+func startPipeWith(t *testing.T, run server, user string, secrets []Secret, opts Options) *pipeClient {
 	t.Helper()
 	serverConn, clientConn := net.Pipe()
 	c := &pipeClient{t: t, conn: clientConn, fe: pgproto3.NewFrontend(clientConn, clientConn), done: make(chan error, 1)}
 	go func() {
 		defer serverConn.Close()
-		be := pgproto3.NewBackend(serverConn, skipEmpty{serverConn})
-		err := Authenticate(be, user, secrets, opts)
-		if err == nil {
-			err = be.Flush() // the queued SASLFinal, which the caller flushes with its greeting
-		}
-		c.done <- err
+		c.done <- run(serverConn, user, secrets, opts)
 	}()
 	t.Cleanup(func() { clientConn.Close(); <-c.done; c.done <- nil })
 	return c

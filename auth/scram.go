@@ -22,7 +22,7 @@ const (
 // conversation per secret, all with the same server nonce: they send the
 // client identical messages, and the client's proof is then checked by each.
 type scramExchange struct {
-	c     *conn
+	user  string
 	convs []*scram.ServerConversation
 	// mockReason is non-empty when the user has no usable SCRAM secret;
 	// the exchange then runs to the proof and fails with this reason.
@@ -33,14 +33,11 @@ type scramExchange struct {
 // Authentication"; RFC 5802, RFC 7677). secrets share one salt and
 // iteration count; when there are none, mockReason says why.
 func authSCRAM(c *conn, secrets []Secret, mockReason string, opts Options) error {
-	x, err := newSCRAMExchange(c, secrets, mockReason, opts)
+	x, err := newSCRAMExchange(c.user, secrets, mockReason, opts)
 	if err != nil {
 		return err
 	}
-	mechs := []string{mechSCRAM}
-	if len(opts.ChannelBinding) > 0 {
-		mechs = []string{mechSCRAMPlus, mechSCRAM}
-	}
+	mechs := mechanisms(opts)
 	if err := c.send(&pgproto3.AuthenticationSASL{AuthMechanisms: mechs}); err != nil {
 		return err
 	}
@@ -69,7 +66,16 @@ func authSCRAM(c *conn, secrets []Secret, mockReason string, opts Options) error
 	return nil
 }
 
-func newSCRAMExchange(c *conn, secrets []Secret, mockReason string, opts Options) (*scramExchange, error) {
+// mechanisms are the SASL mechanisms offered: SCRAM-SHA-256-PLUS first
+// over TLS, as PostgreSQL does.
+func mechanisms(opts Options) []string {
+	if len(opts.ChannelBinding) > 0 {
+		return []string{mechSCRAMPlus, mechSCRAM}
+	}
+	return []string{mechSCRAM}
+}
+
+func newSCRAMExchange(user string, secrets []Secret, mockReason string, opts Options) (*scramExchange, error) {
 	rawNonce, err := readRandom(opts.rand(), scramNonceLen)
 	if err != nil {
 		return nil, err
@@ -84,9 +90,9 @@ func newSCRAMExchange(c *conn, secrets []Secret, mockReason string, opts Options
 		})
 	}
 	if len(creds) == 0 {
-		creds = append(creds, mockCredentials(c.user, opts.MockSaltKey))
+		creds = append(creds, mockCredentials(user, opts.MockSaltKey))
 	}
-	x := &scramExchange{c: c, mockReason: mockReason}
+	x := &scramExchange{user: user, mockReason: mockReason}
 	for _, cred := range creds {
 		x.convs = append(x.convs, newConversation(cred, nonce, opts.ChannelBinding))
 	}
@@ -192,5 +198,5 @@ func (x *scramExchange) failed(reason string) error {
 	if x.mockReason != "" {
 		reason = x.mockReason
 	}
-	return &FailedError{User: x.c.user, Reason: reason}
+	return &FailedError{User: x.user, Reason: reason}
 }

@@ -66,6 +66,11 @@ func receiveError(what string, err error) error {
 	if errors.As(err, &netErr) {
 		return fmt.Errorf("receiving %s: %w", what, err)
 	}
+	return malformed(what, err)
+}
+
+// malformed is the error for a message of type what that did not decode.
+func malformed(what string, err error) error {
 	if errors.Is(err, io.EOF) {
 		// A decoder ran out of bytes (PasswordMessage without its NUL).
 		// Wrapping io.EOF would make it look like a hang-up.
