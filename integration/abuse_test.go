@@ -11,9 +11,17 @@ import (
 
 // A flood of garbage startup packets, slow-loris connections that never
 // finish their startup, and wrong passwords leaves good clients served; the
-// slow ones are dropped at auth_timeout.
+// slow ones are dropped at auth_timeout. Logins run on a goroutine per
+// client in session mode and on the event loop in transaction mode (see
+// TestTransactionModeLoginsHoldNoGoroutine): both are attacked.
 func TestAbuseLeavesGoodClientsServed(t *testing.T) {
-	env := startProxy(t, setup{maxClientConn: 400})
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) { abuse(t, mode) })
+	}
+}
+
+func abuse(t *testing.T, mode string) {
+	env := startProxy(t, setup{maxClientConn: 400, poolMode: mode})
 	good := env.connect(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

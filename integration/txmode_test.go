@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -415,5 +417,73 @@ func settledGoroutines(limit int) int {
 			return n
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A client of a transaction-mode pool logs in on the event loop: its
+// startup packet and SCRAM exchange are answered there, so a client in the
+// middle of its login holds no goroutine, and one slow to answer holds up
+// nobody else. Wrong passwords are refused as on a goroutine.
+func TestTransactionModeLoginsHoldNoGoroutine(t *testing.T) {
+	const clients = 40
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 2})
+	ctx := ctxT(t)
+	first := env.connect(t) // the pool learns its server's defaults
+	queryStrings(t, first, "SELECT 1")
+	base := runtime.NumGoroutine()
+
+	stalled := make([]net.Conn, clients)
+	for i := range stalled {
+		c, err := net.Dial("tcp", env.addr)
+		must(t, err)
+		fe := pgproto3.NewFrontend(c, c)
+		fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
+			Parameters: map[string]string{"user": appUser, "database": dbName}})
+		must(t, fe.Flush())
+		must(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+		msg, err := fe.Receive()
+		must(t, err)
+		if _, ok := msg.(*pgproto3.AuthenticationSASL); !ok {
+			t.Fatalf("client %d got %T, want AuthenticationSASL", i, msg)
+		}
+		stalled[i] = c // and it never answers
+	}
+	if n := settledGoroutines(base + clients/2); n >= base+clients/2 {
+		t.Fatalf("%d goroutines with %d clients in the middle of their login, %d before them: a goroutine per login", n, clients, base)
+	}
+	if inAuth, _ := value(env.scrape(t), "pgrotate_client_connections", map[string]string{"state": "auth"}); inAuth != clients {
+		t.Errorf("pgrotate_client_connections{state=\"auth\"} = %v, want %d", inAuth, clients)
+	}
+
+	c := env.connect(t) // others log in and run queries meanwhile
+	if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+		t.Fatalf("current_user %q, want %q", got, ownerRole)
+	}
+	must(t, c.Close(ctx))
+	if _, err := connectAs(env, appUser, "guess"); sqlState(err) != "28P01" {
+		t.Fatalf("wrong password: %v, want SQLSTATE 28P01", err)
+	}
+	if _, err := connectAs(env, "nobody", appPass); sqlState(err) != "28P01" {
+		t.Fatalf("unknown user: %v, want SQLSTATE 28P01", err)
+	}
+
+	for _, c := range stalled {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		inAuth, _ := value(env.scrape(t), "pgrotate_client_connections", map[string]string{"state": "auth"})
+		if inAuth == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v clients still counted logging in after all %d left", inAuth, clients)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wrong, _ := value(env.scrape(t), "pgrotate_client_auth_failures_total", map[string]string{"reason": "wrong_password"})
+	unknown, _ := value(env.scrape(t), "pgrotate_client_auth_failures_total", map[string]string{"reason": "unknown_user"})
+	if wrong != 1 || unknown != 1 {
+		t.Errorf("auth failures: wrong_password %v, unknown_user %v; want 1 each", wrong, unknown)
 	}
 }

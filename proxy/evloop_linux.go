@@ -26,11 +26,14 @@ import (
 // once: two reads and two writes per round trip, with one epoll_wait shared
 // by everything that became ready meanwhile.
 //
-// The loop only runs the steady state. Startup, authentication, TLS, control
-// queries and moves stay in the session goroutine, which hands both sockets
-// to the loop for a relay round and gets them back when the round ends
-// (evRelay.done). The loop works on duplicates of the sockets' descriptors,
-// so a descriptor number it holds can never be closed and reused under it.
+// Besides relaying, the loop accepts and logs in the plaintext clients of
+// transaction-mode pools (loopAcceptor, loopLogin), which then wait there
+// for their first query. Everything else (TLS, md5, session-mode logins,
+// control queries, moves) stays in a session goroutine, which hands both
+// sockets to the loop for a relay round and gets them back when the round
+// ends (evRelay.done). The loop works on duplicates of the sockets'
+// descriptors, so a descriptor number it holds can never be closed and
+// reused under it.
 type eventLoop struct {
 	epfd int
 	cmds jobQueue // what other goroutines post (see post); its eventfd is in epfd
@@ -54,6 +57,17 @@ type eventLoop struct {
 	// idlePools are the pools whose connections the loop keeps idle for
 	// its transactions (see keepOnLoop).
 	idlePools []*pool
+	// logins are the clients logging in on the loop (see loopLogin), by
+	// slot; while there are any, the loop wakes every waitCheckInterval to
+	// expire them.
+	logins     []*loopLogin
+	freeLogins []int32
+	loginCount int
+	// acceptors are the listeners the loop accepts on, by slot; while any
+	// is paused (see loopAcceptor.pause), the loop wakes every
+	// waitCheckInterval to resume it.
+	acceptors    []*loopAcceptor
+	acceptPaused int
 }
 
 // waitCheckInterval is how often clients waiting on the loop are checked
@@ -138,9 +152,11 @@ func (l *eventLoop) run() {
 	var quietSince time.Time // zero while events come
 	var iter uint
 	for {
-		if len(l.waitPools) > 0 {
+		if l.timed() {
 			if now := time.Now(); !now.Before(nextCheck) {
 				l.expireWaiters(now)
+				l.expireLogins(now)
+				l.resumeAccepting(now)
 				nextCheck = now.Add(waitCheckInterval)
 			}
 		}
@@ -157,7 +173,7 @@ func (l *eventLoop) run() {
 		if iter++; n == 0 || iter%procCheckEvery == 0 {
 			loopProcs.ensure()
 		}
-		if n == 0 && len(l.waitPools) == 0 {
+		if n == 0 && !l.timed() {
 			switch {
 			case quietSince.IsZero():
 				quietSince = time.Now()
@@ -178,6 +194,14 @@ func (l *eventLoop) run() {
 				} else if pc != nil && ev.Events&^syscall.EPOLLOUT != 0 {
 					pc.dirty = true // the server spoke (or left) while nobody held it
 				}
+			case ev.Pad == loginTag:
+				if lg := l.logins[ev.Fd]; lg != nil {
+					lg.ready()
+				}
+			case ev.Pad == acceptTag:
+				if a := l.acceptors[ev.Fd]; a != nil {
+					a.ready()
+				}
 			case ev.Fd == wakeSlot:
 				woken = true
 			default:
@@ -193,6 +217,12 @@ func (l *eventLoop) run() {
 			return
 		}
 	}
+}
+
+// timed reports whether something on the loop has a deadline: a client
+// waiting for a connection or logging in, or a paused listener.
+func (l *eventLoop) timed() bool {
+	return len(l.waitPools) > 0 || l.loginCount > 0 || l.acceptPaused > 0
 }
 
 // sleep waits for events as a blocking system call, which gives the loop's
@@ -478,6 +508,10 @@ func (r *evRelay) end(side int, err error, idleStop bool) {
 	res.errs[side] = err
 	res.errs[1-side] = os.ErrDeadlineExceeded
 	res.idleStop = idleStop
+	if r.tx != nil && r.tx.leftBetween(side, err) {
+		r.tx.c.s.endOnLoop(r.tx.c, err)
+		return
+	}
 	r.loop.courier.handBack(func() { r.deliver(res) })
 }
 
@@ -511,6 +545,21 @@ func (r *evRelay) interrupt(err error) {
 // detach) to the loop. setup, if set, completes the relay before the loop
 // sees it.
 func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) (*evRelay, error) {
+	r := l.newRelay(fds, dirs, setup)
+	if !l.post(func() { l.begin(r) }) {
+		return nil, errors.New("event loop stopped")
+	}
+	return r, nil
+}
+
+// startRelayHere is startRelay called on the loop goroutine.
+func (l *eventLoop) startRelayHere(fds [2]int, dirs [2]evDir, setup func(*evRelay)) (*evRelay, error) {
+	r := l.newRelay(fds, dirs, setup)
+	l.begin(r)
+	return r, nil
+}
+
+func (l *eventLoop) newRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) *evRelay {
 	r := &evRelay{loop: l, fds: fds, dirs: dirs}
 	if setup != nil {
 		setup(r)
@@ -527,21 +576,20 @@ func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) 
 		d.out.fd = r.fds[1-i]
 		d.need = 1
 	}
-	ok := l.post(func() {
-		if err := l.add(r); err != nil {
-			r.ended = true
-			l.courier.handBack(func() { r.deliver(evResult{errs: [2]error{err, os.ErrDeadlineExceeded}}) })
-			return
-		}
-		// Bytes buffered before the round (a pipelined request behind the
-		// one that ended the last round) must not wait for the socket to
-		// be readable again.
-		r.kickBuffered()
-	})
-	if !ok {
-		return nil, errors.New("event loop stopped")
+	return r
+}
+
+// begin adds r to the loop. Loop goroutine only.
+func (l *eventLoop) begin(r *evRelay) {
+	if err := l.add(r); err != nil {
+		r.ended = true
+		l.courier.handBack(func() { r.deliver(evResult{errs: [2]error{err, os.ErrDeadlineExceeded}}) })
+		return
 	}
-	return r, nil
+	// Bytes buffered before the round (a pipelined request behind the
+	// one that ended the last round, or one sent with the login's last
+	// message) must not wait for the socket to be readable again.
+	r.kickBuffered()
 }
 
 // kickBuffered forwards what the readers already hold. Loop goroutine only.

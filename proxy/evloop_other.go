@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -62,3 +63,17 @@ func (c *pollConn) pending() bool { return false }
 func (c *pollConn) handBack() (net.Conn, error) { return c.Conn, nil }
 
 func (p *pool) reclaimLoopIdle() {}
+
+func (s *Server) loginOnLoop(ctx context.Context, sess *session, here bool) bool { return false }
+
+// loopAcceptor exists on Linux only; acceptOnLoop never makes one here.
+type loopAcceptor struct{}
+
+func (s *Server) acceptOnLoop(ctx context.Context, ln net.Listener) *loopAcceptor { return nil }
+
+func (s *Server) serveOnLoop(a *loopAcceptor) {}
+
+type acceptingListener struct {
+	net.Listener
+	a *loopAcceptor
+}

@@ -225,8 +225,16 @@ func (c *pollConn) pending() bool {
 }
 
 // shutdown ends the connection in both directions without closing the
-// descriptor: the loop sees the end, and blocked calls return.
-func (c *pollConn) shutdown() { _ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR) }
+// descriptor: the loop sees the end, and blocked calls return. A closed
+// connection is left alone: its descriptor number may belong to another
+// socket by now.
+func (c *pollConn) shutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
+	}
+}
 
 func (c *pollConn) LocalAddr() net.Addr  { return c.local }
 func (c *pollConn) RemoteAddr() net.Addr { return c.remote }

@@ -56,6 +56,10 @@ type Server struct {
 
 	replacers replacers // one per pool after a rotation
 
+	// txOnLoop: some transaction-mode pool is relayed on the event loop,
+	// so its clients log in there too (see loopLogin).
+	txOnLoop bool
+
 	loopOnce sync.Once
 	loop     *eventLoop  // nil until a relay needs it, or when unavailable
 	draining atomic.Bool // Shutdown began: clients leave at their next idle moment
@@ -93,6 +97,7 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		p.onLoop = opts.Config.Limits.EventLoop && loopSupported
+		s.txOnLoop = s.txOnLoop || p.onLoop && db.PoolMode == configs.PoolTransaction
 		if f := opts.OnUpstreamAuthFailure; f != nil {
 			p.onAuthFailure = func() { f(name) }
 		}
@@ -104,13 +109,25 @@ func New(opts Options) (*Server, error) {
 // Serve accepts clients on ln until ln is closed or Close is called. It
 // returns nil after Close.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	a := s.acceptOnLoop(ctx, ln)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		if a != nil {
+			_ = acceptingListener{ln, a}.Close()
+		}
 		return net.ErrClosed
 	}
-	s.listeners = append(s.listeners, ln)
+	if a != nil {
+		s.listeners = append(s.listeners, acceptingListener{ln, a})
+	} else {
+		s.listeners = append(s.listeners, ln)
+	}
 	s.mu.Unlock()
+	if a != nil {
+		s.serveOnLoop(a)
+		return nil
+	}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -131,7 +148,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // startSession runs one client's session on a goroutine of its own. Its
 // socket already has TCP_NODELAY: Go sets it on every TCP connection, so
 // setting it again here was one system call per login for nothing.
-func (s *Server) startSession(ctx context.Context, c net.Conn) {
+func (s *Server) startSession(ctx context.Context, c net.Conn) { s.newSession(ctx, c, false) }
+
+// newSession starts a client's session: on the event loop if it can log
+// in there (loginOnLoop), else on a goroutine of its own. here: the caller
+// is the loop goroutine, which accepted c.
+func (s *Server) newSession(ctx context.Context, c net.Conn, here bool) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -151,7 +173,9 @@ func (s *Server) startSession(ctx context.Context, c net.Conn) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 
-	go sess.run(ctx)
+	if !s.loginOnLoop(ctx, sess, here) {
+		go sess.run(ctx)
+	}
 }
 
 // sessionEnded forgets a session that has ended (session.end).

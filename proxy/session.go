@@ -99,9 +99,36 @@ func (s *session) setState(st sessionState) {
 // its goroutine ends and the end of the loop's round carries on (resumeTx).
 func (s *session) run(ctx context.Context) {
 	s.srv.metrics.clientState(0, false, stateStartup, true)
-	if err := s.serve(ctx); !errors.Is(err, errOnLoop) {
+	err := s.toNetpoller()
+	if err == nil {
+		err = s.serve(ctx)
+	}
+	if !errors.Is(err, errOnLoop) {
 		s.end(err)
 	}
+}
+
+// toNetpoller puts a client the event loop accepted (a pollConn) in Go's
+// netpoller, for a session goroutine to serve.
+func (s *session) toNetpoller() error {
+	pc, ok := s.conn.(*pollConn)
+	if !ok {
+		return nil
+	}
+	c, err := pc.handBack()
+	if err != nil {
+		return &disconnect{err}
+	}
+	s.kickMu.Lock()
+	s.conn, s.raw = c, c
+	closed := s.connClosed
+	s.kickMu.Unlock()
+	if closed {
+		_ = c.Close()
+		return &disconnect{net.ErrClosed}
+	}
+	s.clientRd.src = c
+	return nil
 }
 
 // end closes the session: it undoes what atEnd holds, tells the client why
@@ -191,6 +218,12 @@ func (s *session) serve(ctx context.Context) error {
 		return err
 	}
 	s.log = s.log.With("user", params.user, "database", params.database)
+	return s.serveLogin(ctx, params)
+}
+
+// serveLogin authenticates the client whose startup packet was read, then
+// serves it.
+func (s *session) serveLogin(ctx context.Context, params *startupParams) error {
 	if err := s.authenticate(params); err != nil {
 		return err
 	}
@@ -212,28 +245,40 @@ func (s *session) authenticate(p *startupParams) error {
 	// applies only after authentication).
 	s.be.SetMaxBodyLen(65535)
 	client, known := s.srv.clients.Load().lookup(p.user)
-	err := auth.Authenticate(s.be, p.user, client.secrets, auth.Options{
+	err := s.authResult(auth.Authenticate(s.be, p.user, client.secrets, s.authOptions()), known)
+	s.delayFailure(err)
+	return err
+}
+
+func (s *session) authOptions() auth.Options {
+	return auth.Options{
 		AllowMD5:       s.srv.cfg.Auth.AllowMD5,
 		ChannelBinding: s.channelBinding, // offers SCRAM-SHA-256-PLUS over TLS
-	})
-	if err != nil {
-		s.srv.metrics.authFailed(authFailureReason(err))
 	}
-	var failed *auth.FailedError
-	if errors.As(err, &failed) {
-		// Slow password guessing down, as PostgreSQL's auth_delay does.
-		time.Sleep(s.srv.cfg.Limits.AuthFailureDelay.Duration)
+}
+
+// authResult counts a failed authentication and says whose it was.
+func (s *session) authResult(err error, known bool) error {
+	if err == nil {
+		return nil
 	}
+	s.srv.metrics.authFailed(authFailureReason(err))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return &disconnect{fmt.Errorf("authentication timeout: %w", err)}
 	}
-	if err != nil {
-		if !known {
-			return fmt.Errorf("authenticating unknown user: %w", err)
-		}
-		return fmt.Errorf("authenticating: %w", err)
+	if !known {
+		return fmt.Errorf("authenticating unknown user: %w", err)
 	}
-	return nil
+	return fmt.Errorf("authenticating: %w", err)
+}
+
+// delayFailure slows password guessing down after a wrong password, as
+// PostgreSQL's auth_delay does.
+func (s *session) delayFailure(err error) {
+	var failed *auth.FailedError
+	if errors.As(err, &failed) {
+		time.Sleep(s.srv.cfg.Limits.AuthFailureDelay.Duration)
+	}
 }
 
 // applySettings applies the client's startup parameters to the server
@@ -269,17 +314,23 @@ func (s *session) greet(sc *serverConn) error { return s.greetWith(sc.params) }
 // serves every parameter, not one allocated per parameter.
 func (s *session) greetWith(params map[string]string) error {
 	var w outbox
-	s.queue(&w, &pgproto3.AuthenticationOk{})
-	var ps pgproto3.ParameterStatus
-	for _, k := range sortedKeys(params) {
-		ps.Name, ps.Value = k, params[k]
-		s.queue(&w, &ps)
-	}
-	s.queue(&w, &pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]})
-	s.queue(&w, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	s.queueGreeting(&w, params)
 	err := s.flush(&w)
 	s.be = nil
 	return err
+}
+
+// queueGreeting queues the greeting: AuthenticationOk, params, the cancel
+// key, ReadyForQuery.
+func (s *session) queueGreeting(w *outbox, params map[string]string) {
+	s.queue(w, &pgproto3.AuthenticationOk{})
+	var ps pgproto3.ParameterStatus
+	for _, k := range sortedKeys(params) {
+		ps.Name, ps.Value = k, params[k]
+		s.queue(w, &ps)
+	}
+	s.queue(w, &pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]})
+	s.queue(w, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 }
 
 // disconnect wraps an error caused by the client going away or misbehaving

@@ -27,6 +27,7 @@ const (
 const (
 	sslRequestCode    = 80877103
 	gssEncRequestCode = 80877104
+	cancelRequestCode = 80877102
 )
 
 // tlsHandshakeRecord is the first byte of a TLS handshake record. A client

@@ -213,7 +213,7 @@ func (s *session) txOnLoop(c *txClient, ended *roundEnded) (cerr error, fellBack
 			return err, fellBack
 		}
 	}
-	if _, err := s.startTxRound(c); err != nil {
+	if _, err := s.startTxRound(c, false); err != nil {
 		return err, false
 	}
 	return errOnLoop, false
@@ -246,7 +246,8 @@ func (c *txClient) unpark() (err error, fellBack bool) {
 // any, to the loop. os.ErrDeadlineExceeded means Shutdown asked the client
 // to leave and it is between transactions; net.ErrClosed that Server.Close
 // closed it.
-func (s *session) startTxRound(c *txClient) (*evRelay, error) {
+// here: the caller is the loop goroutine itself (a login on the loop).
+func (s *session) startTxRound(c *txClient, here bool) (*evRelay, error) {
 	cfd, _ := loopFD(s.conn)
 	fds := [2]int{cfd, -1}
 	dirs := [2]evDir{{rd: s.clientRd, interest: txFromClient, in: loopClient{c}}}
@@ -259,7 +260,11 @@ func (s *session) startTxRound(c *txClient) (*evRelay, error) {
 	case c.lease == nil && s.kicked.Load() && s.srv.isDraining():
 		return nil, os.ErrDeadlineExceeded
 	}
-	r, err := s.srv.loop.startRelay(fds, dirs, func(r *evRelay) {
+	start := s.srv.loop.startRelay
+	if here {
+		start = s.srv.loop.startRelayHere
+	}
+	r, err := start(fds, dirs, func(r *evRelay) {
 		r.tx, t.r = t, r
 		r.then = func(res evResult) { s.resumeTx(c, &roundEnded{r, res}) }
 		c.loop = t
@@ -274,6 +279,30 @@ func (s *session) startTxRound(c *txClient) (*evRelay, error) {
 	}
 	s.evr = r
 	return r, nil
+}
+
+// leftBetween reports whether a round ended because the client left
+// between transactions: Terminate or a closed connection, no server
+// connection held or parked, nothing left to write to the client. Loop
+// goroutine only.
+func (t *txRelay) leftBetween(side int, err error) bool {
+	c := t.c
+	return side == 0 && (err == nil || isDisconnect(err)) &&
+		t.l == nil && c.lease == nil && c.parked == nil && len(t.r.dirs[1].out.spill) == 0
+}
+
+// endOnLoop ends, on the loop, the session of a client that left between
+// transactions (leftBetween). What is left to do is bookkeeping and a
+// close, none of which blocks; handed to a new goroutine through the
+// courier, as other ends of rounds are, it was an eventfd write, a wake-up
+// of the courier and a goroutine per client that leaves (applications that
+// connect per request: pgbench -C).
+func (s *session) endOnLoop(c *txClient, cerr error) {
+	s.kickMu.Lock()
+	s.evr = nil
+	s.kickMu.Unlock()
+	c.loop = nil
+	s.end(c.finish(cerr))
 }
 
 // resumeTx carries a transaction-mode session on from the end of a round on

@@ -128,26 +128,40 @@ func settingsKey(m map[string]string) string {
 // serveTransactions serves a client in transaction pooling: a server
 // connection per transaction, released at ReadyForQuery 'I'.
 func (s *session) serveTransactions(ctx context.Context, p *pool, params *startupParams) error {
-	s.setState(stateConnecting)
-	p.clients.Add(1)
-	s.atEnd = append(s.atEnd, func() { p.clients.Add(-1) })
-	s.txMode = true
-	c := newTxClient(ctx, s, p, params.settings)
+	c := s.joinTxPool(ctx, p, params)
 	greetParams, err := c.greetParams()
 	if err != nil {
 		return err
 	}
+	if err := s.enterTx(func() error { return s.greetWith(greetParams) }); err != nil {
+		return err
+	}
+	return s.serveTxRounds(c, s.detachForLoop(p), nil)
+}
+
+// joinTxPool makes the authenticated client one of p's clients.
+func (s *session) joinTxPool(ctx context.Context, p *pool, params *startupParams) *txClient {
+	s.setState(stateConnecting)
+	p.clients.Add(1)
+	s.atEnd = append(s.atEnd, func() { p.clients.Add(-1) })
+	s.txMode = true
+	return newTxClient(ctx, s, p, params.settings)
+}
+
+// enterTx gives the client its cancel key and greets it (greet); from
+// there it runs transactions.
+func (s *session) enterTx(greet func() error) error {
 	s.key = s.srv.cancels.register(s)
 	s.atEnd = append(s.atEnd, func() { s.srv.cancels.unregister(s.key) })
 	if s.srv.isDraining() { // Shutdown began before it could kick us
 		return shutdownError()
 	}
-	if err := s.greetWith(greetParams); err != nil {
+	if err := greet(); err != nil {
 		return &disconnect{err}
 	}
 	s.setState(stateActive)
 	s.atEnd = append(s.atEnd, s.stopRetry)
-	return s.serveTxRounds(c, s.detachForLoop(p), nil)
+	return nil
 }
 
 // serveTxRounds relays the client's transactions until it leaves: on the
@@ -209,12 +223,18 @@ func (c *txClient) greetParams() (map[string]string, error) {
 		defaults = maps.Clone(l.Value().params)
 		c.p.releaseTx(l, cleanNone)
 	}
+	return c.withSettings(defaults), nil
+}
+
+// withSettings lays the client's own settings over the server's defaults
+// (a copy the caller owns).
+func (c *txClient) withSettings(defaults map[string]string) map[string]string {
 	for k, v := range c.settings {
 		if _, reported := defaults[k]; reported {
 			defaults[k] = v
 		}
 	}
-	return defaults, nil
+	return defaults
 }
 
 // lease1 leases a server connection and brings it to the client's settings.

@@ -1,0 +1,456 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgrotate/pgrotate/auth"
+	"github.com/pgrotate/pgrotate/configs"
+)
+
+// loopLogin is a client logging in on the event loop: its startup packet
+// and its SCRAM exchange are read and answered there, and a client of a
+// transaction-mode pool goes from its greeting straight to waiting on the
+// loop for its first query. No goroutine runs for it at all.
+//
+// Why: on a goroutine, each message of a login was a read that failed with
+// EAGAIN, a park in Go's netpoller, a wake-up and often a hand-off between
+// threads, then hand-offs to the loop and back; a login cost twice
+// PgBouncer's CPU (bench/README.md, "Client logins"). Applications that
+// connect per request pay that on every request.
+//
+// Only the common case runs here: a plaintext client (pgrotate without
+// client TLS) of a transaction-mode pool that knows its server's defaults,
+// with a SCRAM (or unknown) user. Anything else (a CancelRequest, md5, a
+// session-mode pool, a pool that never connected) is handed to a session
+// goroutine at the point it was reached (toGoroutine), as is every failure
+// that has an ErrorResponse to write (fail).
+type loopLogin struct {
+	s    *session
+	ctx  context.Context
+	l    *eventLoop
+	slot int32
+	fd   int
+	rdr  fdReader
+	// until is the authentication deadline (limits.auth_timeout).
+	until time.Time
+	phase loginPhase
+	// sslDone and gssDone: an SSLRequest, a GSSENCRequest was answered.
+	sslDone, gssDone bool
+	// Set once the startup packet is read.
+	params   *startupParams
+	p        *pool
+	defaults map[string]string // p's server defaults, to greet with
+	known    bool              // the user is configured
+	x        *auth.Exchange
+}
+
+// loginPhase is what a loopLogin reads next.
+type loginPhase int
+
+const (
+	loginStartup loginPhase = iota // SSLRequest, GSSENCRequest, StartupMessage or CancelRequest
+	loginAuth                      // the client's SCRAM messages
+)
+
+// loginTag marks the epoll events of a login; Fd holds its slot.
+const loginTag = 3
+
+// maxAuthMessage is PostgreSQL's cap on an authentication message
+// (PG_MAX_AUTH_TOKEN_LENGTH), as the goroutine login sets it.
+const maxAuthMessage = 65535
+
+// loginOnLoop starts sess's login on the event loop, if the loop can run it
+// (see loopLogin); false leaves the session to its goroutine.
+// here: the caller is the loop goroutine, which accepted sess's client.
+func (s *Server) loginOnLoop(ctx context.Context, sess *session, here bool) bool {
+	if !s.txOnLoop || sess.overLimit || s.tls.enabled() {
+		return false
+	}
+	l := s.eventLoop()
+	if l == nil {
+		return false
+	}
+	pc, ok := sess.conn.(*pollConn)
+	if !ok {
+		pc, ok = toPollConn(sess.conn).(*pollConn)
+	}
+	if !ok {
+		return false
+	}
+	sess.kickMu.Lock()
+	sess.conn, sess.raw = pc, pc
+	sess.kickMu.Unlock()
+	s.metrics.clientState(0, false, stateStartup, true)
+	lg := &loopLogin{s: sess, ctx: ctx, l: l, fd: pc.fd, rdr: fdReader{fd: pc.fd},
+		until: time.Now().Add(s.cfg.Limits.AuthTimeout.Duration)}
+	sess.clientRd.src = &lg.rdr
+	if here {
+		l.beginLogin(lg)
+	} else if !l.post(func() { l.beginLogin(lg) }) {
+		go sess.end(nil) // Close came first
+	}
+	return true
+}
+
+// beginLogin registers the login's socket and reads what the client sent
+// already. Loop goroutine only.
+func (l *eventLoop) beginLogin(lg *loopLogin) {
+	if n := len(l.freeLogins); n > 0 {
+		lg.slot, l.freeLogins = l.freeLogins[n-1], l.freeLogins[:n-1]
+	} else {
+		lg.slot = int32(len(l.logins))
+		l.logins = append(l.logins, nil)
+	}
+	l.logins[lg.slot] = lg
+	l.loginCount++
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: lg.slot, Pad: loginTag}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
+		lg.forget()
+		go lg.s.end(&disconnect{os.NewSyscallError("epoll_ctl", err)})
+		return
+	}
+	lg.ready()
+}
+
+// forget takes the login off the loop. Loop goroutine only.
+func (lg *loopLogin) forget() {
+	l := lg.l
+	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lg.fd, nil)
+	l.logins[lg.slot] = nil
+	l.freeLogins = append(l.freeLogins, lg.slot)
+	l.loginCount--
+}
+
+// ready reads what the client sent and answers every whole message in it.
+// Loop goroutine only.
+func (lg *loopLogin) ready() {
+	rd := lg.s.clientRd
+	need := lg.need()
+	if rd.end-rd.start < need {
+		if err := rd.fill(need); err != nil {
+			if err != errWouldBlock {
+				lg.quit(err)
+			}
+			return
+		}
+	}
+	for {
+		n := lg.need()
+		if n < 0 {
+			lg.tooLong()
+			return
+		}
+		if rd.end-rd.start < n {
+			return
+		}
+		msg := rd.buf[rd.start : rd.start+n]
+		rd.start += n
+		if !lg.handle(msg) {
+			return
+		}
+	}
+}
+
+// need is how many bytes the next whole message takes, as far as the
+// reader shows; -1 for a length out of bounds.
+func (lg *loopLogin) need() int {
+	rd := lg.s.clientRd
+	b := rd.buf[rd.start:rd.end]
+	switch {
+	case lg.phase == loginStartup && len(b) < 4:
+		return 4
+	case lg.phase == loginStartup:
+		n := int(int32(binary.BigEndian.Uint32(b)))
+		if n < 8 || n > 4+maxStartupPacket {
+			return -1
+		}
+		return n
+	case len(b) < headerLen:
+		return headerLen
+	}
+	n := int(int32(binary.BigEndian.Uint32(b[1:]))) + 1
+	if n < headerLen || n > 1+4+maxAuthMessage {
+		return -1
+	}
+	return n
+}
+
+// maxStartupPacket is PostgreSQL's MAX_STARTUP_PACKET_LENGTH, which
+// pgproto3 enforces on the goroutine login.
+const maxStartupPacket = 10000
+
+// tooLong ends a login whose next message has a length out of bounds.
+func (lg *loopLogin) tooLong() {
+	if lg.phase == loginStartup {
+		lg.quit(errors.New("reading startup packet: invalid length of startup packet"))
+		return
+	}
+	lg.fail(lg.authFailed(&auth.ProtocolError{Reason: "invalid authentication message length"}))
+}
+
+// handle answers one whole message; false: the login left the loop's
+// hands or its messages must wait for an answer first.
+func (lg *loopLogin) handle(msg []byte) bool {
+	if lg.phase == loginStartup {
+		return lg.startup(msg[4:])
+	}
+	return lg.authStep(msg[0], msg[headerLen:])
+}
+
+// startup handles a packet of the startup phase, as negotiate and
+// readStartup do on a goroutine: no TLS here, so an SSLRequest and a
+// GSSENCRequest are answered 'N' once each.
+func (lg *loopLogin) startup(body []byte) bool {
+	code := binary.BigEndian.Uint32(body)
+	switch code {
+	case sslRequestCode, gssEncRequestCode:
+		if len(body) != 4 || lg.answered(code) {
+			lg.fail(fatal(codeProtocolViolation, "unexpected encryption request: encryption was already negotiated"))
+			return false
+		}
+		return lg.write([]byte{'N'})
+	case cancelRequestCode:
+		var cr pgproto3.CancelRequest
+		if err := cr.Decode(body); err != nil {
+			lg.quit(fmt.Errorf("reading startup packet: %w", err))
+			return false
+		}
+		s, ctx := lg.s, lg.ctx
+		lg.toGoroutine(func() {
+			s.srv.forwardCancel(ctx, &cr)
+			s.end(nil)
+		})
+		return false
+	case pgproto3.ProtocolVersion30, pgproto3.ProtocolVersion32:
+	default:
+		lg.quit(fmt.Errorf("reading startup packet: unknown startup message code: %d", code))
+		return false
+	}
+	var m pgproto3.StartupMessage
+	if err := m.Decode(body); err != nil {
+		lg.quit(fmt.Errorf("reading startup packet: %w", err))
+		return false
+	}
+	params, err := parseStartup(&m)
+	if err != nil {
+		lg.fail(err)
+		return false
+	}
+	s := lg.s
+	s.log = s.log.With("user", params.user, "database", params.database)
+	lg.params = params
+	return lg.startAuth()
+}
+
+// answered notes an encryption request; true if one of its kind came
+// before.
+func (lg *loopLogin) answered(code uint32) bool {
+	done := &lg.gssDone
+	if code == sslRequestCode {
+		done = &lg.sslDone
+	}
+	seen := *done
+	*done = true
+	return seen
+}
+
+// startAuth sends the first authentication request, if the login can go
+// on on the loop; else the session goroutine authenticates the client.
+func (lg *loopLogin) startAuth() bool {
+	s, params := lg.s, lg.params
+	p := s.srv.pools[params.database]
+	if p != nil && p.db.PoolMode == configs.PoolTransaction && p.onLoop && p.loopable.Load() {
+		lg.p, lg.defaults = p, p.serverDefaults()
+	}
+	client, known := s.srv.clients.Load().lookup(params.user)
+	lg.known = known
+	if lg.defaults != nil {
+		x, first, ok, err := auth.Start(params.user, client.secrets, s.authOptions())
+		switch {
+		case err != nil:
+			lg.fail(lg.authFailed(err))
+			return false
+		case ok:
+			s.setState(stateAuth)
+			lg.x, lg.phase = x, loginAuth
+			return lg.send(first)
+		}
+	}
+	ctx := lg.ctx
+	lg.toGoroutine(func() {
+		if err := s.serveLogin(ctx, params); !errors.Is(err, errOnLoop) {
+			s.end(err)
+		}
+	})
+	return false
+}
+
+// authStep passes a client message to the SCRAM exchange and sends its
+// answer; at the end, the greeting.
+func (lg *loopLogin) authStep(typ byte, body []byte) bool {
+	reply, done, err := lg.x.Receive(typ, body)
+	if err != nil {
+		lg.fail(lg.authFailed(err))
+		return false
+	}
+	if !done {
+		return lg.send(reply)
+	}
+	lg.enter(reply)
+	return false
+}
+
+// authFailed is what the goroutine login makes of a failed exchange.
+func (lg *loopLogin) authFailed(err error) error {
+	return lg.s.authResult(err, lg.known)
+}
+
+// enter ends the login: the client is authenticated, and saslFinal is the
+// exchange's last message, which goes out with the greeting. The client
+// then waits on the loop for its first query.
+func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage) {
+	s := lg.s
+	p, err := s.srv.poolFor(lg.params)
+	if err != nil {
+		lg.fail(err)
+		return
+	}
+	lg.forget()
+	s.clientRd.src = s.conn
+	s.clientRd.release() // a long login message took a buffer: an idle client holds none
+	c := s.joinTxPool(lg.ctx, p, lg.params)
+	greet := c.withSettings(lg.defaults)
+	err = s.enterTx(func() error {
+		var w outbox
+		s.queue(&w, saslFinal)
+		s.queueGreeting(&w, greet)
+		if w.err != nil {
+			return w.err
+		}
+		return lg.writeAll(w.buf)
+	})
+	if err == nil {
+		_, err = s.startTxRound(c, true)
+	}
+	if err != nil {
+		go func() { s.end(c.finish(err)) }()
+	}
+}
+
+// send writes one authentication request.
+func (lg *loopLogin) send(m pgproto3.BackendMessage) bool {
+	b, err := m.Encode(nil)
+	if err != nil {
+		lg.fail(err)
+		return false
+	}
+	return lg.write(b)
+}
+
+// write writes b, which the socket takes whole: a login's messages are
+// small, and its client reads each before it answers. A socket that takes
+// less has a client that does not read; it is let go.
+func (lg *loopLogin) write(b []byte) bool {
+	if err := lg.writeAll(b); err != nil {
+		lg.quit(err)
+		return false
+	}
+	return true
+}
+
+func (lg *loopLogin) writeAll(b []byte) error {
+	n, err := rawWrite(lg.fd, b)
+	switch {
+	case err == syscall.EAGAIN:
+		return &disconnect{errors.New("writing to the client: its socket is full during login")}
+	case err != nil:
+		return &disconnect{os.NewSyscallError("write", err)}
+	case n < len(b):
+		return &disconnect{io.ErrShortWrite}
+	}
+	return nil
+}
+
+// quit ends a login that has nobody to answer: the client left, or sent
+// something that is not a startup packet. Nothing is written, so this
+// needs no goroutine.
+func (lg *loopLogin) quit(err error) {
+	lg.forget()
+	if lg.phase == loginAuth {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", auth.ErrClientClosed, err)
+		}
+		err = lg.authFailed(err)
+	}
+	if !isDisconnect(err) {
+		err = &disconnect{err}
+	}
+	lg.s.end(err)
+}
+
+// fail ends a login with an error to tell the client: that write, and the
+// delay after a wrong password, happen on a goroutine.
+func (lg *loopLogin) fail(err error) {
+	s := lg.s
+	lg.toGoroutine(func() {
+		s.delayFailure(err)
+		s.end(err)
+	})
+}
+
+// toGoroutine takes the login off the loop and runs next on a goroutine
+// of its own, with the client's socket back in Go's netpoller and what the
+// loop read but did not use in front of it.
+func (lg *loopLogin) toGoroutine(next func()) {
+	lg.forget()
+	s := lg.s
+	rd := s.clientRd
+	rest := bytes.Clone(rd.buf[rd.start:rd.end])
+	rd.start, rd.end = 0, 0
+	rd.release()
+	go func() {
+		if err := s.leaveLoop(rest, lg.until); err != nil {
+			s.end(err)
+			return
+		}
+		next()
+	}()
+}
+
+// leaveLoop puts the client's socket back in Go's netpoller for a session
+// goroutine, and gives it a pgproto3 Backend that reads rest first.
+func (s *session) leaveLoop(rest []byte, until time.Time) error {
+	if err := s.toNetpoller(); err != nil {
+		return err
+	}
+	_ = s.conn.SetDeadline(until)
+	s.be = pgproto3.NewBackend(io.MultiReader(bytes.NewReader(rest), s.conn), s.conn)
+	return nil
+}
+
+// expireLogins ends the logins past limits.auth_timeout, as the deadline of
+// a goroutine login does. Loop goroutine only.
+func (l *eventLoop) expireLogins(now time.Time) {
+	for _, lg := range l.logins {
+		if lg == nil || now.Before(lg.until) {
+			continue
+		}
+		if lg.phase == loginStartup {
+			lg.quit(errors.New("reading startup packet: timeout"))
+			continue
+		}
+		lg.quit(fmt.Errorf("authentication timeout: %w", os.ErrDeadlineExceeded))
+	}
+}
