@@ -11,9 +11,9 @@ import (
 
 // A flood of garbage startup packets, slow-loris connections that never
 // finish their startup, and wrong passwords leaves good clients served; the
-// slow ones are dropped at auth_timeout. Logins run on a goroutine per
-// client in session mode and on the event loop in transaction mode (see
-// TestTransactionModeLoginsHoldNoGoroutine): both are attacked.
+// slow ones are dropped at auth_timeout. Logins run on the event loop (see
+// TestLoginsHoldNoGoroutine); a session-mode client goes on on a goroutine
+// once authenticated, a transaction-mode one stays on the loop.
 func TestAbuseLeavesGoodClientsServed(t *testing.T) {
 	for _, mode := range []string{"session", "transaction"} {
 		t.Run(mode, func(t *testing.T) { abuse(t, mode) })

@@ -252,3 +252,21 @@ func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// An md5 client (auth.allow_md5) logs in and is refused with a wrong
+// password, in both pool modes. Its login starts on the event loop and goes
+// on on a goroutine, which runs the md5 exchange.
+func TestMD5ClientLogsIn(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode, md5: true})
+			c := env.connect(t)
+			if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+				t.Fatalf("current_user %q, want %q", got, ownerRole)
+			}
+			if _, err := connectAs(env, appUser, "guess"); sqlState(err) != "28P01" {
+				t.Fatalf("wrong md5 password: %v, want SQLSTATE 28P01", err)
+			}
+		})
+	}
+}

@@ -107,6 +107,8 @@ type setup struct {
 	// goroutineRelay turns the event loop off (limits.event_loop: false):
 	// plaintext clients are relayed on goroutines.
 	goroutineRelay bool
+	// md5 gives the app an md5 verifier (auth.allow_md5: true).
+	md5 bool
 }
 
 // relays are the two relay engines a plaintext client can be served by;
@@ -154,11 +156,15 @@ func startProxy(t *testing.T, s setup) *proxyEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.md5 {
+		verifier = auth.MD5Secret(appUser, appPass)
+	}
 	cfgText := fmt.Sprintf(`
 listen: 127.0.0.1:0
 admin_listen: "off"
 log: {level: debug}
 limits: {max_client_conn: %d, auth_timeout: 5s, event_loop: %t}
+auth: {allow_md5: %t}
 upstream: {host: "%s", port: %d, sslmode: disable, connect_timeout: 3s}
 databases:
   %s:
@@ -171,7 +177,7 @@ databases:
     %s
 clients:
   - {user: %s, %s}
-`, s.maxClientConn, !s.goroutineRelay, s.upstreamHost, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), flowKeys(s.extraDB), appUser, clientSecret(s.clientFile, verifier))
+`, s.maxClientConn, !s.goroutineRelay, s.md5, s.upstreamHost, s.upstreamPort, dbName, ownerRole, s.poolMode, s.poolSize, s.queryWait, s.drainTimeout, env.credPath(), flowKeys(s.extraDB), appUser, clientSecret(s.clientFile, verifier))
 	path := filepath.Join(dir, "pgrotate.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)

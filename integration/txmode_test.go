@@ -420,13 +420,19 @@ func settledGoroutines(limit int) int {
 	}
 }
 
-// A client of a transaction-mode pool logs in on the event loop: its
-// startup packet and SCRAM exchange are answered there, so a client in the
-// middle of its login holds no goroutine, and one slow to answer holds up
-// nobody else. Wrong passwords are refused as on a goroutine.
-func TestTransactionModeLoginsHoldNoGoroutine(t *testing.T) {
+// A plaintext client logs in on the event loop: its startup packet and
+// SCRAM exchange are answered there, so a client in the middle of its login
+// holds no goroutine, and one slow to answer holds up nobody else. Wrong
+// passwords are refused as on a goroutine.
+func TestLoginsHoldNoGoroutine(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) { loginsHoldNoGoroutine(t, mode) })
+	}
+}
+
+func loginsHoldNoGoroutine(t *testing.T, mode string) {
 	const clients = 40
-	env := startProxy(t, setup{poolMode: "transaction", poolSize: 2})
+	env := startProxy(t, setup{poolMode: mode, poolSize: 2})
 	ctx := ctxT(t)
 	first := env.connect(t) // the pool learns its server's defaults
 	queryStrings(t, first, "SELECT 1")

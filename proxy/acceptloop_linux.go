@@ -54,7 +54,7 @@ const acceptBatch = 64
 // log in there anyway (loginOnLoop); nil leaves it to Serve.
 func (s *Server) acceptOnLoop(ctx context.Context, ln net.Listener) *loopAcceptor {
 	tl, ok := ln.(*net.TCPListener)
-	if !ok || !s.txOnLoop || s.tls.enabled() {
+	if !ok || !s.loopLogins || s.tls.enabled() {
 		return nil
 	}
 	l := s.eventLoop()

@@ -30,12 +30,15 @@ import (
 // PgBouncer's CPU (bench/README.md, "Client logins"). Applications that
 // connect per request pay that on every request.
 //
-// Only the common case runs here: a plaintext client (pgrotate without
-// client TLS) of a transaction-mode pool that knows its server's defaults,
-// with a SCRAM (or unknown) user. Anything else (a CancelRequest, md5, a
-// session-mode pool, a pool that never connected) is handed to a session
-// goroutine at the point it was reached (toGoroutine), as is every failure
-// that has an ErrorResponse to write (fail).
+// The loop runs the login of every plaintext client (pgrotate without
+// client TLS) whose user logs in with SCRAM (or is unknown: the mock
+// exchange). A client of a transaction-mode pool that knows its server's
+// defaults is greeted there too (enter); any other client goes on in a
+// session goroutine once authenticated (handOver): a session-mode client
+// waits there for its server connection, and is relayed on the loop
+// without leaving it. A CancelRequest and an md5 login go to a goroutine
+// before that (toGoroutine), as does every failure that has an
+// ErrorResponse to write (fail).
 type loopLogin struct {
 	s    *session
 	ctx  context.Context
@@ -49,11 +52,9 @@ type loopLogin struct {
 	// sslDone and gssDone: an SSLRequest, a GSSENCRequest was answered.
 	sslDone, gssDone bool
 	// Set once the startup packet is read.
-	params   *startupParams
-	p        *pool
-	defaults map[string]string // p's server defaults, to greet with
-	known    bool              // the user is configured
-	x        *auth.Exchange
+	params *startupParams
+	known  bool // the user is configured
+	x      *auth.Exchange
 }
 
 // loginPhase is what a loopLogin reads next.
@@ -75,7 +76,7 @@ const maxAuthMessage = 65535
 // (see loopLogin); false leaves the session to its goroutine.
 // here: the caller is the loop goroutine, which accepted sess's client.
 func (s *Server) loginOnLoop(ctx context.Context, sess *session, here bool) bool {
-	if !s.txOnLoop || sess.overLimit || s.tls.enabled() {
+	if !s.loopLogins || sess.overLimit || s.tls.enabled() {
 		return false
 	}
 	l := s.eventLoop()
@@ -266,35 +267,29 @@ func (lg *loopLogin) answered(code uint32) bool {
 	return seen
 }
 
-// startAuth sends the first authentication request, if the login can go
-// on on the loop; else the session goroutine authenticates the client.
+// startAuth sends the first authentication request; a login that is not
+// SCRAM (md5) goes to the session goroutine instead.
 func (lg *loopLogin) startAuth() bool {
 	s, params := lg.s, lg.params
-	p := s.srv.pools[params.database]
-	if p != nil && p.db.PoolMode == configs.PoolTransaction && p.onLoop && p.loopable.Load() {
-		lg.p, lg.defaults = p, p.serverDefaults()
-	}
 	client, known := s.srv.clients.Load().lookup(params.user)
 	lg.known = known
-	if lg.defaults != nil {
-		x, first, ok, err := auth.Start(params.user, client.secrets, s.authOptions())
-		switch {
-		case err != nil:
-			lg.fail(lg.authFailed(err))
-			return false
-		case ok:
-			s.setState(stateAuth)
-			lg.x, lg.phase = x, loginAuth
-			return lg.send(first)
-		}
+	x, first, ok, err := auth.Start(params.user, client.secrets, s.authOptions())
+	switch {
+	case err != nil:
+		lg.fail(lg.authFailed(err))
+		return false
+	case !ok:
+		ctx := lg.ctx
+		lg.toGoroutine(func() {
+			if err := s.serveLogin(ctx, params); !errors.Is(err, errOnLoop) {
+				s.end(err)
+			}
+		})
+		return false
 	}
-	ctx := lg.ctx
-	lg.toGoroutine(func() {
-		if err := s.serveLogin(ctx, params); !errors.Is(err, errOnLoop) {
-			s.end(err)
-		}
-	})
-	return false
+	s.setState(stateAuth)
+	lg.x, lg.phase = x, loginAuth
+	return lg.send(first)
 }
 
 // authStep passes a client message to the SCRAM exchange and sends its
@@ -308,8 +303,43 @@ func (lg *loopLogin) authStep(typ byte, body []byte) bool {
 	if !done {
 		return lg.send(reply)
 	}
-	lg.enter(reply)
+	lg.authenticated(reply)
 	return false
+}
+
+// authenticated goes on with an authenticated client: on the loop (enter)
+// if it is a client of a transaction-mode pool there that needs no server
+// connection to be greeted, else on a session goroutine (handOver).
+// saslFinal is the exchange's last message, which goes out with the
+// greeting.
+func (lg *loopLogin) authenticated(saslFinal pgproto3.BackendMessage) {
+	p := lg.s.srv.pools[lg.params.database]
+	if p != nil && p.db.PoolMode == configs.PoolTransaction && p.onLoop && p.loopable.Load() {
+		if defaults := p.serverDefaults(); defaults != nil {
+			lg.enter(saslFinal, defaults)
+			return
+		}
+	}
+	lg.handOver(saslFinal)
+}
+
+// handOver has a session goroutine serve the authenticated client, which
+// stays a pollConn: the loop relays it as it is, with no trip through
+// Go's netpoller, and nothing reads it on a goroutine until its greeting.
+func (lg *loopLogin) handOver(saslFinal pgproto3.BackendMessage) {
+	s, ctx, params := lg.s, lg.ctx, lg.params
+	lg.forget()
+	s.pending, s.pendingErr = saslFinal.Encode(nil)
+	s.clientRd.src = s.conn
+	s.clientRd.release()
+	_ = s.conn.SetDeadline(lg.until)
+	lg.l.courier.handBack(func() {
+		go func() {
+			if err := s.serveAuthenticated(ctx, params); !errors.Is(err, errOnLoop) {
+				s.end(err)
+			}
+		}()
+	})
 }
 
 // authFailed is what the goroutine login makes of a failed exchange.
@@ -317,10 +347,10 @@ func (lg *loopLogin) authFailed(err error) error {
 	return lg.s.authResult(err, lg.known)
 }
 
-// enter ends the login: the client is authenticated, and saslFinal is the
-// exchange's last message, which goes out with the greeting. The client
-// then waits on the loop for its first query.
-func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage) {
+// enter greets an authenticated client of a transaction-mode pool with its
+// server's defaults, and the client then waits on the loop for its first
+// query.
+func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage, defaults map[string]string) {
 	s := lg.s
 	p, err := s.srv.poolFor(lg.params)
 	if err != nil {
@@ -331,7 +361,7 @@ func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage) {
 	s.clientRd.src = s.conn
 	s.clientRd.release() // a long login message took a buffer: an idle client holds none
 	c := s.joinTxPool(lg.ctx, p, lg.params)
-	greet := c.withSettings(lg.defaults)
+	greet := c.withSettings(defaults)
 	err = s.enterTx(func() error {
 		var w outbox
 		s.queue(&w, saslFinal)
@@ -345,7 +375,7 @@ func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage) {
 		_, err = s.startTxRound(c, true)
 	}
 	if err != nil {
-		go func() { s.end(c.finish(err)) }()
+		lg.l.courier.handBack(func() { go s.end(c.finish(err)) })
 	}
 }
 
@@ -404,29 +434,36 @@ func (lg *loopLogin) quit(err error) {
 // delay after a wrong password, happen on a goroutine.
 func (lg *loopLogin) fail(err error) {
 	s := lg.s
-	lg.toGoroutine(func() {
-		s.delayFailure(err)
-		s.end(err)
+	lg.forget()
+	lg.l.courier.handBack(func() {
+		go func() {
+			s.delayFailure(err)
+			s.end(err)
+		}()
 	})
 }
 
 // toGoroutine takes the login off the loop and runs next on a goroutine
-// of its own, with the client's socket back in Go's netpoller and what the
-// loop read but did not use in front of it.
+// of its own, which reads the client: with the client's socket back in Go's
+// netpoller and what the loop read but did not use in front of it. The
+// goroutine is started from the courier: one started by the loop waits for
+// another thread to steal it (see courier).
 func (lg *loopLogin) toGoroutine(next func()) {
 	lg.forget()
-	s := lg.s
+	s, until := lg.s, lg.until
 	rd := s.clientRd
 	rest := bytes.Clone(rd.buf[rd.start:rd.end])
 	rd.start, rd.end = 0, 0
 	rd.release()
-	go func() {
-		if err := s.leaveLoop(rest, lg.until); err != nil {
-			s.end(err)
-			return
-		}
-		next()
-	}()
+	lg.l.courier.handBack(func() {
+		go func() {
+			if err := s.leaveLoop(rest, until); err != nil {
+				s.end(err)
+				return
+			}
+			next()
+		}()
+	})
 }
 
 // leaveLoop puts the client's socket back in Go's netpoller for a session

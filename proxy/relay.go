@@ -142,6 +142,10 @@ func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector
 	if end, err, ok := s.relayOnLoop(sc, st, ci, m); ok {
 		return end, err
 	}
+	if err := s.toNetpoller(); err != nil { // a client the loop logged in
+		s.setRelaying(false, sc)
+		return endClientLeft, err
+	}
 	fromSrv := make(chan error, 1)
 	go func() {
 		err := sc.rd.pump(s.conn, fromServer, serverInspector{st: st, sc: sc, m: m})

@@ -29,7 +29,11 @@ func (s *Server) eventLoop() *eventLoop {
 // session-mode rounds: the loop runs and the client is a plain socket (a
 // TLS client is relayed on goroutines).
 func (s *session) loopRelaysClient() bool {
-	return s.srv.eventLoop() != nil && plainSocket(s.conn)
+	if s.srv.eventLoop() == nil {
+		return false
+	}
+	_, onLoop := loopFD(s.conn) // logged in on the loop (loopLogin)
+	return onLoop || plainSocket(s.conn)
 }
 
 // relayOnLoop runs a session-mode relay round on the event loop. ok is false
@@ -59,12 +63,17 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 		s.kickMu.Unlock()
 		return 0, nil, false
 	}
-	cfds, ok, err := detach(s.conn)
-	if !ok || err != nil {
-		s.kickMu.Unlock()
-		return 0, nil, false // the goroutine relay reports any trouble
+	// A client the loop logged in is a pollConn already, and stays one.
+	cfd, kept := loopFD(s.conn)
+	if !kept {
+		cfds, ok, err := detach(s.conn)
+		if !ok || err != nil {
+			s.kickMu.Unlock()
+			return 0, nil, false // the goroutine relay reports any trouble
+		}
+		cfd = cfds[0]
 	}
-	fds := [2]int{cfds[0], sfd}
+	fds := [2]int{cfd, sfd}
 	r, err := l.startRelay(fds, dirs, nil)
 	s.evr = r
 	s.kickMu.Unlock()
@@ -77,7 +86,13 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 			s.kicked.Store(true)
 		}
 	}
-	if aerr := s.reattach(fds[0], clientFinished(cerr, serr)); aerr != nil && (cerr == nil || isDeadline(cerr)) {
+	if kept {
+		s.kickMu.Lock()
+		s.evr = nil
+		s.relaying = false
+		s.kickMu.Unlock()
+		s.clientRd.src = s.conn
+	} else if aerr := s.reattach(fds[0], clientFinished(cerr, serr)); aerr != nil && (cerr == nil || isDeadline(cerr)) {
 		cerr = aerr
 	}
 	sc.rd.src = sc.conn

@@ -56,9 +56,9 @@ type Server struct {
 
 	replacers replacers // one per pool after a rotation
 
-	// txOnLoop: some transaction-mode pool is relayed on the event loop,
-	// so its clients log in there too (see loopLogin).
-	txOnLoop bool
+	// loopLogins: pools are relayed on the event loop, and plaintext
+	// clients are accepted and log in there too (see loopLogin).
+	loopLogins bool
 
 	loopOnce sync.Once
 	loop     *eventLoop  // nil until a relay needs it, or when unavailable
@@ -97,7 +97,7 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		p.onLoop = opts.Config.Limits.EventLoop && loopSupported
-		s.txOnLoop = s.txOnLoop || p.onLoop && db.PoolMode == configs.PoolTransaction
+		s.loopLogins = s.loopLogins || p.onLoop
 		if f := opts.OnUpstreamAuthFailure; f != nil {
 			p.onAuthFailure = func() { f(name) }
 		}

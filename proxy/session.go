@@ -83,6 +83,12 @@ type session struct {
 	// channelBinding is the tls-server-end-point data of the certificate
 	// this client's TLS handshake was served; nil in plaintext.
 	channelBinding []byte
+	// pending is what goes out before the greeting: the
+	// AuthenticationSASLFinal of a login on the loop that a session
+	// goroutine goes on with (loopLogin.handOver); pendingErr if it could
+	// not be encoded.
+	pending    []byte
+	pendingErr error
 	// atEnd is what end undoes, last first: what a transaction-mode
 	// session set up, which a deferred call cannot undo once the session
 	// goroutine has ended with its client on the event loop (errOnLoop).
@@ -161,7 +167,7 @@ func (s *session) fail(err error) {
 // itself sends. During the startup they go through s.be, after what it
 // holds (auth.Authenticate leaves AuthenticationSASLFinal queued there).
 func (s *session) send(msgs ...pgproto3.BackendMessage) error {
-	var w outbox
+	w := s.outbox()
 	for _, m := range msgs {
 		s.queue(&w, m)
 	}
@@ -172,6 +178,13 @@ func (s *session) send(msgs ...pgproto3.BackendMessage) error {
 type outbox struct {
 	buf []byte
 	err error
+}
+
+// outbox starts the next write with what is pending.
+func (s *session) outbox() outbox {
+	w := outbox{buf: s.pending, err: s.pendingErr}
+	s.pending, s.pendingErr = nil, nil
+	return w
 }
 
 // queue encodes m for the next flush: into s.be, after what it holds, or
@@ -227,6 +240,11 @@ func (s *session) serveLogin(ctx context.Context, params *startupParams) error {
 	if err := s.authenticate(params); err != nil {
 		return err
 	}
+	return s.serveAuthenticated(ctx, params)
+}
+
+// serveAuthenticated serves an authenticated client.
+func (s *session) serveAuthenticated(ctx context.Context, params *startupParams) error {
 	p, err := s.srv.poolFor(params)
 	if err != nil {
 		return err
@@ -313,7 +331,7 @@ func (s *session) greet(sc *serverConn) error { return s.greetWith(sc.params) }
 // Each message is encoded as it is queued, so one ParameterStatus value
 // serves every parameter, not one allocated per parameter.
 func (s *session) greetWith(params map[string]string) error {
-	var w outbox
+	w := s.outbox()
 	s.queueGreeting(&w, params)
 	err := s.flush(&w)
 	s.be = nil
