@@ -394,14 +394,21 @@ func TestTransactionModeIdleClientsHoldNoGoroutine(t *testing.T) {
 	for _, c := range conns {
 		must(t, c.Close(ctx))
 	}
+	waitNoClients(t, env, "active", clients)
+}
+
+// waitNoClients waits up to 5 s for pgrotate_client_connections{state} to
+// reach 0 once all clients have left.
+func waitNoClients(t *testing.T, env *proxyEnv, state string, clients int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		active, _ := value(env.scrape(t), "pgrotate_client_connections", map[string]string{"state": "active"})
-		if active == 0 {
-			break
+		n, _ := value(env.scrape(t), "pgrotate_client_connections", map[string]string{"state": state})
+		if n == 0 {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%v clients still counted active after all %d left", active, clients)
+			t.Fatalf("%v clients still counted %s after all %d left", n, state, clients)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -476,17 +483,7 @@ func loginsHoldNoGoroutine(t *testing.T, mode string) {
 	for _, c := range stalled {
 		c.Close()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		inAuth, _ := value(env.scrape(t), "pgrotate_client_connections", map[string]string{"state": "auth"})
-		if inAuth == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v clients still counted logging in after all %d left", inAuth, clients)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitNoClients(t, env, "auth", clients)
 	wrong, _ := value(env.scrape(t), "pgrotate_client_auth_failures_total", map[string]string{"reason": "wrong_password"})
 	unknown, _ := value(env.scrape(t), "pgrotate_client_auth_failures_total", map[string]string{"reason": "unknown_user"})
 	if wrong != 1 || unknown != 1 {

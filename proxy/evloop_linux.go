@@ -44,12 +44,10 @@ type eventLoop struct {
 	courier *courier
 
 	// Owned by the loop goroutine.
-	slots []*evRelay // by slot; an epoll event names its relay's slot
-	free  []int32
+	relays slotTable[*evRelay] // an epoll event names its relay's slot
 	// conns are the transaction-mode server connections registered for
-	// good (see txRelay.own), by slot; their events carry connTag.
-	conns     []*pollConn
-	freeConns []int32
+	// good (see txRelay.own); their events carry connTag.
+	conns slotTable[*pollConn]
 	// waitPools are the pools with clients waiting on the loop (see
 	// txRelay.wait); while there are any, the loop wakes every
 	// waitCheckInterval to expire them.
@@ -57,11 +55,10 @@ type eventLoop struct {
 	// idlePools are the pools whose connections the loop keeps idle for
 	// its transactions (see keepOnLoop).
 	idlePools []*pool
-	// logins are the clients logging in on the loop (see loopLogin), by
-	// slot; while there are any, the loop wakes every waitCheckInterval to
+	// logins are the clients logging in on the loop (see loopLogin);
+	// while there are any, the loop wakes every waitCheckInterval to
 	// expire them.
-	logins     []*loopLogin
-	freeLogins []int32
+	logins     slotTable[*loopLogin]
 	loginCount int
 	// acceptors are the listeners the loop accepts on, by slot; while any
 	// is paused (see loopAcceptor.pause), the loop wakes every
@@ -189,13 +186,13 @@ func (l *eventLoop) run() {
 		for _, ev := range events[:n] {
 			switch {
 			case ev.Pad == connTag:
-				if pc := l.conns[ev.Fd]; pc != nil && pc.owner != nil {
+				if pc := l.conns.items[ev.Fd]; pc != nil && pc.owner != nil {
 					pc.owner.serverReady(ev.Events)
 				} else if pc != nil && ev.Events&^syscall.EPOLLOUT != 0 {
 					pc.dirty = true // the server spoke (or left) while nobody held it
 				}
 			case ev.Pad == loginTag:
-				if lg := l.logins[ev.Fd]; lg != nil {
+				if lg := l.logins.items[ev.Fd]; lg != nil {
 					lg.ready()
 				}
 			case ev.Pad == acceptTag:
@@ -205,7 +202,7 @@ func (l *eventLoop) run() {
 			case ev.Fd == wakeSlot:
 				woken = true
 			default:
-				if r := l.slots[ev.Fd-1]; r != nil {
+				if r := l.relays.items[ev.Fd-1]; r != nil {
 					r.ready(int(ev.Pad), ev.Events)
 				}
 			}
@@ -217,6 +214,32 @@ func (l *eventLoop) run() {
 			return
 		}
 	}
+}
+
+// slotTable numbers what the loop registers with epoll: an event names its
+// owner by slot, and a freed slot is used again. Loop goroutine only.
+type slotTable[T comparable] struct {
+	items []T // by slot; the zero value in a free one
+	free  []int32
+}
+
+// put stores v in a free slot and returns the slot.
+func (t *slotTable[T]) put(v T) int32 {
+	if n := len(t.free); n > 0 {
+		i := t.free[n-1]
+		t.free = t.free[:n-1]
+		t.items[i] = v
+		return i
+	}
+	t.items = append(t.items, v)
+	return int32(len(t.items) - 1)
+}
+
+// drop frees slot i.
+func (t *slotTable[T]) drop(i int32) {
+	var zero T
+	t.items[i] = zero
+	t.free = append(t.free, i)
 }
 
 // timed reports whether something on the loop has a deadline: a client
@@ -259,13 +282,7 @@ func (l *eventLoop) runCommands() bool {
 
 // add registers r's two sockets. Loop goroutine only.
 func (l *eventLoop) add(r *evRelay) error {
-	if n := len(l.free); n > 0 {
-		r.slot, l.free = l.free[n-1], l.free[:n-1]
-	} else {
-		r.slot = int32(len(l.slots))
-		l.slots = append(l.slots, nil)
-	}
-	l.slots[r.slot] = r
+	r.slot = l.relays.put(r)
 	for side := range r.fds {
 		if r.fds[side] < 0 {
 			continue // transaction pooling: no server connection held
@@ -309,8 +326,7 @@ func (l *eventLoop) remove(r *evRelay) {
 			_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
 		}
 	}
-	l.slots[r.slot] = nil
-	l.free = append(l.free, r.slot)
+	l.relays.drop(r.slot)
 }
 
 // evRelay is one relay round on the event loop: side 0 is the client, side

@@ -108,13 +108,7 @@ func (s *Server) loginOnLoop(ctx context.Context, sess *session, here bool) bool
 // beginLogin registers the login's socket and reads what the client sent
 // already. Loop goroutine only.
 func (l *eventLoop) beginLogin(lg *loopLogin) {
-	if n := len(l.freeLogins); n > 0 {
-		lg.slot, l.freeLogins = l.freeLogins[n-1], l.freeLogins[:n-1]
-	} else {
-		lg.slot = int32(len(l.logins))
-		l.logins = append(l.logins, nil)
-	}
-	l.logins[lg.slot] = lg
+	lg.slot = l.logins.put(lg)
 	l.loginCount++
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: lg.slot, Pad: loginTag}
 	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
@@ -129,8 +123,7 @@ func (l *eventLoop) beginLogin(lg *loopLogin) {
 func (lg *loopLogin) forget() {
 	l := lg.l
 	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lg.fd, nil)
-	l.logins[lg.slot] = nil
-	l.freeLogins = append(l.freeLogins, lg.slot)
+	l.logins.drop(lg.slot)
 	l.loginCount--
 }
 
@@ -480,7 +473,7 @@ func (s *session) leaveLoop(rest []byte, until time.Time) error {
 // expireLogins ends the logins past limits.auth_timeout, as the deadline of
 // a goroutine login does. Loop goroutine only.
 func (l *eventLoop) expireLogins(now time.Time) {
-	for _, lg := range l.logins {
+	for _, lg := range l.logins.items {
 		if lg == nil || now.Before(lg.until) {
 			continue
 		}

@@ -189,8 +189,7 @@ func (c *pollConn) Close() error {
 		// is freed by the loop.
 		l.post(func() {
 			if c.slot >= 0 {
-				l.conns[c.slot] = nil
-				l.freeConns = append(l.freeConns, c.slot)
+				l.conns.drop(c.slot)
 				c.slot = -1
 			}
 		})

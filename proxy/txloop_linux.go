@@ -65,22 +65,16 @@ func (t *txRelay) own() error {
 	pc := t.pc
 	l := t.r.loop
 	if pc.slot < 0 {
-		if n := len(l.freeConns); n > 0 {
-			pc.slot, l.freeConns = l.freeConns[n-1], l.freeConns[:n-1]
-		} else {
-			pc.slot = int32(len(l.conns))
-			l.conns = append(l.conns, nil)
-		}
+		pc.slot = l.conns.put(pc)
 		ev := syscall.EpollEvent{
 			Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
 			Fd:     pc.slot, Pad: connTag,
 		}
 		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, pc.fd, &ev); err != nil {
-			l.freeConns = append(l.freeConns, pc.slot)
+			l.conns.drop(pc.slot)
 			pc.slot = -1
 			return os.NewSyscallError("epoll_ctl", err)
 		}
-		l.conns[pc.slot] = pc
 		pc.loop.Store(l)
 	}
 	pc.owner = t.r
