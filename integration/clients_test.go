@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -269,4 +270,55 @@ func TestMD5ClientLogsIn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A login that arrives in pieces (each write split in three, a little
+// apart), with a startup packet longer than one small read, logs in and
+// runs queries: on the event loop, each message waits until it is whole.
+func TestLoginArrivingInPieces(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode})
+			ctx := ctxT(t)
+			must(t, env.connect(t).Close(ctx)) // a transaction pool learns its server's defaults
+			cfg, err := pgx.ParseConfig(env.url(appUser, appPass, dbName))
+			must(t, err)
+			cfg.RuntimeParams["application_name"] = strings.Repeat("a", 1500)
+			cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return dribble{c}, nil
+			}
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			must(t, err)
+			defer c.Close(ctx)
+			if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+				t.Fatalf("current_user %q, want %q", got, ownerRole)
+			}
+			if got := queryStrings(t, c, "SELECT current_setting('application_name')")[0]; !strings.HasPrefix(got, "aaaaaaaa") {
+				t.Errorf("application_name %q, want the client's", got)
+			}
+		})
+	}
+}
+
+// dribble writes each buffer in three pieces, 5 ms apart.
+type dribble struct{ net.Conn }
+
+func (d dribble) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), max(1, (len(b)+2)/3))
+		m, err := d.Conn.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[k:]
+		time.Sleep(5 * time.Millisecond)
+	}
+	return n, nil
 }

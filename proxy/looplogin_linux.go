@@ -36,9 +36,9 @@ import (
 // defaults is greeted there too (enter); any other client goes on in a
 // session goroutine once authenticated (handOver): a session-mode client
 // waits there for its server connection, and is relayed on the loop
-// without leaving it. A CancelRequest and an md5 login go to a goroutine
-// before that (toGoroutine), as does every failure that has an
-// ErrorResponse to write (fail).
+// without leaving it. An md5 login goes to a goroutine before that
+// (toGoroutine); a CancelRequest is forwarded from one, as every failure
+// that has an ErrorResponse to write is written from one (fail).
 type loopLogin struct {
 	s    *session
 	ctx  context.Context
@@ -221,10 +221,16 @@ func (lg *loopLogin) startup(body []byte) bool {
 			lg.quit(fmt.Errorf("reading startup packet: %w", err))
 			return false
 		}
+		// The client waits for nothing but the close: forwarding it is a
+		// round trip to PostgreSQL, on a goroutine, which never reads the
+		// client.
 		s, ctx := lg.s, lg.ctx
-		lg.toGoroutine(func() {
-			s.srv.forwardCancel(ctx, &cr)
-			s.end(nil)
+		lg.forget()
+		lg.l.courier.handBack(func() {
+			go func() {
+				s.srv.forwardCancel(ctx, &cr)
+				s.end(nil)
+			}()
 		})
 		return false
 	case pgproto3.ProtocolVersion30, pgproto3.ProtocolVersion32:
