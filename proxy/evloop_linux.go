@@ -26,12 +26,12 @@ import (
 // once: two reads and two writes per round trip, with one epoll_wait shared
 // by everything that became ready meanwhile.
 //
-// Besides relaying, the loop accepts and logs in the plaintext clients of
-// transaction-mode pools (loopAcceptor, loopLogin), which then wait there
-// for their first query. Everything else (TLS, md5, session-mode logins,
-// control queries, moves) stays in a session goroutine, which hands both
-// sockets to the loop for a relay round and gets them back when the round
-// ends (evRelay.done). The loop works on duplicates of the sockets'
+// Besides relaying, the loop accepts plaintext clients and runs their
+// login (loopAcceptor, loopLogin); a transaction-mode client then waits
+// there for its first query. Everything else (TLS, md5, a session-mode
+// client once authenticated, control queries, moves) runs in a session
+// goroutine, which hands both sockets to the loop for a relay round and
+// gets them back when the round ends (evRelay.done). The loop works on duplicates of the sockets'
 // descriptors, so a descriptor number it holds can never be closed and
 // reused under it.
 type eventLoop struct {

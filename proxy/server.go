@@ -106,8 +106,10 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Serve accepts clients on ln until ln is closed or Close is called. It
-// returns nil after Close.
+// Serve accepts clients on ln until Close or Shutdown, or until ln is
+// closed. It returns nil after Close. On Linux the event loop may take a
+// TCP listener over (see loopAcceptor): it accepts on a duplicate of ln's
+// socket and closes ln at once, and then only Close and Shutdown stop it.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	a := s.acceptOnLoop(ctx, ln)
 	s.mu.Lock()
