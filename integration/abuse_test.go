@@ -3,8 +3,12 @@ package integration
 import (
 	"context"
 	"crypto/rand"
+	"io"
 	"net"
+	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -82,4 +86,66 @@ func abuse(t *testing.T, mode string) {
 		}
 		c.Close()
 	}
+}
+
+// When pgrotate runs out of file descriptors, the event loop stops
+// accepting for a moment, says so once, and then serves the clients that
+// waited in the listen backlog; clients already connected are served
+// throughout.
+func TestOutOfDescriptorsPausesAccepting(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction"})
+	good := env.connect(t)
+	var limit syscall.Rlimit
+	must(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit))
+	// The test and pgrotate share the process: leave one descriptor free,
+	// take it with the client's own socket, and the loop's accept4 finds
+	// none. Descriptors other goroutines open or close meanwhile can spoil
+	// an attempt; a few are allowed.
+	var waiting net.Conn
+	attempts := 0
+	for ; waiting == nil && attempts < 5; attempts++ {
+		waiting = dialWithOneDescriptorLeft(t, env, limit)
+	}
+	if waiting == nil {
+		t.Fatal("could not make the loop run out of descriptors")
+	}
+	t.Logf("the loop ran out of descriptors at attempt %d", attempts)
+	defer waiting.Close()
+	if got := queryStrings(t, good, "SELECT current_user")[0]; got != ownerRole {
+		t.Fatalf("a connected client during the pause: current_user %q", got)
+	}
+	// Accepting resumes: the client that waited gets its answer.
+	must(t, waiting.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err := waiting.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}) // SSLRequest
+	must(t, err)
+	answer := make([]byte, 1)
+	if _, err := io.ReadFull(waiting, answer); err != nil || answer[0] != 'N' {
+		t.Fatalf("after the pause: answer %q, %v; want 'N'", answer, err)
+	}
+}
+
+// dialWithOneDescriptorLeft connects a client while the process may open
+// only that client's socket, and gives the limit back once the loop has
+// failed to accept it (pgrotate logs it); nil if the attempt was spoilt.
+func dialWithOneDescriptorLeft(t *testing.T, env *proxyEnv, limit syscall.Rlimit) net.Conn {
+	t.Helper()
+	before := strings.Count(env.logs.String(), "cannot accept clients")
+	fds, err := os.ReadDir("/proc/self/fd") // its own descriptor is closed again
+	must(t, err)
+	lowered := limit
+	lowered.Cur = uint64(len(fds)) // the ones open now, and one more
+	must(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered))
+	c, err := net.Dial("tcp", env.addr)
+	paused := false
+	for deadline := time.Now().Add(time.Second); err == nil && !paused && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		paused = strings.Count(env.logs.String(), "cannot accept clients") > before
+	}
+	must(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &limit))
+	if err != nil || !paused {
+		if c != nil {
+			c.Close()
+		}
+		return nil
+	}
+	return c
 }
