@@ -58,8 +58,7 @@ type eventLoop struct {
 	// logins are the clients logging in on the loop (see loopLogin);
 	// while there are any, the loop wakes every waitCheckInterval to
 	// expire them.
-	logins     slotTable[*loopLogin]
-	loginCount int
+	logins slotTable[*loopLogin]
 	// acceptors are the listeners the loop accepts on, by slot; while any
 	// is paused (see loopAcceptor.pause), the loop wakes every
 	// waitCheckInterval to resume it.
@@ -235,6 +234,9 @@ func (t *slotTable[T]) put(v T) int32 {
 	return int32(len(t.items) - 1)
 }
 
+// used is the number of slots in use.
+func (t *slotTable[T]) used() int { return len(t.items) - len(t.free) }
+
 // drop frees slot i.
 func (t *slotTable[T]) drop(i int32) {
 	var zero T
@@ -245,7 +247,7 @@ func (t *slotTable[T]) drop(i int32) {
 // timed reports whether something on the loop has a deadline: a client
 // waiting for a connection or logging in, or a paused listener.
 func (l *eventLoop) timed() bool {
-	return len(l.waitPools) > 0 || l.loginCount > 0 || l.acceptPaused > 0
+	return len(l.waitPools) > 0 || l.logins.used() > 0 || l.acceptPaused > 0
 }
 
 // sleep waits for events as a blocking system call, which gives the loop's

@@ -109,7 +109,6 @@ func (s *Server) loginOnLoop(ctx context.Context, sess *session, here bool) bool
 // already. Loop goroutine only.
 func (l *eventLoop) beginLogin(lg *loopLogin) {
 	lg.slot = l.logins.put(lg)
-	l.loginCount++
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: lg.slot, Pad: loginTag}
 	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
 		lg.forget()
@@ -124,7 +123,6 @@ func (lg *loopLogin) forget() {
 	l := lg.l
 	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lg.fd, nil)
 	l.logins.drop(lg.slot)
-	l.loginCount--
 }
 
 // ready reads what the client sent and answers every whole message in it.
@@ -327,8 +325,13 @@ func (lg *loopLogin) authenticated(saslFinal pgproto3.BackendMessage) {
 // Go's netpoller, and nothing reads it on a goroutine until its greeting.
 func (lg *loopLogin) handOver(saslFinal pgproto3.BackendMessage) {
 	s, ctx, params := lg.s, lg.ctx, lg.params
+	final, err := saslFinal.Encode(nil)
+	if err != nil {
+		lg.fail(err)
+		return
+	}
 	lg.forget()
-	s.pending, s.pendingErr = saslFinal.Encode(nil)
+	s.pending = final
 	s.clientRd.src = s.conn
 	s.clientRd.release()
 	_ = s.conn.SetDeadline(lg.until)

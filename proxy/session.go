@@ -85,10 +85,8 @@ type session struct {
 	channelBinding []byte
 	// pending is what goes out before the greeting: the
 	// AuthenticationSASLFinal of a login on the loop that a session
-	// goroutine goes on with (loopLogin.handOver); pendingErr if it could
-	// not be encoded.
-	pending    []byte
-	pendingErr error
+	// goroutine goes on with (loopLogin.handOver).
+	pending []byte
 	// atEnd is what end undoes, last first: what a transaction-mode
 	// session set up, which a deferred call cannot undo once the session
 	// goroutine has ended with its client on the event loop (errOnLoop).
@@ -182,8 +180,8 @@ type outbox struct {
 
 // outbox starts the next write with what is pending.
 func (s *session) outbox() outbox {
-	w := outbox{buf: s.pending, err: s.pendingErr}
-	s.pending, s.pendingErr = nil, nil
+	w := outbox{buf: s.pending}
+	s.pending = nil
 	return w
 }
 
