@@ -35,12 +35,18 @@ func Start(user string, secrets []Secret, opts Options) (x *Exchange, first pgpr
 	if m.md5 != nil {
 		return nil, nil, false, nil
 	}
-	sx, err := newSCRAMExchange(user, m.scram, m.mockReason, opts)
+	x, first, err = startSCRAM(user, m.scram, m.mockReason, opts)
+	return x, first, true, err
+}
+
+// startSCRAM begins a SCRAM exchange (see authSCRAM for the arguments).
+func startSCRAM(user string, secrets []Secret, mockReason string, opts Options) (*Exchange, pgproto3.BackendMessage, error) {
+	sx, err := newSCRAMExchange(user, secrets, mockReason, opts)
 	if err != nil {
-		return nil, nil, true, err
+		return nil, nil, err
 	}
-	x = &Exchange{x: sx, mechs: mechanisms(opts)}
-	return x, &pgproto3.AuthenticationSASL{AuthMechanisms: x.mechs}, true, nil
+	x := &Exchange{x: sx, mechs: mechanisms(opts)}
+	return x, &pgproto3.AuthenticationSASL{AuthMechanisms: x.mechs}, nil
 }
 
 // Receive takes the client's next message, its type byte and body, and
@@ -67,21 +73,40 @@ func (x *Exchange) Receive(typ byte, body []byte) (reply pgproto3.BackendMessage
 		if err := m.Decode(body); err != nil {
 			return nil, false, malformed(what, err)
 		}
-		serverFirst, err := x.x.first(m.AuthMechanism, string(m.Data), x.mechs)
+		cont, err := x.initial(&m)
 		if err != nil {
 			return nil, false, err
 		}
-		x.next = expectResponse
-		return &pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)}, false, nil
+		return cont, false, nil
 	}
 	var m pgproto3.SASLResponse
 	if err := m.Decode(body); err != nil {
 		return nil, false, malformed(what, err)
 	}
-	serverFinal, err := x.x.final(string(m.Data))
+	final, err := x.response(&m)
 	if err != nil {
 		return nil, false, err
 	}
+	return final, true, nil
+}
+
+// initial answers the client-first-message with the server-first-message.
+func (x *Exchange) initial(m *pgproto3.SASLInitialResponse) (*pgproto3.AuthenticationSASLContinue, error) {
+	serverFirst, err := x.x.first(m.AuthMechanism, string(m.Data), x.mechs)
+	if err != nil {
+		return nil, err
+	}
+	x.next = expectResponse
+	return &pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)}, nil
+}
+
+// response checks the client-final-message's proof and returns the
+// server-final-message.
+func (x *Exchange) response(m *pgproto3.SASLResponse) (*pgproto3.AuthenticationSASLFinal, error) {
+	serverFinal, err := x.x.final(string(m.Data))
+	if err != nil {
+		return nil, err
+	}
 	x.next = exchangeDone
-	return &pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)}, true, nil
+	return &pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)}, nil
 }

@@ -30,39 +30,39 @@ type scramExchange struct {
 }
 
 // authSCRAM runs the SASL exchange (PostgreSQL protocol docs, "SASL
-// Authentication"; RFC 5802, RFC 7677). secrets share one salt and
-// iteration count; when there are none, mockReason says why.
+// Authentication"; RFC 5802, RFC 7677) on c, driving an Exchange. secrets
+// share one salt and iteration count; when there are none, mockReason
+// says why.
 func authSCRAM(c *conn, secrets []Secret, mockReason string, opts Options) error {
-	x, err := newSCRAMExchange(c.user, secrets, mockReason, opts)
+	x, first, err := startSCRAM(c.user, secrets, mockReason, opts)
 	if err != nil {
 		return err
 	}
-	mechs := mechanisms(opts)
-	if err := c.send(&pgproto3.AuthenticationSASL{AuthMechanisms: mechs}); err != nil {
+	if err := c.send(first); err != nil {
 		return err
 	}
-	first, err := receiveAs[*pgproto3.SASLInitialResponse](c, pgproto3.AuthTypeSASL, "SASLInitialResponse")
+	initial, err := receiveAs[*pgproto3.SASLInitialResponse](c, pgproto3.AuthTypeSASL, "SASLInitialResponse")
 	if err != nil {
 		return err
 	}
-	serverFirst, err := x.first(first.AuthMechanism, string(first.Data), mechs)
+	cont, err := x.initial(initial)
 	if err != nil {
 		return err
 	}
-	if err := c.send(&pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)}); err != nil {
+	if err := c.send(cont); err != nil {
 		return err
 	}
-	final, err := receiveAs[*pgproto3.SASLResponse](c, pgproto3.AuthTypeSASLContinue, "SASLResponse")
+	response, err := receiveAs[*pgproto3.SASLResponse](c, pgproto3.AuthTypeSASLContinue, "SASLResponse")
 	if err != nil {
 		return err
 	}
-	serverFinal, err := x.final(string(final.Data))
+	final, err := x.response(response)
 	if err != nil {
 		return err
 	}
 	// Queued, not flushed: the caller sends AuthenticationOk and the rest of
 	// the greeting after it, in the same write (see Authenticate).
-	c.be.Send(&pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)})
+	c.be.Send(final)
 	return nil
 }
 

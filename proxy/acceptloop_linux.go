@@ -54,10 +54,10 @@ const acceptBatch = 64
 // log in there anyway (loginOnLoop); nil leaves it to Serve.
 func (s *Server) acceptOnLoop(ctx context.Context, ln net.Listener) *loopAcceptor {
 	tl, ok := ln.(*net.TCPListener)
-	if !ok || !s.loopLogins || s.tls.enabled() {
+	if !ok {
 		return nil
 	}
-	l := s.eventLoop()
+	l := s.loginLoop()
 	if l == nil {
 		return nil
 	}
@@ -66,9 +66,7 @@ func (s *Server) acceptOnLoop(ctx context.Context, ln net.Listener) *loopAccepto
 		s.log.Warn("accepting clients on a goroutine: cannot hand the listener to the event loop", "err", err)
 		return nil
 	}
-	// Accepted connections inherit the listening socket's options: this
-	// saves Go's setsockopt per client.
-	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	noDelayForAll(fd)
 	a := &loopAcceptor{srv: s, ctx: ctx, l: l, fd: fd, addr: ln.Addr(), done: make(chan struct{})}
 	if !l.post(func() { l.startAccepting(a) }) {
 		closeFD(fd)
@@ -76,6 +74,13 @@ func (s *Server) acceptOnLoop(ctx context.Context, ln net.Listener) *loopAccepto
 	}
 	_ = ln.Close() // the socket stays open, and listening, through fd
 	return a
+}
+
+// noDelayForAll sets TCP_NODELAY on a listening socket: the connections
+// it accepts inherit it, which saves the setsockopt Go makes per client
+// (TestAcceptedSocketsInheritNoDelay).
+func noDelayForAll(fd int) {
+	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 }
 
 // startAccepting registers a's listener. Loop goroutine only.

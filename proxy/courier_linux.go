@@ -39,6 +39,13 @@ func (c *courier) handBack(job func()) {
 	c.jobs.push(job)
 }
 
+// spawn has f run on a new goroutine that the courier starts: the loop
+// hands work to goroutines this way, since one it started itself would
+// wait for another thread to steal it (see courier).
+func (c *courier) spawn(f func()) {
+	c.handBack(func() { go f() })
+}
+
 // stop runs what is still handed back, then ends the courier.
 func (c *courier) stop() {
 	c.handBack(nil)

@@ -76,11 +76,8 @@ const maxAuthMessage = 65535
 // (see loopLogin); false leaves the session to its goroutine.
 // here: the caller is the loop goroutine, which accepted sess's client.
 func (s *Server) loginOnLoop(ctx context.Context, sess *session, here bool) bool {
-	if !s.loopLogins || sess.overLimit || s.tls.enabled() {
-		return false
-	}
-	l := s.eventLoop()
-	if l == nil {
+	l := s.loginLoop()
+	if l == nil || sess.overLimit {
 		return false
 	}
 	pc, ok := sess.conn.(*pollConn)
@@ -105,6 +102,16 @@ func (s *Server) loginOnLoop(ctx context.Context, sess *session, here bool) bool
 	return true
 }
 
+// loginLoop is the event loop that accepts and logs in plaintext
+// clients: the server's loop, unless no pool is relayed there or clients
+// may use TLS (which the loop does not speak); nil then.
+func (s *Server) loginLoop() *eventLoop {
+	if !s.loopLogins || s.tls.enabled() {
+		return nil
+	}
+	return s.eventLoop()
+}
+
 // beginLogin registers the login's socket and reads what the client sent
 // already. Loop goroutine only.
 func (l *eventLoop) beginLogin(lg *loopLogin) {
@@ -112,7 +119,8 @@ func (l *eventLoop) beginLogin(lg *loopLogin) {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: lg.slot, Pad: loginTag}
 	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
 		lg.forget()
-		go lg.s.end(&disconnect{os.NewSyscallError("epoll_ctl", err)})
+		s := lg.s
+		l.courier.spawn(func() { s.end(&disconnect{os.NewSyscallError("epoll_ctl", err)}) })
 		return
 	}
 	lg.ready()
@@ -224,11 +232,9 @@ func (lg *loopLogin) startup(body []byte) bool {
 		// client.
 		s, ctx := lg.s, lg.ctx
 		lg.forget()
-		lg.l.courier.handBack(func() {
-			go func() {
-				s.srv.forwardCancel(ctx, &cr)
-				s.end(nil)
-			}()
+		lg.l.courier.spawn(func() {
+			s.srv.forwardCancel(ctx, &cr)
+			s.end(nil)
 		})
 		return false
 	case pgproto3.ProtocolVersion30, pgproto3.ProtocolVersion32:
@@ -311,7 +317,7 @@ func (lg *loopLogin) authStep(typ byte, body []byte) bool {
 // greeting.
 func (lg *loopLogin) authenticated(saslFinal pgproto3.BackendMessage) {
 	p := lg.s.srv.pools[lg.params.database]
-	if p != nil && p.db.PoolMode == configs.PoolTransaction && p.onLoop && p.loopable.Load() {
+	if p != nil && p.db.PoolMode == configs.PoolTransaction && p.relaysOnLoop() {
 		if defaults := p.serverDefaults(); defaults != nil {
 			lg.enter(saslFinal, defaults)
 			return
@@ -335,12 +341,10 @@ func (lg *loopLogin) handOver(saslFinal pgproto3.BackendMessage) {
 	s.clientRd.src = s.conn
 	s.clientRd.release()
 	_ = s.conn.SetDeadline(lg.until)
-	lg.l.courier.handBack(func() {
-		go func() {
-			if err := s.serveAuthenticated(ctx, params); !errors.Is(err, errOnLoop) {
-				s.end(err)
-			}
-		}()
+	lg.l.courier.spawn(func() {
+		if err := s.serveAuthenticated(ctx, params); !errors.Is(err, errOnLoop) {
+			s.end(err)
+		}
 	})
 }
 
@@ -377,7 +381,7 @@ func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage, defaults map[strin
 		_, err = s.startTxRound(c, true)
 	}
 	if err != nil {
-		lg.l.courier.handBack(func() { go s.end(c.finish(err)) })
+		lg.l.courier.spawn(func() { s.end(c.finish(err)) })
 	}
 }
 
@@ -437,19 +441,15 @@ func (lg *loopLogin) quit(err error) {
 func (lg *loopLogin) fail(err error) {
 	s := lg.s
 	lg.forget()
-	lg.l.courier.handBack(func() {
-		go func() {
-			s.delayFailure(err)
-			s.end(err)
-		}()
+	lg.l.courier.spawn(func() {
+		s.delayFailure(err)
+		s.end(err)
 	})
 }
 
 // toGoroutine takes the login off the loop and runs next on a goroutine
 // of its own, which reads the client: with the client's socket back in Go's
-// netpoller and what the loop read but did not use in front of it. The
-// goroutine is started from the courier: one started by the loop waits for
-// another thread to steal it (see courier).
+// netpoller and what the loop read but did not use in front of it.
 func (lg *loopLogin) toGoroutine(next func()) {
 	lg.forget()
 	s, until := lg.s, lg.until
@@ -457,14 +457,12 @@ func (lg *loopLogin) toGoroutine(next func()) {
 	rest := bytes.Clone(rd.buf[rd.start:rd.end])
 	rd.start, rd.end = 0, 0
 	rd.release()
-	lg.l.courier.handBack(func() {
-		go func() {
-			if err := s.leaveLoop(rest, until); err != nil {
-				s.end(err)
-				return
-			}
-			next()
-		}()
+	lg.l.courier.spawn(func() {
+		if err := s.leaveLoop(rest, until); err != nil {
+			s.end(err)
+			return
+		}
+		next()
 	})
 }
 

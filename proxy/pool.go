@@ -194,6 +194,11 @@ func (p *pool) destroy(sc *serverConn) {
 	}
 }
 
+// relaysOnLoop reports whether the event loop can relay this pool's
+// transactions: it relays the pool, and its newest server connection is a
+// plain socket (not upstream TLS).
+func (p *pool) relaysOnLoop() bool { return p.onLoop && p.loopable.Load() }
+
 // serverDefaults returns a copy of the parameters of a fresh server
 // session, or nil before the first connection.
 func (p *pool) serverDefaults() map[string]string {

@@ -143,18 +143,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accepting clients: %w", err)
 		}
-		s.startSession(ctx, c)
+		s.newSession(ctx, c, false)
 	}
 }
 
-// startSession runs one client's session on a goroutine of its own. Its
-// socket already has TCP_NODELAY: Go sets it on every TCP connection, so
-// setting it again here was one system call per login for nothing.
-func (s *Server) startSession(ctx context.Context, c net.Conn) { s.newSession(ctx, c, false) }
-
 // newSession starts a client's session: on the event loop if it can log
 // in there (loginOnLoop), else on a goroutine of its own. here: the caller
-// is the loop goroutine, which accepted c.
+// is the loop goroutine, which accepted c. Its socket already has
+// TCP_NODELAY: Go sets it on every TCP connection it accepts, and the
+// loop's accepted sockets inherit it from the listening one, so setting
+// it again here was one system call per login for nothing.
 func (s *Server) newSession(ctx context.Context, c net.Conn, here bool) {
 	s.mu.Lock()
 	if s.closed {

@@ -133,7 +133,7 @@ func (t *txRelay) transactionEnded(r *evRelay) bool {
 	case sc.cleanup != cleanNone:
 		// A cleanup is a round trip: not on the loop.
 		cleanup := sc.cleanup
-		r.loop.courier.handBack(func() { go c.p.releaseTx(l, cleanup) })
+		r.loop.courier.spawn(func() { c.p.releaseTx(l, cleanup) })
 	case c.p.stale(sc):
 		c.p.releaseTx(l, cleanNone) // retired, or back to puddle: never kept
 	case c.p.handOff(l):
@@ -170,7 +170,7 @@ func (t *txRelay) toClient() *evWriter { return &t.r.dirs[1].out }
 // the loop is off, the client uses TLS, or the pool's server connections
 // are not plain sockets (upstream TLS).
 func (s *session) detachForLoop(p *pool) bool {
-	if !p.onLoop || !p.loopable.Load() || s.srv.eventLoop() == nil {
+	if !p.relaysOnLoop() || s.srv.eventLoop() == nil {
 		return false
 	}
 	s.kickMu.Lock()
