@@ -322,3 +322,56 @@ func (d dribble) Write(b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// A client may send its next messages right behind its last login message,
+// before it has read the server's answer. pgrotate serves them after the
+// greeting; a Terminate there ends the session at once, and the server
+// connection, still idle, serves the next client. (On the event loop such
+// a Terminate once ended the round while it was being started, and the
+// loop waited on itself for good.)
+func TestTerminateRightBehindLogin(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode, poolSize: 1})
+			ctx := ctxT(t)
+			must(t, env.connect(t).Close(ctx)) // the pool opens its connection
+			cfg, err := pgx.ParseConfig(env.url(appUser, appPass, dbName))
+			must(t, err)
+			cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, network, addr)
+				return &trailing{Conn: c, tail: []byte{'X', 0, 0, 0, 4}}, err
+			}
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			must(t, err) // greeted before the Terminate is read
+			if _, err := c.Exec(ctx, "SELECT 1"); err == nil {
+				t.Fatal("a query after the client's own Terminate succeeded")
+			}
+			waitNoClients(t, env, "active", 1)
+			next := env.connect(t)
+			defer next.Close(ctx)
+			if got := queryStrings(t, next, "SELECT current_user")[0]; got != ownerRole {
+				t.Fatalf("current_user %q, want %q", got, ownerRole)
+			}
+		})
+	}
+}
+
+// trailing appends tail to the client's last SCRAM message (the
+// client-final-message, "c=…"), as a client that sends ahead would.
+type trailing struct {
+	net.Conn
+	tail []byte
+	sent bool
+}
+
+func (c *trailing) Write(b []byte) (int, error) {
+	if c.sent || len(b) < 7 || b[0] != 'p' || !bytes.HasPrefix(b[5:], []byte("c=")) {
+		return c.Conn.Write(b)
+	}
+	c.sent = true
+	if _, err := c.Conn.Write(append(bytes.Clone(b), c.tail...)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}

@@ -564,17 +564,26 @@ func (r *evRelay) interrupt(err error) {
 // sees it.
 func (l *eventLoop) startRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) (*evRelay, error) {
 	r := l.newRelay(fds, dirs, setup)
-	if !l.post(func() { l.begin(r) }) {
-		return nil, errors.New("event loop stopped")
+	if err := l.launch(r, false); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
 
-// startRelayHere is startRelay called on the loop goroutine.
-func (l *eventLoop) startRelayHere(fds [2]int, dirs [2]evDir, setup func(*evRelay)) (*evRelay, error) {
-	r := l.newRelay(fds, dirs, setup)
-	l.begin(r)
-	return r, nil
+// launch hands a round newRelay made to the loop: begun at once when the
+// caller is the loop goroutine itself (here), else posted. A session that
+// starts a round here must not hold kickMu: the round may end as it begins
+// (a Terminate the client sent along with its login), and its end on the
+// loop takes kickMu (endOnLoop).
+func (l *eventLoop) launch(r *evRelay, here bool) error {
+	if here {
+		l.begin(r)
+		return nil
+	}
+	if !l.post(func() { l.begin(r) }) {
+		return errors.New("event loop stopped")
+	}
+	return nil
 }
 
 func (l *eventLoop) newRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) *evRelay {

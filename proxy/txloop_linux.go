@@ -246,19 +246,17 @@ func (s *session) startTxRound(c *txClient, here bool) (*evRelay, error) {
 	fds := [2]int{cfd, -1}
 	dirs := [2]evDir{{rd: s.clientRd, interest: txFromClient, in: loopClient{c}}}
 	t := &txRelay{c: c}
+	l := s.srv.loop
 	s.kickMu.Lock()
-	defer s.kickMu.Unlock()
 	switch {
 	case s.connClosed:
+		s.kickMu.Unlock()
 		return nil, net.ErrClosed
 	case c.lease == nil && s.kicked.Load() && s.srv.isDraining():
+		s.kickMu.Unlock()
 		return nil, os.ErrDeadlineExceeded
 	}
-	start := s.srv.loop.startRelay
-	if here {
-		start = s.srv.loop.startRelayHere
-	}
-	r, err := start(fds, dirs, func(r *evRelay) {
+	r := l.newRelay(fds, dirs, func(r *evRelay) {
 		r.tx, t.r = t, r
 		r.then = func(res evResult) { s.resumeTx(c, &roundEnded{r, res}) }
 		c.loop = t
@@ -267,11 +265,15 @@ func (s *session) startTxRound(c *txClient, here bool) (*evRelay, error) {
 			t.attach(c.lease, fd)
 		}
 	})
-	if err != nil {
+	s.evr = r
+	s.kickMu.Unlock()
+	if err := l.launch(r, here); err != nil {
+		s.kickMu.Lock()
+		s.evr = nil
+		s.kickMu.Unlock()
 		c.loop = nil
 		return nil, err
 	}
-	s.evr = r
 	return r, nil
 }
 
