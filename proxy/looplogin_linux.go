@@ -368,7 +368,7 @@ func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage, defaults map[strin
 	s.clientRd.release() // a long login message took a buffer: an idle client holds none
 	c := s.joinTxPool(lg.ctx, p, lg.params)
 	greet := c.withSettings(defaults)
-	err = s.enterTx(func() error {
+	err = s.enter(func() error {
 		var w outbox
 		s.queue(&w, saslFinal)
 		s.queueGreeting(&w, greet)

@@ -44,14 +44,7 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 		return 0, nil, false
 	}
 	l := s.srv.eventLoop()
-	interest := fromClient
-	if ci.guard != nil {
-		interest = fromClientGuarded
-	}
-	dirs := [2]evDir{
-		{rd: s.clientRd, interest: interest, in: ci},
-		{rd: sc.rd, interest: fromServer, in: serverInspector{st: st, sc: sc, m: m}},
-	}
+	dirs := s.loopDirs(sc, st, ci, m)
 	s.kickMu.Lock()
 	if s.connClosed {
 		s.kickMu.Unlock()
@@ -73,34 +66,56 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 		}
 		cfd = cfds[0]
 	}
-	fds := [2]int{cfd, sfd}
-	r, err := l.startRelay(fds, dirs, nil)
+	r, err := l.startRelay([2]int{cfd, sfd}, dirs, nil)
 	s.evr = r
 	s.kickMu.Unlock()
 
-	cerr, serr := err, error(os.ErrDeadlineExceeded)
+	res := evResult{errs: [2]error{err, os.ErrDeadlineExceeded}}
 	if r != nil {
-		res := <-r.done
-		cerr, serr = res.errs[0], res.errs[1]
-		if res.idleStop {
-			s.kicked.Store(true)
-		}
+		res = <-r.done
 	}
 	if kept {
+		cfd = -1
+	}
+	end, err = s.roundOver(r, res, sc, cfd)
+	return end, err, true
+}
+
+// loopDirs are the two directions of a session-mode round on the loop.
+func (s *session) loopDirs(sc *serverConn, st *relayState, ci *clientInspector, m *dbMetrics) [2]evDir {
+	interest := fromClient
+	if ci.guard != nil {
+		interest = fromClientGuarded
+	}
+	return [2]evDir{
+		{rd: s.clientRd, interest: interest, in: ci},
+		{rd: sc.rd, interest: fromServer, in: serverInspector{st: st, sc: sc, m: m}},
+	}
+}
+
+// roundOver takes the client back from a round on the loop (r; nil if the
+// loop did not take it) that ended with res, and says how it ended. fd is
+// the client's descriptor if detach made it (attached again now), else -1:
+// the client is a pollConn and stays one.
+func (s *session) roundOver(r *evRelay, res evResult, sc *serverConn, fd int) (roundEnd, error) {
+	cerr, serr := res.errs[0], res.errs[1]
+	if res.idleStop {
+		s.kicked.Store(true)
+	}
+	if fd < 0 {
 		s.kickMu.Lock()
 		s.evr = nil
 		s.relaying = false
 		s.kickMu.Unlock()
 		s.clientRd.src = s.conn
-	} else if aerr := s.reattach(fds[0], clientFinished(cerr, serr)); aerr != nil && (cerr == nil || isDeadline(cerr)) {
+	} else if aerr := s.reattach(fd, clientFinished(cerr, serr)); aerr != nil && (cerr == nil || isDeadline(cerr)) {
 		cerr = aerr
 	}
 	sc.rd.src = sc.conn
 	if r != nil {
 		cerr, serr = s.flushSpilled(r, sc, cerr, serr)
 	}
-	end, err = classifyRound(cerr, serr, s.kicked.Load())
-	return end, err, true
+	return classifyRound(cerr, serr, s.kicked.Load())
 }
 
 // reattach puts the client connection back in the session's hands after a

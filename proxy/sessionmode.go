@@ -18,45 +18,81 @@ const moveRetryInterval = 500 * time.Millisecond
 // pooling) and relays until one side leaves. After a rotation the client is
 // moved to a connection of the new generation at an idle moment.
 func (s *session) serveSession(ctx context.Context, p *pool, params *startupParams) error {
-	s.setState(stateConnecting)
-	p.clients.Add(1)
-	defer p.clients.Add(-1)
+	h := s.joinSessionPool(p)
 	l, err := s.acquire(ctx, p)
 	if err != nil {
 		return err
 	}
-	reusable := false
-	var applied *startupSettings // the settings release applies again
-	defer func() {
-		if l != nil { // nil: a failed move already closed it
-			p.release(l, reusable, applied)
-		}
-	}()
+	h.l = l
 	sc := l.Value()
 	set := renderSettings(params.settings)
 	if err := s.applySettings(ctx, sc, set); err != nil {
-		reusable = isServerError(err) && sc.txStatus == 'I'
+		h.reusable = isServerError(err) && sc.txStatus == 'I'
 		return err
 	}
-	applied = set
-	s.key = s.srv.cancels.register(s)
-	defer s.srv.cancels.unregister(s.key)
-	if s.srv.isDraining() { // Shutdown began before it could kick us
-		reusable = true
-		return shutdownError()
+	if err := s.enterSession(h, set, func() error { return s.greet(sc) }); err != nil {
+		return err
 	}
+	return s.relayLoop(ctx, h, newSessionRelay(s, p))
+}
+
+// held is the server connection a session-mode client holds, and how it is
+// given back when the session ends (see giveBack).
+type held struct {
+	p *pool
+	l *lease // nil: none yet, or a failed move closed it
+	// reusable: the connection is idle at a message boundary, fit for the
+	// next client once reset.
+	reusable bool
+	applied  *startupSettings // the settings release applies again
+}
+
+// joinSessionPool makes the authenticated client one of p's clients; the
+// connection it will hold is given back as the session ends.
+func (s *session) joinSessionPool(p *pool) *held {
+	s.setState(stateConnecting)
+	p.clients.Add(1)
+	h := &held{p: p}
+	s.atEnd = append(s.atEnd, func() { p.clients.Add(-1) }, h.giveBack)
+	return h
+}
+
+// giveBack returns the held connection to the pool (see pool.release).
+func (h *held) giveBack() {
+	if h.l != nil {
+		h.p.release(h.l, h.reusable, h.applied)
+		h.l = nil
+	}
+}
+
+// enterSession starts the session on the held connection, which carries
+// the client's settings set: the client gets its cancel key and is greeted
+// (greet), and cancels and kicks reach it from then on.
+func (s *session) enterSession(h *held, set *startupSettings, greet func() error) error {
+	sc := h.l.Value()
+	h.applied, h.reusable = set, true // idle, and fit for the next client
 	s.server.Store(sc)
-	defer s.server.Store(nil)
-	defer s.stopRetry()
-	defer s.actedOnKick() // a client that leaves holds up no one
-	if err := s.greet(sc); err != nil {
-		reusable = true
-		return &disconnect{err}
+	s.atEnd = append(s.atEnd, func() { s.server.Store(nil) }, s.actedOnKick) // a client that leaves holds up no one
+	if err := s.enter(greet); err != nil {
+		return err
 	}
-	s.setState(stateActive)
 	s.log.Debug("client session started", "role", sc.gen.Cred.Username, "generation", sc.gen.N, "server_pid", sc.pid)
-	l, reusable, err = s.relayLoop(ctx, p, l)
-	return err
+	return nil
+}
+
+// sessionRelay is what the rounds of one session-mode relay share.
+type sessionRelay struct {
+	st *relayState
+	ci *clientInspector
+}
+
+func newSessionRelay(s *session, p *pool) *sessionRelay {
+	st := newRelayState()
+	ci := &clientInspector{st: st, log: s.log, m: p.m}
+	if p.db.RoleGuardEnabled() {
+		ci.guard = p.guard
+	}
+	return &sessionRelay{st: st, ci: ci}
 }
 
 // acquire waits for a server connection, up to query_wait_timeout.
@@ -93,34 +129,40 @@ func (p *pool) waitTimeout(cause error) error {
 	return withCause(w, cause)
 }
 
-// relayLoop relays round after round; between rounds it acts on kicks. It
-// returns the lease it ends with (nil when a failed move closed it) and
-// whether that connection is reusable.
-func (s *session) relayLoop(ctx context.Context, p *pool, l *lease) (*lease, bool, error) {
-	st := newRelayState()
-	ci := &clientInspector{st: st, log: s.log, m: p.m}
-	if p.db.RoleGuardEnabled() {
-		ci.guard = p.guard
-	}
+// relayLoop relays round after round; between rounds it acts on kicks.
+func (s *session) relayLoop(ctx context.Context, h *held, sr *sessionRelay) error {
 	for {
-		sc := l.Value()
-		end, err := s.relayRound(sc, st, ci, p.m)
-		sc.txStatus = byte(st.status.Load())
-		switch end {
-		case endKicked:
-			s.kicked.Store(false)
-			l, err = s.onKick(ctx, p, l, st)
-			if !st.stopWhenIdle.Load() || err != nil || l == nil {
-				s.actedOnKick() // moved, or will not soon; not waiting for an idle moment
-			}
-			if err != nil || l == nil {
-				return l, false, err
-			}
-		case endServerLost:
-			return l, false, s.serverLost(sc, err)
-		default:
-			return l, st.idle() && sc.rd.atBoundary(), err
+		end, err := s.relayRound(h.l.Value(), sr.st, sr.ci, h.p.m)
+		if done, err := s.roundEnded(ctx, h, sr.st, end, err); done {
+			return err
 		}
+	}
+}
+
+// roundEnded acts on the end of a relay round: on a kick, between rounds
+// (done false: the relay goes on). Otherwise the session ends with err, and
+// h says what becomes of its connection.
+func (s *session) roundEnded(ctx context.Context, h *held, st *relayState, end roundEnd, err error) (done bool, _ error) {
+	sc := h.l.Value()
+	sc.txStatus = byte(st.status.Load())
+	switch end {
+	case endKicked:
+		s.kicked.Store(false)
+		h.l, err = s.onKick(ctx, h.p, h.l, st)
+		if !st.stopWhenIdle.Load() || err != nil || h.l == nil {
+			s.actedOnKick() // moved, or will not soon; not waiting for an idle moment
+		}
+		if err != nil || h.l == nil {
+			h.reusable = false
+			return true, err
+		}
+		return false, nil
+	case endServerLost:
+		h.reusable = false
+		return true, s.serverLost(sc, err)
+	default:
+		h.reusable = st.idle() && sc.rd.atBoundary()
+		return true, err
 	}
 }
 

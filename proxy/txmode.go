@@ -133,7 +133,7 @@ func (s *session) serveTransactions(ctx context.Context, p *pool, params *startu
 	if err != nil {
 		return err
 	}
-	if err := s.enterTx(func() error { return s.greetWith(greetParams) }); err != nil {
+	if err := s.enter(func() error { return s.greetWith(greetParams) }); err != nil {
 		return err
 	}
 	return s.serveTxRounds(c, s.detachForLoop(p), nil)
@@ -148,9 +148,9 @@ func (s *session) joinTxPool(ctx context.Context, p *pool, params *startupParams
 	return newTxClient(ctx, s, p, params.settings)
 }
 
-// enterTx gives the client its cancel key and greets it (greet); from
-// there it runs transactions.
-func (s *session) enterTx(greet func() error) error {
+// enter gives the client its cancel key and greets it (greet); from there
+// it runs queries.
+func (s *session) enter(greet func() error) error {
 	s.key = s.srv.cancels.register(s)
 	s.atEnd = append(s.atEnd, func() { s.srv.cancels.unregister(s.key) })
 	if s.srv.isDraining() { // Shutdown began before it could kick us
