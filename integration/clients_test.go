@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -374,4 +375,37 @@ func (c *trailing) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// A session-mode client that finds a connection ready in the pool is
+// greeted and relayed by the event loop: no goroutine waits for it while it
+// holds the connection, as none does for a transaction-mode client.
+func TestSessionClientsHoldNoGoroutine(t *testing.T) {
+	const clients = 20
+	env := startProxy(t, setup{poolMode: "session", poolSize: clients})
+	ctx := ctxT(t)
+	conns := make([]*pgx.Conn, clients)
+	// The pool opens its connections first: a client that finds none
+	// idle waits for one on a goroutine, and goes on there.
+	for i := range conns {
+		conns[i] = env.connect(t)
+	}
+	for _, c := range conns {
+		must(t, c.Close(ctx))
+	}
+	waitNoClients(t, env, "active", clients)
+	base := runtime.NumGoroutine()
+	for i := range conns {
+		conns[i] = env.connect(t)
+		if got := queryStrings(t, conns[i], "SELECT current_user")[0]; got != ownerRole {
+			t.Fatalf("current_user %q, want %q", got, ownerRole)
+		}
+	}
+	if n := settledGoroutines(base + clients/2); n >= base+clients/2 {
+		t.Fatalf("%d goroutines with %d session-mode clients connected, %d before them: a goroutine per client", n, clients, base)
+	}
+	for _, c := range conns {
+		must(t, c.Close(ctx))
+	}
+	waitNoClients(t, env, "active", clients)
 }

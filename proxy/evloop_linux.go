@@ -349,6 +349,9 @@ type evRelay struct {
 	// connection it holds for the current transaction (fds[1] is -1 between
 	// transactions); see txloop_linux.go.
 	tx *txRelay
+	// sess is set for a session-mode client whose round the loop started
+	// itself (see sessionloop_linux.go).
+	sess *loopSession
 }
 
 func (w *evWriter) Write(b []byte) (int, error) {
@@ -528,6 +531,10 @@ func (r *evRelay) end(side int, err error, idleStop bool) {
 	res.idleStop = idleStop
 	if r.tx != nil && r.tx.leftBetween(side, err) {
 		r.tx.c.s.endOnLoop(r.tx.c, err)
+		return
+	}
+	if r.sess != nil && r.sess.leftIdle(r, side, err) {
+		r.sess.endOnLoop(r, err)
 		return
 	}
 	r.loop.courier.handBack(func() { r.deliver(res) })

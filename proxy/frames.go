@@ -122,6 +122,33 @@ func (r *frameReader) atBoundary() bool {
 // buffered reports whether unconsumed bytes are waiting in the buffer.
 func (r *frameReader) buffered() bool { return r.start < r.end }
 
+// holdsReadies reports whether the buffered bytes hold n whole
+// ReadyForQuery messages, and every message before them. A length that
+// cannot be counts as held: the reader reports it as it reads.
+func (r *frameReader) holdsReadies(n int) bool {
+	b := r.buf[r.start:r.end]
+	for n > 0 {
+		if len(b) < headerLen {
+			return false
+		}
+		size := int(binary.BigEndian.Uint32(b[1:headerLen]))
+		if size < 4 || size > maxInspectedBody {
+			return true
+		}
+		if len(b) < 1+size {
+			return false
+		}
+		if b[0] == 'Z' {
+			n--
+		}
+		b = b[1+size:]
+	}
+	return true
+}
+
+// fillMore reads once more, keeping what is buffered.
+func (r *frameReader) fillMore() error { return r.fill(r.end - r.start + 1) }
+
 // fill reads at least once more from src, compacting or growing the buffer so
 // that at least need bytes (counted from start) fit.
 func (r *frameReader) fill(need int) error {

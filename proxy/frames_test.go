@@ -180,3 +180,40 @@ func TestLazyReaderKeepsAWholeSmallRequestInPlace(t *testing.T) {
 		t.Fatal("a request that fits one lazy read was copied to a pooled buffer")
 	}
 }
+
+// The replies to a session reset (DISCARD ALL, then the departing client's
+// settings) are all in once the reader holds as many whole ReadyForQuery
+// messages as the reset asked for; the event loop only settles a connection
+// then, and a prefix cut anywhere is not enough.
+func TestHoldsReadies(t *testing.T) {
+	replies := encode(t,
+		&pgproto3.CommandComplete{CommandTag: []byte("DISCARD ALL")},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+		&pgproto3.ParameterStatus{Name: "application_name", Value: "app"},
+		&pgproto3.CommandComplete{CommandTag: []byte("SET")},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	held := func(b []byte, n int) bool {
+		rd := newFrameReader(bytes.NewReader(b), 64)
+		if len(b) > 0 {
+			if err := rd.fill(len(b)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return rd.holdsReadies(n)
+	}
+	if !held(replies, 2) {
+		t.Error("both replies buffered: not seen as held")
+	}
+	for cut := 0; cut < len(replies); cut++ {
+		if held(replies[:cut], 2) {
+			t.Fatalf("the first %d of %d bytes seen as both replies", cut, len(replies))
+		}
+	}
+	if !held(replies[:23], 1) { // CommandComplete "DISCARD ALL" and its ReadyForQuery
+		t.Error("the first reply buffered: not seen as held")
+	}
+	if !held([]byte{'Z', 0, 0, 0, 1}, 1) {
+		t.Error("an impossible length must count as held, for the reader to report it")
+	}
+}

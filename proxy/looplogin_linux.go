@@ -310,18 +310,24 @@ func (lg *loopLogin) authStep(typ byte, body []byte) bool {
 	return false
 }
 
-// authenticated goes on with an authenticated client: on the loop (enter)
-// if it is a client of a transaction-mode pool there that needs no server
-// connection to be greeted, else on a session goroutine (handOver).
+// authenticated goes on with an authenticated client: on the loop if its
+// pool relays there and it can be greeted at once (enter: a
+// transaction-mode client, greeted with the server's defaults;
+// enterSession: a session-mode client a connection is ready for), else on
+// a session goroutine (handOver).
 // saslFinal is the exchange's last message, which goes out with the
 // greeting.
 func (lg *loopLogin) authenticated(saslFinal pgproto3.BackendMessage) {
 	p := lg.s.srv.pools[lg.params.database]
-	if p != nil && p.db.PoolMode == configs.PoolTransaction && p.relaysOnLoop() {
+	switch {
+	case p == nil || !p.relaysOnLoop():
+	case p.db.PoolMode == configs.PoolTransaction:
 		if defaults := p.serverDefaults(); defaults != nil {
 			lg.enter(saslFinal, defaults)
 			return
 		}
+	case lg.enterSession(saslFinal, p):
+		return
 	}
 	lg.handOver(saslFinal)
 }
@@ -368,15 +374,7 @@ func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage, defaults map[strin
 	s.clientRd.release() // a long login message took a buffer: an idle client holds none
 	c := s.joinTxPool(lg.ctx, p, lg.params)
 	greet := c.withSettings(defaults)
-	err = s.enter(func() error {
-		var w outbox
-		s.queue(&w, saslFinal)
-		s.queueGreeting(&w, greet)
-		if w.err != nil {
-			return w.err
-		}
-		return lg.writeAll(w.buf)
-	})
+	err = s.enter(lg.greeter(saslFinal, greet))
 	if err == nil {
 		_, err = s.startTxRound(c, true)
 	}

@@ -327,14 +327,27 @@ func (p *pool) usable(l *lease) bool {
 		return true
 	}
 	if err := sc.settle(time.Now().Add(resetTimeout)); err != nil {
-		p.log.Warn("server connection reset failed; closing it", "pid", sc.pid, "err", err)
+		p.resetFailed(sc, err)
 		return false
 	}
+	return !p.closedWhileIdle(l)
+}
+
+// resetFailed logs a session reset that failed, before the connection is
+// closed.
+func (p *pool) resetFailed(sc *serverConn, err error) {
+	p.log.Warn("server connection reset failed; closing it", "pid", sc.pid, "err", err)
+}
+
+// closedWhileIdle reports, and logs, whether the server closed a settled
+// session-mode connection while it was idle in the pool.
+func (p *pool) closedWhileIdle(l *lease) bool {
+	sc := l.Value()
 	if l.IdleDuration() > 0 && closedByServer(sc.conn) {
 		p.log.Info("discarding a server connection the server closed while idle", "pid", sc.pid)
-		return false
+		return true
 	}
-	return true
+	return false
 }
 
 // stale reports whether sc logged in with a generation older than the current.
@@ -368,7 +381,7 @@ func (p *pool) release(l *lease, reusable bool, set *startupSettings) {
 		msgs = append(msgs, &pgproto3.Query{String: set.sql})
 	}
 	if err := sc.sendReset(msgs, time.Now().Add(resetTimeout)); err != nil {
-		p.log.Warn("server connection reset failed; closing it", "pid", sc.pid, "err", err)
+		p.resetFailed(sc, err)
 		l.Destroy()
 		return
 	}
