@@ -203,11 +203,34 @@ func retire(t *testing.T, role string) {
 	}
 }
 
+// sessionArrivals are the two ways a session-mode client starts: one that
+// waits for the pool to open a connection for it (its session goes on on a
+// goroutine), and one that finds a connection ready in the pool (the event
+// loop greets and relays it, and a goroutine only starts when the session
+// needs one: a kick, as in a rotation).
+var sessionArrivals = []struct {
+	name    string
+	connect func(t *testing.T, env *proxyEnv) *pgx.Conn
+}{
+	{"new connection", func(t *testing.T, env *proxyEnv) *pgx.Conn { return env.connect(t) }},
+	{"pooled connection", func(t *testing.T, env *proxyEnv) *pgx.Conn {
+		must(t, env.connect(t).Close(ctxT(t)))
+		waitNoClients(t, env, "active", 1) // its connection is back in the pool
+		return env.connect(t)
+	}},
+}
+
 // A session-mode client idle across a rotation keeps working: it moves to
 // the new executing role with its settings and prepared statements intact.
 func TestIdleSessionMovesWithItsState(t *testing.T) {
+	for _, a := range sessionArrivals {
+		t.Run(a.name, func(t *testing.T) { idleSessionMovesWithItsState(t, a.connect) })
+	}
+}
+
+func idleSessionMovesWithItsState(t *testing.T, connect func(*testing.T, *proxyEnv) *pgx.Conn) {
 	env := startProxy(t, setup{})
-	c := env.connect(t)
+	c := connect(t, env)
 	ctx := ctxT(t)
 	_, err := c.Exec(ctx, "SET statement_timeout = '7s'", pgx.QueryExecModeSimpleProtocol)
 	must(t, err)
@@ -234,8 +257,14 @@ func TestIdleSessionMovesWithItsState(t *testing.T) {
 // A client holding state that cannot move (LISTEN) keeps its old connection
 // until drain_timeout, then gets a clean 57P01 naming the rotation.
 func TestUnmovableSessionGetsDrainTimeout(t *testing.T) {
+	for _, a := range sessionArrivals {
+		t.Run(a.name, func(t *testing.T) { unmovableSessionGetsDrainTimeout(t, a.connect) })
+	}
+}
+
+func unmovableSessionGetsDrainTimeout(t *testing.T, connect func(*testing.T, *proxyEnv) *pgx.Conn) {
 	env := startProxy(t, setup{drainTimeout: "1s"})
-	c := env.connect(t)
+	c := connect(t, env)
 	_, err := c.Exec(ctxT(t), "LISTEN orders")
 	must(t, err)
 	role, pw := nextRole(t, 1)
