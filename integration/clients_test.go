@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // pgx through pgrotate behaves as against PostgreSQL: extended protocol with
@@ -326,25 +327,45 @@ func (d dribble) Write(b []byte) (int, error) {
 
 // A client may send its next messages right behind its last login message,
 // before it has read the server's answer. pgrotate serves them after the
-// greeting; a Terminate there ends the session at once, and the server
-// connection, still idle, serves the next client. (On the event loop such
-// a Terminate once ended the round while it was being started, and the
-// loop waited on itself for good.)
-func TestTerminateRightBehindLogin(t *testing.T) {
+// greeting: a query is answered; a Terminate ends the session at once, and
+// the server connection, still idle, serves the next client. (On the event
+// loop such a Terminate once ended the round while it was being started,
+// and the loop waited on itself for good.)
+func TestMessagesRightBehindLogin(t *testing.T) {
 	for _, mode := range []string{"session", "transaction"} {
-		t.Run(mode, func(t *testing.T) {
+		t.Run(mode+"/query", func(t *testing.T) {
 			env := startProxy(t, setup{poolMode: mode, poolSize: 1})
 			ctx := ctxT(t)
 			must(t, env.connect(t).Close(ctx)) // the pool opens its connection
-			cfg, err := pgx.ParseConfig(env.url(appUser, appPass, dbName))
+			waitNoClients(t, env, "active", 1) // and has it back: the loop serves the next client
+			query, err := (&pgproto3.Query{String: "SELECT 6 * 7"}).Encode(nil)
 			must(t, err)
-			cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				var d net.Dialer
-				c, err := d.DialContext(ctx, network, addr)
-				return &trailing{Conn: c, tail: []byte{'X', 0, 0, 0, 4}}, err
+			c := connectTrailing(t, env, query)
+			defer c.Close(ctx)
+			var got string
+			for {
+				msg, err := c.PgConn().ReceiveMessage(ctx)
+				must(t, err)
+				if row, ok := msg.(*pgproto3.DataRow); ok {
+					got = string(row.Values[0])
+				}
+				if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+					break
+				}
 			}
-			c, err := pgx.ConnectConfig(ctx, cfg)
-			must(t, err) // greeted before the Terminate is read
+			if got != "42" {
+				t.Fatalf("the query sent behind the login returned %q, want 42", got)
+			}
+			if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+				t.Fatalf("current_user %q, want %q", got, ownerRole)
+			}
+		})
+		t.Run(mode+"/terminate", func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode, poolSize: 1})
+			ctx := ctxT(t)
+			must(t, env.connect(t).Close(ctx))
+			waitNoClients(t, env, "active", 1)
+			c := connectTrailing(t, env, []byte{'X', 0, 0, 0, 4})
 			if _, err := c.Exec(ctx, "SELECT 1"); err == nil {
 				t.Fatal("a query after the client's own Terminate succeeded")
 			}
@@ -356,6 +377,22 @@ func TestTerminateRightBehindLogin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// connectTrailing logs in with pgx, sending tail right behind the last
+// SCRAM message; pgx is greeted before pgrotate reads tail.
+func connectTrailing(t *testing.T, env *proxyEnv, tail []byte) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(env.url(appUser, appPass, dbName))
+	must(t, err)
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		return &trailing{Conn: c, tail: tail}, err
+	}
+	c, err := pgx.ConnectConfig(ctxT(t), cfg)
+	must(t, err)
+	return c
 }
 
 // trailing appends tail to the client's last SCRAM message (the
