@@ -273,8 +273,14 @@ func TestUpstreamDown(t *testing.T) {
 // Killing the server backend under a client ends that client's session with
 // an error; the next client gets a fresh, working connection.
 func TestKilledBackend(t *testing.T) {
+	for _, a := range sessionArrivals {
+		t.Run(a.name, func(t *testing.T) { killedBackend(t, a.connect) })
+	}
+}
+
+func killedBackend(t *testing.T, connect func(*testing.T, *proxyEnv) *pgx.Conn) {
 	env := startProxy(t, setup{poolSize: 1})
-	c := env.connect(t)
+	c := connect(t, env)
 	pid := queryStrings(t, c, "SELECT pg_backend_pid()")[0]
 	if err := cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int)", pid); err != nil {
 		t.Fatal(err)
