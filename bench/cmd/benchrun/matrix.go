@@ -14,7 +14,13 @@ type row struct {
 	direct   measurement // the same for both pool modes of a spec
 	bouncer  measurement
 	pgrotate measurement
+	// pairs are the repeats in which both poolers ran, back to back, with
+	// CPU figures: the same noise and drift hit both runs of a pair.
+	pairs []runPair
 }
+
+// runPair is one repeat of a row: each pooler's run.
+type runPair struct{ bouncer, pgrotate measurement }
 
 // bench holds everything the matrix runs against.
 type bench struct {
@@ -105,6 +111,7 @@ func (b *bench) measureRow(ctx context.Context, r *row, pgrotateFirst bool) erro
 		steps[0], steps[1] = steps[1], steps[0]
 	}
 	r.bouncer, r.pgrotate = median(bouncer), median(pgrotate)
+	r.pairs = pairUp(bouncer, pgrotate)
 	return nil
 }
 

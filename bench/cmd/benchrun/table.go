@@ -35,6 +35,7 @@ func report(info runInfo, res results) string {
 	b.WriteString(switchTable(res.rows))
 	if info.settings.repeat > 1 {
 		b.WriteString(noiseTable(res.rows))
+		b.WriteString(pairTable(res.rows))
 	}
 	if len(res.rotations) > 0 {
 		b.WriteString(rotationTable(res.rotations))
