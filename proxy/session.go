@@ -34,8 +34,11 @@ const (
 	stateClosing
 )
 
-// session is one client connection. Its goroutine owns the client side; while
-// relaying, a second goroutine owns the server-to-client direction.
+// session is one client connection. Whoever serves it owns it: its
+// goroutine, or the event loop, which logs plaintext clients in and relays
+// them, and starts a goroutine only when a session needs one (see
+// sessionloop_linux.go and errOnLoop). On goroutines, while relaying, a
+// second goroutine owns the server-to-client direction.
 type session struct {
 	srv  *Server
 	conn net.Conn
@@ -87,9 +90,10 @@ type session struct {
 	// AuthenticationSASLFinal of a login on the loop that a session
 	// goroutine goes on with (loopLogin.handOver).
 	pending []byte
-	// atEnd is what end undoes, last first: what a transaction-mode
-	// session set up, which a deferred call cannot undo once the session
-	// goroutine has ended with its client on the event loop (errOnLoop).
+	// atEnd is what end undoes, last first: what the session set up (its
+	// place in a pool, its server connection, its cancel key), which a
+	// deferred call cannot undo: a session may end on the event loop, or on
+	// another goroutine than the one that set it up (errOnLoop).
 	atEnd []func()
 }
 
