@@ -414,35 +414,32 @@ func (c *trailing) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// A session-mode client that finds a connection ready in the pool is
-// greeted and relayed by the event loop: no goroutine waits for it while it
-// holds the connection, as none does for a transaction-mode client.
+// A session-mode client is relayed by the event loop with no goroutine
+// waiting for it while it holds its connection, as none does for a
+// transaction-mode client: one that found a connection ready in the pool
+// (the loop greets it), and one that waited for the pool to open one (a
+// goroutine greets it, then hands it to the loop for good).
 func TestSessionClientsHoldNoGoroutine(t *testing.T) {
 	const clients = 20
 	env := startProxy(t, setup{poolMode: "session", poolSize: clients})
 	ctx := ctxT(t)
-	conns := make([]*pgx.Conn, clients)
-	// The pool opens its connections first: a client that finds none
-	// idle waits for one on a goroutine, and goes on there.
-	for i := range conns {
-		conns[i] = env.connect(t)
-	}
-	for _, c := range conns {
-		must(t, c.Close(ctx))
-	}
-	waitNoClients(t, env, "active", clients)
 	base := runtime.NumGoroutine()
-	for i := range conns {
-		conns[i] = env.connect(t)
-		if got := queryStrings(t, conns[i], "SELECT current_user")[0]; got != ownerRole {
-			t.Fatalf("current_user %q, want %q", got, ownerRole)
+	for _, arrival := range []string{"on an empty pool", "on pooled connections"} {
+		conns := make([]*pgx.Conn, clients)
+		for i := range conns {
+			conns[i] = env.connect(t)
+			if got := queryStrings(t, conns[i], "SELECT current_user")[0]; got != ownerRole {
+				t.Fatalf("current_user %q, want %q", got, ownerRole)
+			}
 		}
+		// The pool's connections and their upkeep add a few goroutines, not
+		// one per client.
+		if n := settledGoroutines(base + clients/2); n >= base+clients/2 {
+			t.Fatalf("%d goroutines with %d session-mode clients connected %s, %d before them: a goroutine per client", n, clients, arrival, base)
+		}
+		for _, c := range conns {
+			must(t, c.Close(ctx))
+		}
+		waitNoClients(t, env, "active", clients)
 	}
-	if n := settledGoroutines(base + clients/2); n >= base+clients/2 {
-		t.Fatalf("%d goroutines with %d session-mode clients connected, %d before them: a goroutine per client", n, clients, base)
-	}
-	for _, c := range conns {
-		must(t, c.Close(ctx))
-	}
-	waitNoClients(t, env, "active", clients)
 }

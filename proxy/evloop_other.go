@@ -49,6 +49,10 @@ func (t *txRelay) toClient() io.Writer { return nil }
 
 func (s *session) detachForLoop(p *pool) bool { return false }
 
+func (s *session) roundOnLoop(ctx context.Context, h *held, sr *sessionRelay) (bool, error) {
+	return false, nil
+}
+
 func (s *session) txOnLoop(c *txClient, ended *roundEnded) (error, bool) { return nil, true }
 
 func (l *eventLoop) post(cmd func()) bool { return false }

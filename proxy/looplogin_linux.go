@@ -284,9 +284,7 @@ func (lg *loopLogin) startAuth() bool {
 	case !ok:
 		ctx := lg.ctx
 		lg.toGoroutine(func() {
-			if err := s.serveLogin(ctx, params); !errors.Is(err, errOnLoop) {
-				s.end(err)
-			}
+			s.endUnlessOnLoop(s.serveLogin(ctx, params))
 		})
 		return false
 	}
@@ -348,9 +346,7 @@ func (lg *loopLogin) handOver(saslFinal pgproto3.BackendMessage) {
 	s.clientRd.release()
 	_ = s.conn.SetDeadline(lg.until)
 	lg.l.courier.spawn(func() {
-		if err := s.serveAuthenticated(ctx, params); !errors.Is(err, errOnLoop) {
-			s.end(err)
-		}
+		s.endUnlessOnLoop(s.serveAuthenticated(ctx, params))
 	})
 }
 

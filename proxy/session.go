@@ -103,14 +103,21 @@ func (s *session) setState(st sessionState) {
 }
 
 // run serves the client until it leaves, then closes its connection;
-// unless the event loop holds the client between its transactions, where
-// its goroutine ends and the end of the loop's round carries on (resumeTx).
+// unless the event loop holds the client (errOnLoop), where its goroutine
+// ends and the end of the loop's round carries on (resumeTx,
+// resumeSession).
 func (s *session) run(ctx context.Context) {
 	s.srv.metrics.clientState(0, false, stateStartup, true)
 	err := s.toNetpoller()
 	if err == nil {
 		err = s.serve(ctx)
 	}
+	s.endUnlessOnLoop(err)
+}
+
+// endUnlessOnLoop ends the session with err, unless the event loop holds
+// it (errOnLoop), whose round's end carries it on.
+func (s *session) endUnlessOnLoop(err error) {
 	if !errors.Is(err, errOnLoop) {
 		s.end(err)
 	}

@@ -45,11 +45,16 @@ func (lg *loopLogin) enterSession(saslFinal pgproto3.BackendMessage, p *pool) bo
 	h.l = l
 	sc := l.Value()
 	err := s.enterSession(h, set, lg.greeter(saslFinal, sc.params))
+	started := false
 	if err == nil {
-		err = s.startSessionRound(lg.ctx, h, newSessionRelay(s, p))
+		started, err = s.startSessionRound(lg.ctx, h, newSessionRelay(s, p), true)
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		lg.l.courier.spawn(func() { s.end(err) })
+	case !started: // a kick came during the login: a goroutine acts on it
+		ctx, sr := lg.ctx, newSessionRelay(s, p)
+		lg.l.courier.spawn(func() { s.endUnlessOnLoop(s.relayLoop(ctx, h, sr)) })
 	}
 	return true
 }
@@ -147,23 +152,36 @@ type loopSession struct {
 	sr *sessionRelay
 }
 
-// startSessionRound starts, on the loop goroutine, the relay of a client
-// the loop has just greeted. The round's end is resumeSession's, on a new
-// goroutine, unless the client left while idle (loopSession.leftIdle).
-func (s *session) startSessionRound(ctx context.Context, h *held, sr *sessionRelay) error {
+// roundOnLoop starts the session's next relay round on the loop, with no
+// goroutine waiting for it, if the loop can take the round as it is: a
+// client the loop logged in (a pollConn), a plaintext server connection,
+// no kick to act on first. started: the round's end carries the session on
+// (resumeSession), and the caller's goroutine is done with it (errOnLoop).
+func (s *session) roundOnLoop(ctx context.Context, h *held, sr *sessionRelay) (started bool, err error) {
+	if s.srv.eventLoop() == nil || s.kicked.Load() {
+		return false, nil
+	}
+	return s.startSessionRound(ctx, h, sr, false)
+}
+
+// startSessionRound starts a relay round on the loop whose end is
+// resumeSession's, on a new goroutine, unless the client left while idle
+// (loopSession.leftIdle). here: the caller is the loop goroutine (a client
+// it has just greeted). started is false, and nothing changed, when the
+// loop cannot take the round (see roundOnLoop) or a kick is pending.
+func (s *session) startSessionRound(ctx context.Context, h *held, sr *sessionRelay, here bool) (started bool, err error) {
 	sc := h.l.Value()
-	sfd, _ := loopFD(sc.conn)
-	cfd, _ := loopFD(s.conn)
 	l := s.srv.loop
 	s.kickMu.Lock()
+	sfd, serverOK := sc.loopFD()
+	cfd, clientOK := loopFD(s.conn)
 	switch {
 	case s.connClosed:
 		s.kickMu.Unlock()
-		return &disconnect{net.ErrClosed}
-	case s.kicked.Load(): // a kick came during the login: a goroutine acts on it
+		return false, &disconnect{net.ErrClosed}
+	case s.kicked.Load() || !serverOK || !clientOK:
 		s.kickMu.Unlock()
-		l.courier.spawn(func() { s.end(s.relayLoop(ctx, h, sr)) })
-		return nil
+		return false, nil
 	}
 	r := l.newRelay([2]int{cfd, sfd}, s.loopDirs(sc, sr.st, sr.ci, h.p.m), func(r *evRelay) {
 		r.sess = &loopSession{s: s, h: h, sr: sr}
@@ -171,7 +189,13 @@ func (s *session) startSessionRound(ctx context.Context, h *held, sr *sessionRel
 	})
 	s.evr, s.relaying = r, true
 	s.kickMu.Unlock()
-	return l.launch(r, true)
+	if err := l.launch(r, here); err != nil {
+		s.kickMu.Lock()
+		s.evr, s.relaying = nil, false
+		s.kickMu.Unlock()
+		return false, err
+	}
+	return true, nil
 }
 
 // resumeSession carries a session on from the end of a round the loop
@@ -182,7 +206,7 @@ func (s *session) resumeSession(ctx context.Context, h *held, sr *sessionRelay, 
 	if !done {
 		err = s.relayLoop(ctx, h, sr)
 	}
-	s.end(err)
+	s.endUnlessOnLoop(err)
 }
 
 // leftIdle reports whether a round ended because the client left (side 0

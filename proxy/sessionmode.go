@@ -130,8 +130,16 @@ func (p *pool) waitTimeout(cause error) error {
 }
 
 // relayLoop relays round after round; between rounds it acts on kicks.
+// errOnLoop: a round runs on the event loop with no goroutine waiting for
+// it (roundOnLoop), and its end carries the session on.
 func (s *session) relayLoop(ctx context.Context, h *held, sr *sessionRelay) error {
 	for {
+		switch started, err := s.roundOnLoop(ctx, h, sr); {
+		case err != nil:
+			return err
+		case started:
+			return errOnLoop
+		}
 		end, err := s.relayRound(h.l.Value(), sr.st, sr.ci, h.p.m)
 		if done, err := s.roundEnded(ctx, h, sr.st, end, err); done {
 			return err

@@ -304,9 +304,7 @@ func (s *session) endOnLoop(c *txClient, cerr error) {
 // resumeTx carries a transaction-mode session on from the end of a round on
 // the loop (see errOnLoop), on a goroutine of its own.
 func (s *session) resumeTx(c *txClient, ended *roundEnded) {
-	if err := s.serveTxRounds(c, true, ended); !errors.Is(err, errOnLoop) {
-		s.end(err)
-	}
+	s.endUnlessOnLoop(s.serveTxRounds(c, true, ended))
 }
 
 // endTxRound takes the client back from the loop after a round and writes
