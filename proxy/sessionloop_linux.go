@@ -24,6 +24,8 @@ import (
 // gives the connection back and ends the session there too
 // (loopSession.leftIdle). A goroutine only starts when the session needs
 // one: a kick (rotation, shutdown), a lost server, an error to explain.
+// A client no connection was ready for waits for one on a goroutine, which
+// greets it and then hands it to the loop the same way (roundOnLoop).
 
 // enterSession serves an authenticated client of a session-mode pool on
 // the loop, if a connection is ready for it (idleNow). false: nothing was
@@ -45,15 +47,14 @@ func (lg *loopLogin) enterSession(saslFinal pgproto3.BackendMessage, p *pool) bo
 	h.l = l
 	sc := l.Value()
 	err := s.enterSession(h, set, lg.greeter(saslFinal, sc.params))
-	started := false
+	ctx, sr, started := lg.ctx, newSessionRelay(s, p), false
 	if err == nil {
-		started, err = s.startSessionRound(lg.ctx, h, newSessionRelay(s, p), true)
+		started, err = s.startSessionRound(ctx, h, sr, true)
 	}
 	switch {
 	case err != nil:
 		lg.l.courier.spawn(func() { s.end(err) })
 	case !started: // a kick came during the login: a goroutine acts on it
-		ctx, sr := lg.ctx, newSessionRelay(s, p)
 		lg.l.courier.spawn(func() { s.endUnlessOnLoop(s.relayLoop(ctx, h, sr)) })
 	}
 	return true
