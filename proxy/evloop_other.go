@@ -49,7 +49,7 @@ func (t *txRelay) toClient() io.Writer { return nil }
 
 func (s *session) detachForLoop(p *pool) bool { return false }
 
-func (s *session) roundOnLoop(ctx context.Context, h *held, sr *sessionRelay) (bool, error) {
+func (s *session) startSessionRound(ctx context.Context, h *held, sr *sessionRelay, here bool) (bool, error) {
 	return false, nil
 }
 

@@ -36,9 +36,12 @@ func (s *session) loopRelaysClient() bool {
 	return onLoop || plainSocket(s.conn)
 }
 
-// relayOnLoop runs a session-mode relay round on the event loop. ok is false
-// when the loop cannot take it (see loopRelaysClient; or a TLS server
-// connection): the goroutine relay serves the round instead.
+// relayOnLoop runs a session-mode relay round on the event loop for a client
+// accepted on a goroutine (a plain socket, which it detaches for the round),
+// and waits for the round's end; a client the loop logged in has its rounds
+// started by startSessionRound, with no goroutine waiting. ok is false when
+// the loop cannot take the round (see loopRelaysClient; a TLS server
+// connection): the goroutine relay serves it instead.
 func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspector, m *dbMetrics) (end roundEnd, err error, ok bool) {
 	if !s.loopRelaysClient() {
 		return 0, nil, false
@@ -56,16 +59,12 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 		s.kickMu.Unlock()
 		return 0, nil, false
 	}
-	// A client the loop logged in is a pollConn already, and stays one.
-	cfd, kept := loopFD(s.conn)
-	if !kept {
-		cfds, ok, err := detach(s.conn)
-		if !ok || err != nil {
-			s.kickMu.Unlock()
-			return 0, nil, false // the goroutine relay reports any trouble
-		}
-		cfd = cfds[0]
+	cfds, ok, err := detach(s.conn)
+	if !ok || err != nil {
+		s.kickMu.Unlock()
+		return 0, nil, false // the goroutine relay reports any trouble
 	}
+	cfd := cfds[0]
 	r, err := l.startRelay([2]int{cfd, sfd}, dirs, nil)
 	s.evr = r
 	s.kickMu.Unlock()
@@ -73,9 +72,6 @@ func (s *session) relayOnLoop(sc *serverConn, st *relayState, ci *clientInspecto
 	res := evResult{errs: [2]error{err, os.ErrDeadlineExceeded}}
 	if r != nil {
 		res = <-r.done
-	}
-	if kept {
-		cfd = -1
 	}
 	end, err = s.roundOver(r, res, sc, cfd)
 	return end, err, true

@@ -25,7 +25,7 @@ import (
 // (loopSession.leftIdle). A goroutine only starts when the session needs
 // one: a kick (rotation, shutdown), a lost server, an error to explain.
 // A client no connection was ready for waits for one on a goroutine, which
-// greets it and then hands it to the loop the same way (roundOnLoop).
+// greets it and then hands it to the loop the same way (startSessionRound).
 
 // enterSession serves an authenticated client of a session-mode pool on
 // the loop, if a connection is ready for it (idleNow). false: nothing was
@@ -153,37 +153,32 @@ type loopSession struct {
 	sr *sessionRelay
 }
 
-// roundOnLoop starts the session's next relay round on the loop, with no
-// goroutine waiting for it, if the loop can take the round as it is: a
-// client the loop logged in (a pollConn), a plaintext server connection,
-// no kick to act on first. started: the round's end carries the session on
-// (resumeSession), and the caller's goroutine is done with it (errOnLoop).
-func (s *session) roundOnLoop(ctx context.Context, h *held, sr *sessionRelay) (started bool, err error) {
-	if s.srv.eventLoop() == nil || s.kicked.Load() {
-		return false, nil
-	}
-	return s.startSessionRound(ctx, h, sr, false)
-}
-
-// startSessionRound starts a relay round on the loop whose end is
-// resumeSession's, on a new goroutine, unless the client left while idle
-// (loopSession.leftIdle). here: the caller is the loop goroutine (a client
-// it has just greeted). started is false, and nothing changed, when the
-// loop cannot take the round (see roundOnLoop) or a kick is pending.
+// startSessionRound starts a relay round on the loop, with no goroutine
+// waiting for it: its end is resumeSession's, on a new goroutine, unless
+// the client left while idle (loopSession.leftIdle). here: the caller is
+// the loop goroutine (a client it has just greeted); otherwise the caller's
+// goroutine is done with the session once the round started (errOnLoop).
+// started is false when the loop cannot take the round as it is — a client
+// the loop did not log in (not a pollConn), a TLS server connection — or a
+// kick is to be acted on first: the goroutine relay serves that round.
 func (s *session) startSessionRound(ctx context.Context, h *held, sr *sessionRelay, here bool) (started bool, err error) {
 	sc := h.l.Value()
-	l := s.srv.loop
 	s.kickMu.Lock()
+	cfd, clientOK := loopFD(s.conn) // a pollConn: the server's loop runs
+	if !clientOK {
+		s.kickMu.Unlock()
+		return false, nil
+	}
 	sfd, serverOK := sc.loopFD()
-	cfd, clientOK := loopFD(s.conn)
 	switch {
 	case s.connClosed:
 		s.kickMu.Unlock()
 		return false, &disconnect{net.ErrClosed}
-	case s.kicked.Load() || !serverOK || !clientOK:
+	case s.kicked.Load() || !serverOK:
 		s.kickMu.Unlock()
 		return false, nil
 	}
+	l := s.srv.loop
 	r := l.newRelay([2]int{cfd, sfd}, s.loopDirs(sc, sr.st, sr.ci, h.p.m), func(r *evRelay) {
 		r.sess = &loopSession{s: s, h: h, sr: sr}
 		r.then = func(res evResult) { s.resumeSession(ctx, h, sr, r, res) }

@@ -131,10 +131,10 @@ func (p *pool) waitTimeout(cause error) error {
 
 // relayLoop relays round after round; between rounds it acts on kicks.
 // errOnLoop: a round runs on the event loop with no goroutine waiting for
-// it (roundOnLoop), and its end carries the session on.
+// it (startSessionRound), and its end carries the session on.
 func (s *session) relayLoop(ctx context.Context, h *held, sr *sessionRelay) error {
 	for {
-		switch started, err := s.roundOnLoop(ctx, h, sr); {
+		switch started, err := s.startSessionRound(ctx, h, sr, false); {
 		case err != nil:
 			return err
 		case started:
