@@ -64,6 +64,8 @@ type eventLoop struct {
 	// waitCheckInterval to resume it.
 	acceptors    []*loopAcceptor
 	acceptPaused int
+	// scratch is where relays read when they hold nothing (fillShared).
+	scratch []byte
 }
 
 // waitCheckInterval is how often clients waiting on the loop are checked
@@ -106,7 +108,7 @@ func newEventLoop() (*eventLoop, error) {
 		_ = syscall.Close(epfd)
 		return nil, err
 	}
-	l := &eventLoop{epfd: epfd, cmds: jobQueue{efd: wakefd}, done: make(chan struct{}), waitPools: make(map[*pool]struct{})}
+	l := &eventLoop{epfd: epfd, cmds: jobQueue{efd: wakefd}, done: make(chan struct{}), waitPools: make(map[*pool]struct{}), scratch: make([]byte, defaultBufSize)}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: wakeSlot}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
 		l.closeFDs()
@@ -455,7 +457,7 @@ func (r *evRelay) ready(side int, events uint32) {
 // whether the relay goes on.
 func (r *evRelay) step(side int) bool {
 	d := &r.dirs[side]
-	if err := d.rd.fill(d.need); err != nil {
+	if err := d.rd.fillShared(r.loop.scratch, d.need); err != nil {
 		if err == errWouldBlock {
 			return true
 		}
@@ -470,6 +472,7 @@ func (r *evRelay) step(side int) bool {
 func (r *evRelay) forward(side int) bool {
 	d := &r.dirs[side]
 	need, stop, err := d.rd.forward(&d.out, d.interest, d.in)
+	d.rd.unshare()
 	switch {
 	case r.tx != nil && err == nil && stop && side == 1:
 		return r.tx.transactionEnded(r)

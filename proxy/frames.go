@@ -54,11 +54,17 @@ type frameReader struct {
 	// forwarded without inspection and have not arrived yet. Non-zero means the
 	// stream is in the middle of a message.
 	passthrough int
-	// small is set in a lazy reader (a client's): whenever it has consumed
-	// everything, it gives its buffer back to clientBufs and waits for the
-	// next bytes with this one. 10,000 idle clients then hold 5 MiB of
-	// buffers instead of 80.
+	// lazy is set in a client's reader: whenever it has consumed
+	// everything, it gives its buffer back to clientBufs. It then waits for
+	// the next bytes with small (on a goroutine; allocated at the first such
+	// wait) or with the event loop's scratch (fillShared), so an idle client
+	// on the loop holds no buffer at all.
+	lazy  bool
 	small *[lazyReadSize]byte
+	// own is the reader's own buffer while buf is the event loop's scratch
+	// (fillShared); shared is set then.
+	own    []byte
+	shared bool
 }
 
 func newFrameReader(src io.Reader, size int) *frameReader {
@@ -67,12 +73,12 @@ func newFrameReader(src io.Reader, size int) *frameReader {
 
 // newClientReader returns a lazy reader of clientBufSize.
 func newClientReader(src io.Reader) *frameReader {
-	return &frameReader{src: src, size: clientBufSize, small: new([lazyReadSize]byte)}
+	return &frameReader{src: src, size: clientBufSize, lazy: true}
 }
 
 // newBuf returns an empty buffer of the reader's normal size.
 func (r *frameReader) newBuf() []byte {
-	if r.small != nil {
+	if r.lazy {
 		return clientBufs.Get().(*[clientBufSize]byte)[:]
 	}
 	return make([]byte, r.size)
@@ -82,7 +88,7 @@ func (r *frameReader) newBuf() []byte {
 // event loop calls it after each forward, where the goroutine relay lets
 // go of it as it starts its next read (fillLazy).
 func (r *frameReader) release() {
-	if r.small == nil || r.start != r.end {
+	if !r.lazy || r.start != r.end {
 		return
 	}
 	if len(r.buf) == clientBufSize {
@@ -94,6 +100,9 @@ func (r *frameReader) release() {
 // fillLazy is fill for a lazy reader that has consumed everything.
 func (r *frameReader) fillLazy() error {
 	r.release()
+	if r.small == nil {
+		r.small = new([lazyReadSize]byte)
+	}
 	n, err := r.src.Read(r.small[:])
 	if n == 0 {
 		if err == nil {
@@ -106,6 +115,49 @@ func (r *frameReader) fillLazy() error {
 	// buffer from clientBufs (fill).
 	r.buf, r.start, r.end = r.small[:], 0, n
 	return nil
+}
+
+// fillShared is fill for the event loop: a reader that holds nothing
+// reads into the loop's scratch buffer, which every relay of the loop
+// shares, so that a busy loop keeps touching the same few pages however
+// many connections it serves. unshare must follow before the reader's
+// bytes can outlive the loop's turn.
+func (r *frameReader) fillShared(scratch []byte, need int) error {
+	if r.start != r.end || need > len(scratch) || r.shared {
+		return r.fill(need)
+	}
+	r.release()
+	n, err := r.src.Read(scratch)
+	if n == 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	r.own, r.shared = r.buf, true
+	r.buf, r.start, r.end = scratch, 0, n
+	return nil
+}
+
+// unshare moves what is left in the loop's scratch into the reader's own
+// buffer.
+func (r *frameReader) unshare() {
+	if !r.shared {
+		return
+	}
+	left := r.buf[r.start:r.end]
+	r.buf, r.own, r.shared, r.start, r.end = r.own, nil, false, 0, 0
+	if len(left) == 0 {
+		return
+	}
+	if len(r.buf) < len(left) {
+		if len(left) <= r.size {
+			r.buf = r.newBuf()
+		} else {
+			r.buf = make([]byte, len(left))
+		}
+	}
+	r.end = copy(r.buf, left)
 }
 
 // inSmall reports whether a lazy reader's bytes are in its small array.
@@ -152,7 +204,7 @@ func (r *frameReader) fillMore() error { return r.fill(r.end - r.start + 1) }
 // fill reads at least once more from src, compacting or growing the buffer so
 // that at least need bytes (counted from start) fit.
 func (r *frameReader) fill(need int) error {
-	if r.small != nil && r.start == r.end && need <= lazyReadSize {
+	if r.lazy && r.start == r.end && need <= lazyReadSize {
 		return r.fillLazy()
 	}
 	if r.inSmall() {

@@ -169,6 +169,73 @@ func TestLazyReaderForwardsSmallAndLargeRequests(t *testing.T) {
 	}
 }
 
+// Readers on the event loop read into one scratch buffer they all share
+// (fillShared), and whatever a read left unforwarded moves to the reader's
+// own buffer (unshare) before the next reader reuses the scratch. Driven as
+// the loop drives them, two readers taking turns each forward their stream
+// unchanged, however the bytes are split; and a client's reader, served only
+// this way, never holds a buffer between requests.
+func TestReadersShareTheLoopScratch(t *testing.T) {
+	replies := encode(t,
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("a")}}},
+		&pgproto3.DataRow{Values: [][]byte{bytes.Repeat([]byte("d"), 300)}}, // larger than the scratch
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "22012", Message: strings.Repeat("e", 100)},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	requests := encode(t,
+		&pgproto3.Query{String: "select 1"},
+		&pgproto3.Parse{Name: "s1", Query: "select " + strings.Repeat("x", 200)}, // inspected whole, larger than the scratch
+		&pgproto3.Sync{},
+	)
+	for name, wrap := range splitReaders {
+		t.Run(name, func(t *testing.T) {
+			scratch := make([]byte, 64)
+			type side struct {
+				rd       *frameReader
+				interest *typeSet
+				out      bytes.Buffer
+				need     int
+				done     bool
+			}
+			sides := []*side{
+				{rd: newFrameReader(wrap(bytes.NewReader(replies)), 64), interest: newTypeSet('E', 'Z'), need: 1},
+				{rd: newClientReader(wrap(bytes.NewReader(requests))), interest: newTypeSet('Q', 'P'), need: 1},
+			}
+			for !sides[0].done || !sides[1].done {
+				for _, s := range sides {
+					if s.done {
+						continue
+					}
+					if err := s.rd.fillShared(scratch, s.need); err == io.EOF {
+						s.done = true
+						continue
+					} else if err != nil {
+						t.Fatalf("fill: %v", err)
+					}
+					var err error
+					if s.need, _, err = s.rd.forward(&s.out, s.interest, &recorder{}); err != nil {
+						t.Fatalf("forward: %v", err)
+					}
+					s.rd.unshare()
+					s.rd.release()
+					for i := range scratch {
+						scratch[i] = '!' // the next relay's read
+					}
+				}
+				if c := sides[1].rd; c.atBoundary() && (c.buf != nil || c.small != nil) {
+					t.Fatal("a client reader on the loop holds a buffer between requests")
+				}
+			}
+			if got := sides[0].out.Bytes(); !bytes.Equal(got, replies) {
+				t.Fatalf("server side forwarded %q, want %q", got, replies)
+			}
+			if got := sides[1].out.Bytes(); !bytes.Equal(got, requests) {
+				t.Fatalf("client side forwarded %q, want %q", got, requests)
+			}
+		})
+	}
+}
+
 // A request that arrived whole in one lazy read is forwarded from where it
 // was read: no pooled buffer, no copy.
 func TestLazyReaderKeepsAWholeSmallRequestInPlace(t *testing.T) {

@@ -358,7 +358,7 @@ func (r *evRelay) serverReady(events uint32) {
 func (r *evRelay) drainServer() bool {
 	d := &r.dirs[1]
 	for r.fds[1] >= 0 && len(d.out.spill) == 0 {
-		if err := d.rd.fill(d.need); err != nil {
+		if err := d.rd.fillShared(r.loop.scratch, d.need); err != nil {
 			if err == errWouldBlock {
 				return true
 			}
