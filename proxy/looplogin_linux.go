@@ -367,7 +367,7 @@ func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage, defaults map[strin
 	}
 	lg.forget()
 	s.clientRd.src = s.conn
-	s.clientRd.release() // a long login message took a buffer: an idle client holds none
+	s.clientRd.shed() // an idle client on the loop holds no buffer
 	c := s.joinTxPool(lg.ctx, p, lg.params)
 	greet := c.withSettings(defaults)
 	err = s.enter(lg.greeter(saslFinal, greet))

@@ -42,7 +42,7 @@ func (lg *loopLogin) enterSession(saslFinal pgproto3.BackendMessage, p *pool) bo
 	}
 	lg.forget()
 	s.clientRd.src = s.conn
-	s.clientRd.release() // a long login message took a buffer: an idle client holds none
+	s.clientRd.shed() // an idle client on the loop holds no buffer
 	h := s.joinSessionPool(p)
 	h.l = l
 	sc := l.Value()
