@@ -28,10 +28,11 @@ const defaultBufSize = 32 << 10
 // grows for one that is inspected).
 const clientBufSize = 8 << 10
 
-// lazyReadSize is the first read of a client reader that holds no buffer: a
-// typical request (a query, or Bind/Execute/Sync) fits and is forwarded from
-// there; only a request that needs more takes a clientBufSize buffer from
-// clientBufs. An idle client holds none.
+// lazyReadSize is the first read a goroutine makes for a client reader that
+// holds no buffer: a typical request (a query, or Bind/Execute/Sync) fits and
+// is forwarded from there; only a request that needs more takes a
+// clientBufSize buffer from clientBufs. On the event loop the first read goes
+// into the loop's scratch instead (fillShared). An idle client holds none.
 const lazyReadSize = 512
 
 var clientBufs = sync.Pool{New: func() any { return new([clientBufSize]byte) }}
