@@ -33,6 +33,14 @@ func startLoopRig(t *testing.T) *loopRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(l.close)
+	return startRelayOn(t, l)
+}
+
+// startRelayOn starts one more rig's relay round on loop l.
+func startRelayOn(t *testing.T, l *eventLoop) *loopRig {
+	t.Helper()
+	var err error
 	rig := &loopRig{loop: l, st: newRelayState()}
 	var cliSide, srvSide net.Conn
 	rig.client, cliSide = tcpPair(t)
@@ -52,7 +60,6 @@ func startLoopRig(t *testing.T) *loopRig {
 	t.Cleanup(func() {
 		rig.client.Close()
 		rig.server.Close()
-		l.close()
 	})
 	return rig
 }
@@ -149,6 +156,54 @@ func TestEventLoopInterruptKeepsTheStream(t *testing.T) {
 	got := make([]byte, len(reply))
 	if _, err := io.ReadFull(rig.client, got); err != nil || !bytes.Equal(got, reply) {
 		t.Fatalf("client got %d bytes (err %v), not the reply byte for byte", len(got), err)
+	}
+}
+
+// Relays on one loop read into the scratch buffer they share. Replies cut
+// mid-message, in a header and inside a ParameterStatus the relay inspects
+// whole, with the other relay's read in between each time, still reach
+// each client byte for byte: the cut-off part moved out of the scratch
+// before the other relay read into it.
+func TestEventLoopRelaysShareTheScratch(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the rigs' cleanup
+	a := startLoopRig(t)
+	b := startRelayOn(t, a.loop)
+	// The replies differ from their first byte on, so that bytes of one
+	// left in the scratch would show in the other. Each is cut in its first
+	// message's header, in its ParameterStatus's header, in that message's
+	// body, and at its end.
+	before := [][]pgproto3.Message{
+		{&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("a")}}},
+			&pgproto3.DataRow{Values: [][]byte{[]byte(strings.Repeat("a", 200))}}},
+		{&pgproto3.ParameterStatus{Name: "TimeZone", Value: "Europe/Paris"},
+			&pgproto3.NoticeResponse{Severity: "NOTICE", Code: "00000", Message: "hello"}},
+	}
+	statuses := []*pgproto3.ParameterStatus{
+		{Name: "application_name", Value: "alpha"},
+		{Name: "DateStyle", Value: "ISO, MDY"},
+	}
+	rigs := []*loopRig{a, b}
+	replies, cuts := make([][]byte, 2), make([][]int, 2)
+	for i := range rigs {
+		at := len(encode(t, before[i]...))
+		replies[i] = encode(t, append(before[i], statuses[i], &pgproto3.ReadyForQuery{TxStatus: 'I'})...)
+		cuts[i] = []int{3, at + 2, at + 12, len(replies[i])}
+	}
+	sent := []int{0, 0}
+	for k := range cuts[0] {
+		for i, rig := range rigs {
+			if _, err := rig.server.Write(replies[i][sent[i]:cuts[i][k]]); err != nil {
+				t.Fatal(err)
+			}
+			sent[i] = cuts[i][k]
+			time.Sleep(20 * time.Millisecond) // the loop reads this piece before the other relay's
+		}
+	}
+	for i, rig := range rigs {
+		got := make([]byte, len(replies[i]))
+		if _, err := io.ReadFull(rig.client, got); err != nil || !bytes.Equal(got, replies[i]) {
+			t.Fatalf("client %d got %q (err %v), want %q", i, got, err, replies[i])
+		}
 	}
 }
 
