@@ -24,7 +24,9 @@ func (p runPair) cpuRatio() float64 {
 }
 func (p runPair) tpsRatio() float64 { return p.pgrotate.tps / p.bouncer.tps }
 
-// pairTable shows the R/B ratio of every pair of runs, and, per workload
+// pairTable shows the R/B ratio of every pair of runs, with the CPU figures
+// behind it (a high ratio can be a dear pgrotate run or a cheap PgBouncer
+// one), and, per workload
 // and over the whole run, how many pairs favour pgrotate, with a sign test:
 // the medians of the main table are taken over runs minutes apart, while
 // the two runs of a pair ran back to back. A pair count far from half
@@ -33,8 +35,8 @@ func (p runPair) tpsRatio() float64 { return p.pgrotate.tps / p.bouncer.tps }
 func pairTable(rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n## Paired runs\n\n")
-	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients", "CPU R/B of each pair", "tps R/B of each pair"}))
-	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---", "---"}))
+	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients", "CPU R/B of each pair", "CPU µs/tx R / B of each pair", "tps R/B of each pair"}))
+	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---", "---", "---"}))
 	byWorkload := map[string]*pairCount{}
 	var order []string
 	var all pairCount
@@ -48,14 +50,15 @@ func pairTable(rows []row) string {
 			byWorkload[r.workload] = c
 			order = append(order, r.workload)
 		}
-		var cpu, tps []string
+		var cpu, micros, tps []string
 		for _, p := range r.pairs {
 			cpu, tps = append(cpu, fmt.Sprintf("%.2f", p.cpuRatio())), append(tps, fmt.Sprintf("%.2f", p.tpsRatio()))
+			micros = append(micros, fmt.Sprintf("%.1f / %.1f", microseconds(p.pgrotate.cpuPerTx), microseconds(p.bouncer.cpuPerTx)))
 			c.add(p)
 			all.add(p)
 		}
 		b.WriteString(markdownLine([]string{r.workload, r.protocol, r.mode, fmt.Sprint(r.clients),
-			strings.Join(cpu, " · "), strings.Join(tps, " · ")}))
+			strings.Join(cpu, " · "), strings.Join(micros, " · "), strings.Join(tps, " · ")}))
 	}
 	if all.n() == 0 {
 		return ""

@@ -27,7 +27,7 @@ func TestSignTest(t *testing.T) {
 }
 
 // Each repeat of a row pairs the two poolers' runs, which ran back to back;
-// the report lists every pair's R/B ratio and counts, per workload and in
+// the report lists every pair's R/B ratio and CPU figures and counts, per workload and in
 // all, the pairs that favour pgrotate, with the sign test's p.
 func TestPairTableCountsPairsThatFavourEachPooler(t *testing.T) {
 	run := func(tps float64, cpuMicros int) measurement {
@@ -45,8 +45,8 @@ func TestPairTableCountsPairsThatFavourEachPooler(t *testing.T) {
 	}
 	out := pairTable(rows)
 	for _, want := range []string{
-		"| select-only | simple | session | 16 | 0.90 · 0.95 · 1.10 | 1.10 · 0.90 · 1.00 |",
-		"| tpcb | simple | transaction | 64 | 1.05 · 1.10 | 1.00 · 1.00 |", // the failed repeat is no pair
+		"| select-only | simple | session | 16 | 0.90 · 0.95 · 1.10 | 90.0 / 100.0 · 95.0 / 100.0 · 110.0 / 100.0 | 1.10 · 0.90 · 1.00 |",
+		"| tpcb | simple | transaction | 64 | 1.05 · 1.10 | 210.0 / 200.0 · 220.0 / 200.0 | 1.00 · 1.00 |", // the failed repeat is no pair
 		"- select-only, 3 pairs: CPU R/B median 0.950, pgrotate lower in 2 and higher in 1 (p = 1); tps R/B median 1.000, pgrotate faster in 1 and slower in 1 (p = 1).",
 		"- tpcb, 2 pairs: CPU R/B median 1.075, pgrotate lower in 0 and higher in 2 (p = 0.5);",
 		"- all, 5 pairs: CPU R/B median 1.050, pgrotate lower in 2 and higher in 3 (p = 1);",

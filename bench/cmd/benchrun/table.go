@@ -91,10 +91,12 @@ func poolerCells(m measurement) []string {
 	}
 	cpu := dash
 	if m.hasCPU {
-		cpu = fmt.Sprintf("%.1f", float64(m.cpuPerTx)/float64(time.Microsecond))
+		cpu = fmt.Sprintf("%.1f", microseconds(m.cpuPerTx))
 	}
 	return []string{tpsCell(m), fmt.Sprintf("%.2f", float64(m.p99)/float64(time.Millisecond)), cpu}
 }
+
+func microseconds(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func tpsCell(m measurement) string {
 	if !m.ok() {
