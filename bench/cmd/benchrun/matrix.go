@@ -60,22 +60,40 @@ func (b *bench) runMatrix(ctx context.Context) ([]row, error) {
 	return rows, nil
 }
 
-// warmUp runs every pooler target for -T at the largest client count and
-// throws the numbers away, so that the first rows do not also pay for
-// filling the pools (each new server connection is a SCRAM login, which
-// costs the pooler a PBKDF2 computation) and for the new backends' first
-// seconds, which on a small VM run at a fraction of their later speed. A
-// target that fails here will fail its rows too, where it is reported.
+// warmUp runs every pooler target at the largest client count and throws
+// the numbers away, so that the first rows pay neither for filling the
+// pools nor for the new backends' first seconds, which on a small VM run at
+// a fraction of their later speed. Each target first runs select-only,
+// which fills its pool; for pgrotate that takes most of a short run (each
+// new server connection is a SCRAM login, which costs it a PBKDF2
+// computation), so its backends would start the first row barely used
+// while PgBouncer's had run for seconds. Then it runs every workload of
+// the run once on the full pool. A target that fails here will fail its
+// rows too, where it is reported.
 func (b *bench) warmUp(ctx context.Context) error {
-	s := spec{workload: "select-only", protocol: "simple", clients: b.settings.maxClients()}
 	for _, mode := range b.settings.modes {
 		for _, t := range []target{b.bouncer.target(mode, b.execPass), b.pgrotate.target(mode)} {
-			if _, err := b.pgbench.measure(ctx, t, s); err != nil {
-				return err
+			for _, w := range warmUpWorkloads(b.settings.workloads) {
+				s := spec{workload: w, protocol: "simple", clients: b.settings.maxClients()}
+				if _, err := b.pgbench.measure(ctx, t, s); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// warmUpWorkloads is select-only, to fill a pool, then each workload of the
+// run but connect, whose new connection per transaction warms nothing.
+func warmUpWorkloads(workloads []string) []string {
+	out := []string{"select-only"}
+	for _, w := range workloads {
+		if w != "connect" {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // measureRow fills r's three measurements. Each target runs
