@@ -236,6 +236,27 @@ func TestReadersShareTheLoopScratch(t *testing.T) {
 	}
 }
 
+// A client the event loop takes over after its login sheds its buffers,
+// the small array a goroutine's reads used included, unless bytes still
+// wait in them (a query sent right behind the login), which stay.
+func TestShedKeepsOnlyWaitingBytes(t *testing.T) {
+	query := encode(t, &pgproto3.Query{String: "select 1"})
+	rd := newClientReader(bytes.NewReader(append(query, query...)))
+	if err := rd.fill(1); err != nil {
+		t.Fatalf("fill: %v", err)
+	}
+	rd.start += len(query) // the first message consumed, the second waiting
+	rd.shed()
+	if rd.small == nil || !bytes.Equal(rd.buf[rd.start:rd.end], query) {
+		t.Fatalf("shed dropped the waiting bytes: %q", rd.buf[rd.start:rd.end])
+	}
+	rd.start = rd.end // the loop forwarded them
+	rd.shed()
+	if rd.buf != nil || rd.small != nil {
+		t.Fatal("a reader with nothing waiting kept a buffer after shed")
+	}
+}
+
 // A request that arrived whole in one lazy read is forwarded from where it
 // was read: no pooled buffer, no copy.
 func TestLazyReaderKeepsAWholeSmallRequestInPlace(t *testing.T) {
