@@ -35,7 +35,38 @@ const clientBufSize = 8 << 10
 // into the loop's scratch instead (fillShared). An idle client holds none.
 const lazyReadSize = 512
 
-var clientBufs = sync.Pool{New: func() any { return new([clientBufSize]byte) }}
+// bufPool lends the buffers of lazy readers, all of one size: a reader
+// holds one only while bytes wait in it, and an idle connection none.
+type bufPool struct {
+	size int
+	// small: a goroutine's first read for a reader that holds nothing goes
+	// into the reader's small array (see lazyReadSize), not a buffer.
+	small bool
+	get   func() []byte
+	put   func([]byte)
+}
+
+var (
+	clientArrays = sync.Pool{New: func() any { return new([clientBufSize]byte) }}
+	serverArrays = sync.Pool{New: func() any { return new([defaultBufSize]byte) }}
+)
+
+// clientBufs lends client readers' buffers, serverBufs server readers'.
+// Arrays, not slices, go into the sync.Pools: a pointer fits an interface
+// without an allocation.
+var (
+	clientBufs = &bufPool{
+		size:  clientBufSize,
+		small: true,
+		get:   func() []byte { return clientArrays.Get().(*[clientBufSize]byte)[:] },
+		put:   func(b []byte) { clientArrays.Put((*[clientBufSize]byte)(b)) },
+	}
+	serverBufs = &bufPool{
+		size: defaultBufSize,
+		get:  func() []byte { return serverArrays.Get().(*[defaultBufSize]byte)[:] },
+		put:  func(b []byte) { serverArrays.Put((*[defaultBufSize]byte)(b)) },
+	}
+)
 
 // errFrameLength reports a message whose length field is impossible.
 var errFrameLength = errors.New("invalid message length")
@@ -55,12 +86,13 @@ type frameReader struct {
 	// forwarded without inspection and have not arrived yet. Non-zero means the
 	// stream is in the middle of a message.
 	passthrough int
-	// lazy is set in a client's reader: whenever it has consumed
-	// everything, it gives its buffer back to clientBufs. It then waits for
-	// the next bytes with small (on a goroutine; allocated at the first such
-	// wait) or with the event loop's scratch (fillShared), so an idle client
-	// on the loop holds no buffer at all.
-	lazy  bool
+	// bufs is set in a lazy reader (every client's and server's): whenever
+	// it has consumed everything, it can give its buffer back (release). It
+	// then waits for the next bytes with the event loop's scratch
+	// (fillShared), or on a goroutine with a buffer from bufs again or, for
+	// a client, with small (allocated at the first such wait), so an idle
+	// connection on the loop or in a pool holds no buffer at all.
+	bufs  *bufPool
 	small *[lazyReadSize]byte
 	// own is the reader's own buffer while buf is the event loop's scratch
 	// (fillShared); shared is set then.
@@ -74,26 +106,35 @@ func newFrameReader(src io.Reader, size int) *frameReader {
 
 // newClientReader returns a lazy reader of clientBufSize.
 func newClientReader(src io.Reader) *frameReader {
-	return &frameReader{src: src, size: clientBufSize, lazy: true}
+	return &frameReader{src: src, size: clientBufSize, bufs: clientBufs}
+}
+
+// newServerReader returns a lazy reader of defaultBufSize. A connection
+// idle in a pool then holds no 32 KiB buffer, where each used to keep the
+// pages its control queries' replies (a session reset's) and its relays on
+// goroutines (a TLS client's) had touched.
+func newServerReader(src io.Reader) *frameReader {
+	return &frameReader{src: src, size: defaultBufSize, bufs: serverBufs}
 }
 
 // newBuf returns an empty buffer of the reader's normal size.
 func (r *frameReader) newBuf() []byte {
-	if r.lazy {
-		return clientBufs.Get().(*[clientBufSize]byte)[:]
+	if r.bufs != nil {
+		return r.bufs.get()
 	}
 	return make([]byte, r.size)
 }
 
 // release gives a lazy reader's buffer back while it holds no bytes: the
-// event loop calls it after each forward, where the goroutine relay lets
-// go of it as it starts its next read (fillLazy).
+// event loop calls it after each forward and a server connection after its
+// control queries and as it goes idle, where a client's goroutine relay
+// lets go of it as it starts its next read (fillLazy).
 func (r *frameReader) release() {
-	if !r.lazy || r.start != r.end {
-		return
+	if r.bufs == nil || r.shared || r.start != r.end {
+		return // the loop's scratch is not the reader's to give
 	}
-	if len(r.buf) == clientBufSize {
-		clientBufs.Put((*[clientBufSize]byte)(r.buf))
+	if len(r.buf) == r.bufs.size {
+		r.bufs.put(r.buf)
 	}
 	r.buf, r.start, r.end = nil, 0, 0
 }
@@ -217,7 +258,7 @@ func (r *frameReader) fillMore() error { return r.fill(r.end - r.start + 1) }
 // fill reads at least once more from src, compacting or growing the buffer so
 // that at least need bytes (counted from start) fit.
 func (r *frameReader) fill(need int) error {
-	if r.lazy && r.start == r.end && need <= lazyReadSize {
+	if r.bufs != nil && r.bufs.small && r.start == r.end && need <= lazyReadSize {
 		return r.fillLazy()
 	}
 	if r.inSmall() {

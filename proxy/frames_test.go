@@ -173,8 +173,9 @@ func TestLazyReaderForwardsSmallAndLargeRequests(t *testing.T) {
 // (fillShared), and whatever a read left unforwarded moves to the reader's
 // own buffer (unshare) before the next reader reuses the scratch. Driven as
 // the loop drives them, two readers taking turns each forward their stream
-// unchanged, however the bytes are split; and a client's reader, served only
-// this way, never holds a buffer between requests.
+// unchanged, however the bytes are split; neither, served only this way,
+// holds a buffer between messages; and the scratch, though as large as the
+// server reader's buffers, never goes into their pool.
 func TestReadersShareTheLoopScratch(t *testing.T) {
 	replies := encode(t,
 		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("a")}}},
@@ -190,6 +191,7 @@ func TestReadersShareTheLoopScratch(t *testing.T) {
 	for name, wrap := range splitReaders {
 		t.Run(name, func(t *testing.T) {
 			scratch := make([]byte, 64)
+			bufs := newRecordingBufs(len(scratch))
 			type side struct {
 				rd       *frameReader
 				interest *typeSet
@@ -198,7 +200,7 @@ func TestReadersShareTheLoopScratch(t *testing.T) {
 				done     bool
 			}
 			sides := []*side{
-				{rd: newFrameReader(wrap(bytes.NewReader(replies)), 64), interest: newTypeSet('E', 'Z'), need: 1},
+				{rd: &frameReader{src: wrap(bytes.NewReader(replies)), size: bufs.size, bufs: &bufs.bufPool}, interest: newTypeSet('E', 'Z'), need: 1},
 				{rd: newClientReader(wrap(bytes.NewReader(requests))), interest: newTypeSet('Q', 'P'), need: 1},
 			}
 			for !sides[0].done || !sides[1].done {
@@ -225,6 +227,12 @@ func TestReadersShareTheLoopScratch(t *testing.T) {
 				if c := sides[1].rd; c.atBoundary() && (c.buf != nil || c.small != nil) {
 					t.Fatal("a client reader on the loop holds a buffer between requests")
 				}
+				if s := sides[0].rd; s.atBoundary() && s.buf != nil {
+					t.Fatal("a server reader on the loop holds a buffer between replies")
+				}
+			}
+			if bufs.took(scratch) {
+				t.Fatal("the loop's scratch went into the readers' buffer pool")
 			}
 			if got := sides[0].out.Bytes(); !bytes.Equal(got, replies) {
 				t.Fatalf("server side forwarded %q, want %q", got, replies)
@@ -233,6 +241,79 @@ func TestReadersShareTheLoopScratch(t *testing.T) {
 				t.Fatalf("client side forwarded %q, want %q", got, requests)
 			}
 		})
+	}
+}
+
+// recordingBufs is a bufPool that lends new buffers of one size and
+// records the ones given back.
+type recordingBufs struct {
+	bufPool
+	given [][]byte
+}
+
+func newRecordingBufs(size int) *recordingBufs {
+	b := &recordingBufs{}
+	b.bufPool = bufPool{
+		size: size,
+		get:  func() []byte { return make([]byte, size) },
+		put:  func(buf []byte) { b.given = append(b.given, buf) },
+	}
+	return b
+}
+
+// took reports whether buf was given back to the pool.
+func (b *recordingBufs) took(buf []byte) bool {
+	for _, g := range b.given {
+		if &g[0] == &buf[0] {
+			return true
+		}
+	}
+	return false
+}
+
+// A reader whose bytes are in the loop's scratch keeps them there when
+// told to release: the scratch is not its to give back, even when it is as
+// large as the reader's own buffers.
+func TestReleaseKeepsTheLoopScratch(t *testing.T) {
+	scratch := make([]byte, 64)
+	bufs := newRecordingBufs(len(scratch))
+	rd := &frameReader{src: bytes.NewReader(encode(t, &pgproto3.ReadyForQuery{TxStatus: 'I'})), size: bufs.size, bufs: &bufs.bufPool}
+	if err := rd.fillShared(scratch, 1); err != nil {
+		t.Fatalf("fill: %v", err)
+	}
+	rd.start = rd.end // everything forwarded
+	rd.release()
+	if bufs.took(scratch) {
+		t.Fatal("release gave the loop's scratch to the pool")
+	}
+	rd.unshare()
+	if rd.buf != nil {
+		t.Fatal("a reader that forwarded everything holds a buffer after unshare")
+	}
+}
+
+// A server connection's reader lets go of its buffer once the replies to a
+// control query are read, and as the connection goes idle in its pool: an
+// idle connection holds no 32 KiB buffer.
+func TestIdleServerConnectionHoldsNoBuffer(t *testing.T) {
+	replies := encode(t,
+		&pgproto3.CommandComplete{CommandTag: []byte("DISCARD ALL")},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	)
+	sc := &serverConn{rd: newServerReader(bytes.NewReader(replies)), params: map[string]string{}}
+	if err := sc.readReplies(1, nil); err != nil {
+		t.Fatalf("readReplies: %v", err)
+	}
+	if sc.rd.buf != nil {
+		t.Fatal("the reader kept its buffer after the replies were read")
+	}
+	sc.rd.src = bytes.NewReader(encode(t, &pgproto3.ReadyForQuery{TxStatus: 'I'}))
+	if _, _, err := sc.rd.next(); err != nil { // a relay on a goroutine forwarded it
+		t.Fatalf("next: %v", err)
+	}
+	sc.goIdle()
+	if sc.rd.buf != nil || connState(sc.state.Load()) != connIdle {
+		t.Fatal("an idle connection's reader kept its buffer")
 	}
 }
 

@@ -31,7 +31,7 @@ func (p *pool) keepOnLoop(l *lease, loop *eventLoop) {
 		p.evloop.Store(loop)
 		loop.idlePools = append(loop.idlePools, p)
 	}
-	l.Value().state.Store(int32(connIdle))
+	l.Value().goIdle()
 	p.loopIdle = append(p.loopIdle, l)
 	if len(p.loopIdle) == 1 {
 		p.loopKeeps.Store(true)

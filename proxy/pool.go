@@ -386,7 +386,7 @@ func (p *pool) release(l *lease, reusable bool, set *startupSettings) {
 		return
 	}
 	sc.appliedKey = key
-	sc.state.Store(int32(connIdle))
+	sc.goIdle()
 	l.Release()
 }
 
@@ -415,7 +415,7 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 			return
 		}
 	}
-	sc.state.Store(int32(connIdle))
+	sc.goIdle()
 	l.Release()
 	p.wakeLoopWaiters()
 }

@@ -68,7 +68,7 @@ func dialServer(ctx context.Context, up *Upstream, gen rotation.Generation) (*se
 	network, addr := remote.Network(), remote.String()
 	return &serverConn{
 		conn:       hc.Conn,
-		rd:         newFrameReader(hc.Conn, defaultBufSize),
+		rd:         newServerReader(hc.Conn),
 		pid:        hc.PID,
 		secretKey:  hc.SecretKey,
 		params:     hc.ParameterStatuses,
@@ -80,6 +80,13 @@ func dialServer(ctx context.Context, up *Upstream, gen rotation.Generation) (*se
 		cancelNet:  network,
 		cancelAddr: addr,
 	}, nil
+}
+
+// goIdle marks the connection idle in its pool. Its reader, at a message
+// boundary, lets go of its buffer.
+func (s *serverConn) goIdle() {
+	s.rd.release()
+	s.state.Store(int32(connIdle))
 }
 
 // close closes the connection, telling the server first so it does not log an
@@ -196,6 +203,7 @@ func (s *serverConn) readReplies(n int, onMsg func(typ byte, body []byte) error)
 		case 'Z':
 			s.txStatus = readyStatus(body)
 			if n--; n <= 0 {
+				s.rd.release() // nothing more is expected until the next user
 				return firstErr
 			}
 		default:
