@@ -21,9 +21,10 @@ type measurement struct {
 	failedTx     int64   // pgbench's "number of failed transactions"
 	p99          time.Duration
 	cpuPerTx     time.Duration // proxy user+sys CPU / transactions
-	// switchesPerTx: the proxy's context switches / transactions.
-	switchesPerTx float64
-	hasCPU        bool // cpuPerTx and switchesPerTx are valid (proxies only)
+	// switchesPerTx: the proxy's context switches / transactions;
+	// preemptedPerTx: the involuntary ones among them.
+	switchesPerTx, preemptedPerTx float64
+	hasCPU                        bool // cpuPerTx and the switches are valid (proxies only)
 	// tpsSpread, p99Spread and cpuSpread are how far apart the repeated
 	// runs of a median were: the largest figure divided by the smallest (1:
 	// all alike; 0: fewer than two runs, or no such figure).
@@ -69,6 +70,7 @@ func median(runs []measurement) measurement {
 	out.p99 = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.p99) }))
 	out.cpuPerTx = time.Duration(middle(runs, func(m measurement) float64 { return float64(m.cpuPerTx) }))
 	out.switchesPerTx = middle(runs, func(m measurement) float64 { return m.switchesPerTx })
+	out.preemptedPerTx = middle(runs, func(m measurement) float64 { return m.preemptedPerTx })
 	out.tpsSpread = spread(runs, func(m measurement) float64 { return m.tps })
 	out.p99Spread = spread(runs, func(m measurement) float64 { return float64(m.p99) })
 	if out.hasCPU {

@@ -9,13 +9,13 @@ import (
 // disturbed by other work on the machine does not decide the comparison.
 func TestMedianOfRepeatedRuns(t *testing.T) {
 	runs := []measurement{
-		{tps: 9000, transactions: 90, p99: 3 * time.Millisecond, cpuPerTx: 40 * time.Microsecond, switchesPerTx: 0.5, hasCPU: true},
-		{tps: 5000, transactions: 50, failedTx: 1, p99: 9 * time.Millisecond, cpuPerTx: 70 * time.Microsecond, switchesPerTx: 0.9, hasCPU: true},
-		{tps: 10000, transactions: 100, p99: 2 * time.Millisecond, cpuPerTx: 35 * time.Microsecond, switchesPerTx: 0.4, hasCPU: true},
+		{tps: 9000, transactions: 90, p99: 3 * time.Millisecond, cpuPerTx: 40 * time.Microsecond, switchesPerTx: 0.5, preemptedPerTx: 0.2, hasCPU: true},
+		{tps: 5000, transactions: 50, failedTx: 1, p99: 9 * time.Millisecond, cpuPerTx: 70 * time.Microsecond, switchesPerTx: 0.9, preemptedPerTx: 0.1, hasCPU: true},
+		{tps: 10000, transactions: 100, p99: 2 * time.Millisecond, cpuPerTx: 35 * time.Microsecond, switchesPerTx: 0.4, preemptedPerTx: 0.3, hasCPU: true},
 	}
 	m := median(runs)
-	if m.tps != 9000 || m.p99 != 3*time.Millisecond || m.cpuPerTx != 40*time.Microsecond || m.switchesPerTx != 0.5 || !m.hasCPU {
-		t.Errorf("median = %+v, want tps 9000, p99 3ms, CPU 40µs, 0.5 context switches", m)
+	if m.tps != 9000 || m.p99 != 3*time.Millisecond || m.cpuPerTx != 40*time.Microsecond || m.switchesPerTx != 0.5 || m.preemptedPerTx != 0.2 || !m.hasCPU {
+		t.Errorf("median = %+v, want tps 9000, p99 3ms, CPU 40µs, 0.5 context switches, 0.2 preempted", m)
 	}
 	if m.transactions != 240 || m.failedTx != 1 {
 		t.Errorf("transactions %d, failed %d: want the sums 240 and 1", m.transactions, m.failedTx)

@@ -86,7 +86,8 @@ func (b *pgbench) measure(ctx context.Context, t target, s spec) (measurement, e
 	}
 	if t.proc != nil && usageErr == nil && usageErr2 == nil && m.transactions > 0 {
 		m.cpuPerTx = (after.cpu - before.cpu) / time.Duration(m.transactions)
-		m.switchesPerTx = float64(after.switches-before.switches) / float64(m.transactions)
+		m.switchesPerTx = float64(after.switches.total()-before.switches.total()) / float64(m.transactions)
+		m.preemptedPerTx = float64(after.switches.involuntary-before.switches.involuntary) / float64(m.transactions)
 		m.hasCPU = true
 	}
 	return m, nil

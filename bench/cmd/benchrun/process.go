@@ -109,7 +109,7 @@ const clockTicksPerSecond = 100
 // procUsage is what a process has used so far.
 type procUsage struct {
 	cpu      time.Duration // user+sys
-	switches int64         // context switches, voluntary and not
+	switches switchCounts
 }
 
 // usage returns the process's CPU time, all threads included (the
@@ -136,32 +136,50 @@ func (d *daemon) usage() (procUsage, error) {
 		if err != nil {
 			return procUsage{}, fmt.Errorf("reading context switches of %s: %w", d.name, err)
 		}
-		u.switches += n
+		u.switches.voluntary += n.voluntary
+		u.switches.involuntary += n.involuntary
 	}
 	return u, nil
 }
 
-// contextSwitches adds up the voluntary_ctxt_switches and
+// switchCounts are context switches: voluntary ones, where a thread
+// waited (in epoll_wait, a futex, a sleep), and involuntary ones, where
+// another task took the CPU from a thread that could have run on.
+type switchCounts struct {
+	voluntary, involuntary int64
+}
+
+func (c switchCounts) total() int64 { return c.voluntary + c.involuntary }
+
+// contextSwitches reads the voluntary_ctxt_switches and
 // nonvoluntary_ctxt_switches lines of a /proc/<pid>/task/<tid>/status.
-func contextSwitches(status string) (int64, error) {
-	var sum int64
+func contextSwitches(status string) (switchCounts, error) {
+	var c switchCounts
 	found := 0
 	for line := range strings.Lines(status) {
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || (name != "voluntary_ctxt_switches" && name != "nonvoluntary_ctxt_switches") {
+		var dst *int64
+		switch {
+		case !ok:
+			continue
+		case name == "voluntary_ctxt_switches":
+			dst = &c.voluntary
+		case name == "nonvoluntary_ctxt_switches":
+			dst = &c.involuntary
+		default:
 			continue
 		}
 		n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", name, err)
+			return switchCounts{}, fmt.Errorf("%s: %w", name, err)
 		}
-		sum += n
+		*dst = n
 		found++
 	}
 	if found != 2 {
-		return 0, errors.New("no context switch counts in the status")
+		return switchCounts{}, errors.New("no context switch counts in the status")
 	}
-	return sum, nil
+	return c, nil
 }
 
 // utimePlusStime parses fields 14 and 15 of /proc/<pid>/stat (proc(5)).

@@ -167,20 +167,26 @@ func connectNote(s settings) string {
 func switchTable(rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n## Context switches per transaction\n\n")
-	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients", "PgBouncer", "pgrotate", "R/B"}))
-	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---:", "---:", "---:"}))
+	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients", "PgBouncer", "pgrotate", "R/B",
+		"PgBouncer preempted", "pgrotate preempted", "R/B"}))
+	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"}))
 	for _, r := range rows {
 		if !r.bouncer.hasCPU || !r.pgrotate.hasCPU {
 			continue
 		}
 		b.WriteString(markdownLine([]string{r.workload, r.protocol, r.mode, fmt.Sprint(r.clients),
 			fmt.Sprintf("%.3f", r.bouncer.switchesPerTx), fmt.Sprintf("%.3f", r.pgrotate.switchesPerTx),
-			ratioCell(true, r.pgrotate.switchesPerTx, r.bouncer.switchesPerTx)}))
+			ratioCell(true, r.pgrotate.switchesPerTx, r.bouncer.switchesPerTx),
+			fmt.Sprintf("%.3f", r.bouncer.preemptedPerTx), fmt.Sprintf("%.3f", r.pgrotate.preemptedPerTx),
+			ratioCell(true, r.pgrotate.preemptedPerTx, r.bouncer.preemptedPerTx)}))
 	}
 	b.WriteString(`
 Summed over the pooler's threads (voluntary and involuntary, from
 /proc/<pid>/task/*/status) during the run, logins included, divided by the
-transactions completed; the median of the runs, as above.
+transactions completed; the median of the runs, as above. "preempted" counts
+the involuntary ones alone: the thread could have run on, and another task
+took its CPU, as a client or backend woken by the pooler's send does (see
+"Who preempts the loop" in bench/README.md).
 `)
 	return b.String()
 }

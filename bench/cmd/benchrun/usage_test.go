@@ -7,11 +7,11 @@ import (
 )
 
 // A thread's context switches are its voluntary and involuntary ones
-// (proc(5)); a status without them is an error, not zero.
+// (proc(5)), read apart; a status without them is an error, not zero.
 func TestContextSwitchesOfAThread(t *testing.T) {
 	status := "Name:\tpgbouncer\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1200\nnonvoluntary_ctxt_switches:\t34\n"
-	if n, err := contextSwitches(status); err != nil || n != 1234 {
-		t.Errorf("contextSwitches = %d, %v; want 1234", n, err)
+	if n, err := contextSwitches(status); err != nil || n != (switchCounts{voluntary: 1200, involuntary: 34}) || n.total() != 1234 {
+		t.Errorf("contextSwitches = %+v, %v; want 1200 voluntary and 34 involuntary", n, err)
 	}
 	if _, err := contextSwitches("Name:\tx\n"); err == nil {
 		t.Error("a status without context switch counts was read as zero")
@@ -20,23 +20,24 @@ func TestContextSwitchesOfAThread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := contextSwitches(string(self)); err != nil || n <= 0 {
-		t.Errorf("this thread's context switches = %d, %v; want a positive count", n, err)
+	if n, err := contextSwitches(string(self)); err != nil || n.total() <= 0 {
+		t.Errorf("this thread's context switches = %+v, %v; want a positive count", n, err)
 	}
 }
 
 // The context-switch table has a line for each row both poolers ran, with
-// pgrotate's figure over PgBouncer's.
+// pgrotate's figure over PgBouncer's, for all switches and for the
+// involuntary ones.
 func TestSwitchTable(t *testing.T) {
 	spec := spec{workload: "select-only", protocol: "simple", clients: 16}
 	rows := []row{
 		{spec: spec, mode: "session",
-			bouncer:  measurement{switchesPerTx: 0.40, hasCPU: true},
-			pgrotate: measurement{switchesPerTx: 0.50, hasCPU: true}},
+			bouncer:  measurement{switchesPerTx: 0.40, preemptedPerTx: 0.10, hasCPU: true},
+			pgrotate: measurement{switchesPerTx: 0.50, preemptedPerTx: 0.30, hasCPU: true}},
 		{spec: spec, mode: "transaction", bouncer: unsupported(), pgrotate: measurement{switchesPerTx: 0.5, hasCPU: true}},
 	}
 	got := switchTable(rows)
-	if !strings.Contains(got, "| select-only | simple | session | 16 | 0.400 | 0.500 | 1.25 |") {
+	if !strings.Contains(got, "| select-only | simple | session | 16 | 0.400 | 0.500 | 1.25 | 0.100 | 0.300 | 3.00 |") {
 		t.Errorf("table lacks the session row:\n%s", got)
 	}
 	if strings.Contains(got, "| transaction |") {
