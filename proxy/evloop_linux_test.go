@@ -52,7 +52,7 @@ func startRelayOn(t *testing.T, l *eventLoop) *loopRig {
 	m := (*Metrics)(nil).forDatabase("test")
 	dirs := [2]evDir{
 		{rd: newClientReader(nil), interest: fromClient, in: &clientInspector{st: rig.st, m: m}},
-		{rd: newFrameReader(nil, defaultBufSize), interest: fromServer, in: serverInspector{st: rig.st, sc: &serverConn{params: map[string]string{}}, m: m}},
+		{rd: newServerReader(nil), interest: fromServer, in: serverInspector{st: rig.st, sc: &serverConn{params: map[string]string{}}, m: m}},
 	}
 	if rig.relay, err = l.startRelay([2]int(fds), dirs, nil); err != nil {
 		t.Fatal(err)
