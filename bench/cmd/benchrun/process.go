@@ -157,14 +157,12 @@ func contextSwitches(status string) (switchCounts, error) {
 	var c switchCounts
 	found := 0
 	for line := range strings.Lines(status) {
-		name, value, ok := strings.Cut(line, ":")
+		name, value, _ := strings.Cut(line, ":")
 		var dst *int64
-		switch {
-		case !ok:
-			continue
-		case name == "voluntary_ctxt_switches":
+		switch name {
+		case "voluntary_ctxt_switches":
 			dst = &c.voluntary
-		case name == "nonvoluntary_ctxt_switches":
+		case "nonvoluntary_ctxt_switches":
 			dst = &c.involuntary
 		default:
 			continue
