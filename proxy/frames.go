@@ -94,9 +94,7 @@ type frameReader struct {
 	// connection on the loop or in a pool holds no buffer at all.
 	bufs  *bufPool
 	small *[lazyReadSize]byte
-	// own is the reader's own buffer while buf is the event loop's scratch
-	// (fillShared); shared is set then.
-	own    []byte
+	// shared is set while buf is the event loop's scratch (fillShared).
 	shared bool
 }
 
@@ -171,13 +169,14 @@ func (r *frameReader) fillLazy() error {
 	return nil
 }
 
-// fillShared is fill for the event loop: a reader that holds nothing
-// reads into the loop's scratch buffer, which every relay of the loop
-// shares, so that a busy loop keeps touching the same few pages however
-// many connections it serves. unshare must follow before the reader's
-// bytes can outlive the loop's turn.
+// fillShared is fill for the event loop: a lazy reader that holds nothing
+// gives its buffer back and reads into the loop's scratch buffer, which
+// every relay of the loop shares, so that a busy loop keeps touching the
+// same few pages however many connections it serves. unshare must follow
+// before the reader's bytes can outlive the loop's turn. A reader that is
+// not lazy (tests only) fills its own buffer.
 func (r *frameReader) fillShared(scratch []byte, need int) error {
-	if r.start != r.end || need > len(scratch) || r.shared {
+	if r.bufs == nil || r.start != r.end || need > len(scratch) || r.shared {
 		return r.fill(need)
 	}
 	r.release()
@@ -188,28 +187,25 @@ func (r *frameReader) fillShared(scratch []byte, need int) error {
 		}
 		return err
 	}
-	r.own, r.shared = r.buf, true
-	r.buf, r.start, r.end = scratch, 0, n
+	r.buf, r.start, r.end, r.shared = scratch, 0, n, true
 	return nil
 }
 
-// unshare moves what is left in the loop's scratch into the reader's own
-// buffer.
+// unshare moves what is left in the loop's scratch into a buffer of the
+// reader's own; a reader that forwarded everything holds none.
 func (r *frameReader) unshare() {
 	if !r.shared {
 		return
 	}
 	left := r.buf[r.start:r.end]
-	r.buf, r.own, r.shared, r.start, r.end = r.own, nil, false, 0, 0
+	r.buf, r.shared, r.start, r.end = nil, false, 0, 0
 	if len(left) == 0 {
 		return
 	}
-	if len(r.buf) < len(left) {
-		if len(left) <= r.size {
-			r.buf = r.newBuf()
-		} else {
-			r.buf = make([]byte, len(left))
-		}
+	if len(left) <= r.size {
+		r.buf = r.newBuf()
+	} else {
+		r.buf = make([]byte, len(left))
 	}
 	r.end = copy(r.buf, left)
 }

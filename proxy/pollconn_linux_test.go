@@ -137,7 +137,7 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 func TestServerConnChangesFormWithItsClients(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	a, peer := tcpPair(t)
-	sc := &serverConn{conn: a, rd: newFrameReader(a, defaultBufSize)}
+	sc := &serverConn{conn: a, rd: newServerReader(a)}
 	t.Cleanup(func() { sc.conn.Close() })
 	roundTrip := func(step string) {
 		t.Helper()
