@@ -26,12 +26,12 @@ func (p runPair) tpsRatio() float64 { return p.pgrotate.tps / p.bouncer.tps }
 
 // pairTable shows the R/B ratio of every pair of runs, with the CPU figures
 // behind it (a high ratio can be a dear pgrotate run or a cheap PgBouncer
-// one), and, per workload
-// and over the whole run, how many pairs favour pgrotate, with a sign test:
-// the medians of the main table are taken over runs minutes apart, while
-// the two runs of a pair ran back to back. A pair count far from half
-// (small p) says which pooler is better beyond the machine's noise; a
-// count near half says the two cannot be told apart here.
+// one), and, per workload and over the whole run, how many pairs favour
+// pgrotate, with a sign test: the medians of the main table are taken over
+// runs minutes apart, while the two runs of a pair ran back to back. A pair
+// count far from half (small p) says which pooler is better beyond the
+// machine's noise; a count near half says the two cannot be told apart
+// here.
 func pairTable(rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n## Paired runs\n\n")
