@@ -44,6 +44,7 @@ var examplesWant = map[string]exampleWant{
 	"compose/pgrotate.yaml":             {"0.0.0.0:6432", configs.PoolSession, "/var/run/secrets/bookstore", "dir"},
 	"vault-agent/pgrotate.yaml":         {"127.0.0.1:6432", configs.PoolSession, "/vault/secrets/bookstore.json", "json"},
 	"aws-secrets-manager/pgrotate.yaml": {"127.0.0.1:6432", configs.PoolSession, "/mnt/secrets-store/bookstore.json", "json"},
+	"systemd/pgrotate.yaml":             {"127.0.0.1:6432", configs.PoolTransaction, "/etc/pgrotate/credentials/bookstore", "dir"},
 }
 
 // TestExamplesDirConfigsLoad loads every pgrotate*.yaml under examples/:
