@@ -40,7 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	info := runInfo{started: time.Now(), revision: s.revision, cpus: runtime.NumCPU(), settings: s}
+	info := runInfo{started: time.Now(), revision: s.revision, cpus: runtime.NumCPU(), host: describeHost(readHostFile), settings: s}
 	res, err := benchmark(ctx, s, &info, stderr)
 	if len(res.rows) > 0 {
 		text := report(info, res)

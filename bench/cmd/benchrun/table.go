@@ -14,6 +14,7 @@ type runInfo struct {
 	postgresVersion string
 	bouncerVersion  string
 	cpus            int
+	host            string // kernel and scheduling (describeHost); "" when unknown
 	settings        settings
 }
 
@@ -48,11 +49,19 @@ func header(info runInfo) string {
 	s := info.settings
 	return fmt.Sprintf(`# pgrotate vs PgBouncer vs direct — %s
 
-- pgrotate %s; PostgreSQL %s; PgBouncer %s; %d CPUs
+- pgrotate %s; PostgreSQL %s; PgBouncer %s; %d CPUs%s
 - pgbench -T %s -j %d, scale %d, latency log sampling rate %g; %s
 
 `, info.started.Format("2006-01-02 15:04:05 MST"), info.revision, info.postgresVersion,
-		info.bouncerVersion, info.cpus, s.duration, s.jobs, s.scale, s.samplingRate, runsPerRow(s.repeat))
+		info.bouncerVersion, info.cpus, hostSuffix(info.host), s.duration, s.jobs, s.scale, s.samplingRate, runsPerRow(s.repeat))
+}
+
+// hostSuffix appends the host's description to the header's first line.
+func hostSuffix(host string) string {
+	if host == "" {
+		return ""
+	}
+	return "; " + host
 }
 
 // table is the markdown table, one line per row.
