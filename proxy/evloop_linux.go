@@ -66,6 +66,10 @@ type eventLoop struct {
 	acceptPaused int
 	// scratch is where relays read when they hold nothing (fillShared).
 	scratch []byte
+	// handedOff is a login's socket, still registered under its login
+	// slot for the round the login starts to take over (loopLogin.handOff);
+	// -1: none.
+	handedOff int
 }
 
 // waitCheckInterval is how often clients waiting on the loop are checked
@@ -108,7 +112,7 @@ func newEventLoop() (*eventLoop, error) {
 		_ = syscall.Close(epfd)
 		return nil, err
 	}
-	l := &eventLoop{epfd: epfd, cmds: jobQueue{efd: wakefd}, done: make(chan struct{}), waitPools: make(map[*pool]struct{}), scratch: make([]byte, defaultBufSize)}
+	l := &eventLoop{epfd: epfd, cmds: jobQueue{efd: wakefd}, done: make(chan struct{}), waitPools: make(map[*pool]struct{}), scratch: make([]byte, defaultBufSize), handedOff: -1}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: wakeSlot}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
 		l.closeFDs()
@@ -308,11 +312,20 @@ func (l *eventLoop) add(r *evRelay) error {
 	return nil
 }
 
-// register adds one side's socket to the loop's epoll set, readable.
+// register adds one side's socket to the loop's epoll set, readable; a
+// socket a login handed off (loopLogin.handOff) is registered already, and
+// its registration is changed to name the round instead.
 func (r *evRelay) register(side int) error {
 	r.mask[side] = syscall.EPOLLIN
 	ev := syscall.EpollEvent{Events: r.mask[side], Fd: r.slot + 1, Pad: int32(side)}
-	if err := syscall.EpollCtl(r.loop.epfd, syscall.EPOLL_CTL_ADD, r.fds[side], &ev); err != nil {
+	l, fd, op := r.loop, r.fds[side], syscall.EPOLL_CTL_ADD
+	if fd == l.handedOff {
+		op, l.handedOff = syscall.EPOLL_CTL_MOD, -1
+	}
+	if err := syscall.EpollCtl(l.epfd, op, fd, &ev); err != nil {
+		if op == syscall.EPOLL_CTL_MOD {
+			_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, fd, nil) // nothing may name the login's slot
+		}
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil

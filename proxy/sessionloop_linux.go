@@ -40,7 +40,7 @@ func (lg *loopLogin) enterSession(saslFinal pgproto3.BackendMessage, p *pool) bo
 	if l == nil {
 		return false
 	}
-	lg.forget()
+	lg.handOff()
 	s.clientRd.src = s.conn
 	s.clientRd.shed() // an idle client on the loop holds no buffer
 	h := s.joinSessionPool(p)
@@ -51,6 +51,7 @@ func (lg *loopLogin) enterSession(saslFinal pgproto3.BackendMessage, p *pool) bo
 	if err == nil {
 		started, err = s.startSessionRound(ctx, h, sr, true)
 	}
+	lg.l.settleHandOff()
 	switch {
 	case err != nil:
 		lg.l.courier.spawn(func() { s.end(err) })
