@@ -136,10 +136,10 @@ func (lg *loopLogin) forget() {
 // handOff takes the login off the loop but leaves its socket registered,
 // for the relay round the login starts at once to take the registration
 // over (register) with one EPOLL_CTL_MOD. forget and the round's add were
-// two calls, an epoll item freed and another allocated: ~2 % of a login's
-// CPU (perf, pgbench -C), and two of the four epoll_ctl calls a login made
-// where PgBouncer makes two. settleHandOff must follow before the socket
-// goes anywhere else. Loop goroutine only.
+// two calls, an epoll item freed and another allocated (~2 % of a login's
+// perf samples, pgbench -C), of the four epoll_ctl calls a login made where
+// PgBouncer makes two. settleHandOff must follow before the socket goes
+// anywhere else. Loop goroutine only.
 func (lg *loopLogin) handOff() {
 	lg.l.logins.drop(lg.slot)
 	lg.l.handedOff = lg.fd
