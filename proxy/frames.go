@@ -173,10 +173,10 @@ func (r *frameReader) fillLazy() error {
 // gives its buffer back and reads into the loop's scratch buffer, which
 // every relay of the loop shares, so that a busy loop keeps touching the
 // same few pages however many connections it serves. unshare must follow
-// before the reader's bytes can outlive the loop's turn. A reader that is
-// not lazy (tests only) fills its own buffer.
+// before the reader's bytes can outlive the loop's turn. Every reader on
+// the loop is lazy (newClientReader, newServerReader).
 func (r *frameReader) fillShared(scratch []byte, need int) error {
-	if r.bufs == nil || r.start != r.end || need > len(scratch) || r.shared {
+	if r.start != r.end || need > len(scratch) || r.shared {
 		return r.fill(need)
 	}
 	r.release()
