@@ -25,7 +25,9 @@ func describeHost(read func(path string) (string, error)) string {
 	}
 	var notes []string
 	if v, err := read(hostFiles.autogroup); err == nil {
-		notes = append(notes, "autogroup "+map[string]string{"0": "off", "1": "on"}[strings.TrimSpace(v)])
+		if state, ok := map[string]string{"0": "off", "1": "on"}[strings.TrimSpace(v)]; ok {
+			notes = append(notes, "autogroup "+state)
+		}
 	}
 	if v, err := read(hostFiles.thp); err == nil {
 		if mode := selectedMode(v); mode != "" {

@@ -33,6 +33,11 @@ func TestDescribeHost(t *testing.T) {
 			hostFiles.autogroup: "0\n",
 		}, "Linux 5.15.0 (autogroup off)"},
 		{"kernel only", map[string]string{hostFiles.release: "6.1.0\n"}, "Linux 6.1.0"},
+		{"unreadable values left out", map[string]string{
+			hostFiles.release:   "6.1.0\n",
+			hostFiles.autogroup: "\n",
+			hostFiles.thp:       "garbage\n",
+		}, "Linux 6.1.0"},
 		{"not Linux", map[string]string{}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
