@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // A login that starts a relay round hands its socket's registration over:
@@ -82,4 +84,26 @@ func registrations(t *testing.T, epfd int) map[int]uint64 {
 		out[fd] = data
 	}
 	return out
+}
+
+// A login's last authentication message and its greeting, with the
+// parameters PostgreSQL 15 reports and a long application name, fit in
+// greetingSize: the greeter encodes them without growing its buffer.
+func TestGreetingFitsItsBuffer(t *testing.T) {
+	params := map[string]string{
+		"application_name": strings.Repeat("a", 63), "client_encoding": "UTF8", "DateStyle": "ISO, MDY",
+		"default_transaction_read_only": "off", "in_hot_standby": "off", "integer_datetimes": "on",
+		"IntervalStyle": "postgres", "is_superuser": "off", "server_encoding": "UTF8",
+		"server_version": "15.18 (Debian 15.18-0+deb12u1)", "session_authorization": "bookstore_user_0001",
+		"standard_conforming_strings": "on", "TimeZone": "America/Argentina/ComodRivadavia",
+	}
+	s := &session{}
+	w := outbox{buf: make([]byte, 0, greetingSize)}
+	s.queue(&w, &pgproto3.AuthenticationSASLFinal{Data: []byte("v=" + strings.Repeat("x", 44))})
+	s.queueGreeting(&w, params)
+	mustOK(t, w.err)
+	if cap(w.buf) != greetingSize {
+		t.Errorf("the greeting took %d bytes and grew the buffer past greetingSize (%d)", len(w.buf), greetingSize)
+	}
+	t.Logf("greeting: %d bytes of %d", len(w.buf), greetingSize)
 }
