@@ -382,7 +382,7 @@ func (lg *loopLogin) authFailed(err error) error {
 // enter greets an authenticated client of a transaction-mode pool with its
 // server's defaults, and the client then waits on the loop for its first
 // query.
-func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage, defaults map[string]string) {
+func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage, defaults reportedParams) {
 	s := lg.s
 	p, err := s.srv.poolFor(lg.params)
 	if err != nil {
@@ -393,8 +393,7 @@ func (lg *loopLogin) enter(saslFinal pgproto3.BackendMessage, defaults map[strin
 	s.clientRd.src = s.conn
 	s.clientRd.shed() // an idle client on the loop holds no buffer
 	c := s.joinTxPool(lg.ctx, p, lg.params)
-	greet := c.withSettings(defaults)
-	err = s.enter(lg.greeter(saslFinal, greet))
+	err = s.enter(lg.greeter(saslFinal, defaults, c.settings))
 	if err == nil {
 		_, err = s.startTxRound(c, true)
 	}

@@ -100,7 +100,7 @@ func TestGreetingFitsItsBuffer(t *testing.T) {
 	s := &session{}
 	w := outbox{buf: make([]byte, 0, greetingSize)}
 	s.queue(&w, &pgproto3.AuthenticationSASLFinal{Data: []byte("v=" + strings.Repeat("x", 44))})
-	s.queueGreeting(&w, params)
+	s.queueGreeting(&w, sortedParams(params), nil)
 	mustOK(t, w.err)
 	if cap(w.buf) != greetingSize {
 		t.Errorf("the greeting took %d bytes and grew the buffer past greetingSize (%d)", len(w.buf), greetingSize)

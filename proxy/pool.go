@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +40,7 @@ type pool struct {
 	m       *dbMetrics
 	// defaults are the parameters a fresh server session reports, from the
 	// newest connection; transaction-mode clients are greeted with them.
-	defaults atomic.Pointer[map[string]string]
+	defaults atomic.Pointer[reportedParams]
 	log      *slog.Logger
 	// onAuthFailure is told when PostgreSQL refuses the current credential,
 	// so the credential source is re-read at once (see connect).
@@ -144,7 +143,7 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 	}
 	sc.lifetime = jitteredLifetime(p.db.ServerLifetime.Duration)
 	p.conns.add(sc)
-	defaults := maps.Clone(sc.params)
+	defaults := sortedParams(sc.params)
 	p.defaults.Store(&defaults)
 	p.log.Debug("server connection opened", "role", gen.Cred.Username, "generation", gen.N, "pid", sc.pid)
 	return sc, nil
@@ -199,11 +198,11 @@ func (p *pool) destroy(sc *serverConn) {
 // plain socket (not upstream TLS).
 func (p *pool) relaysOnLoop() bool { return p.onLoop && p.loopable.Load() }
 
-// serverDefaults returns a copy of the parameters of a fresh server
-// session, or nil before the first connection.
-func (p *pool) serverDefaults() map[string]string {
+// serverDefaults returns the parameters of a fresh server session, or nil
+// before the first connection. They are shared: never change them.
+func (p *pool) serverDefaults() reportedParams {
 	if d := p.defaults.Load(); d != nil {
-		return maps.Clone(*d)
+		return *d
 	}
 	return nil
 }

@@ -331,7 +331,7 @@ func (s *session) applySettings(ctx context.Context, sc *serverConn, set *startu
 
 // greet completes the startup as PostgreSQL would: AuthenticationOk, the
 // server's parameters, pgrotate's own BackendKeyData, ReadyForQuery.
-func (s *session) greet(sc *serverConn) error { return s.greetWith(sc.params) }
+func (s *session) greet(sc *serverConn) error { return s.greetWith(sortedParams(sc.params), nil) }
 
 // greetWith greets with the given server parameters. It ends the startup:
 // the startup Backend and its 8 KiB read buffer are let go, which is a third
@@ -339,21 +339,25 @@ func (s *session) greet(sc *serverConn) error { return s.greetWith(sc.params) }
 //
 // Each message is encoded as it is queued, so one ParameterStatus value
 // serves every parameter, not one allocated per parameter.
-func (s *session) greetWith(params map[string]string) error {
+func (s *session) greetWith(params reportedParams, settings map[string]string) error {
 	w := s.outbox()
-	s.queueGreeting(&w, params)
+	s.queueGreeting(&w, params, settings)
 	err := s.flush(&w)
 	s.be = nil
 	return err
 }
 
-// queueGreeting queues the greeting: AuthenticationOk, params, the cancel
-// key, ReadyForQuery.
-func (s *session) queueGreeting(w *outbox, params map[string]string) {
+// queueGreeting queues the greeting: AuthenticationOk, params (each with
+// the client's own value where settings has one), the cancel key,
+// ReadyForQuery.
+func (s *session) queueGreeting(w *outbox, params reportedParams, settings map[string]string) {
 	s.queue(w, &pgproto3.AuthenticationOk{})
 	var ps pgproto3.ParameterStatus
-	for _, k := range sortedKeys(params) {
-		ps.Name, ps.Value = k, params[k]
+	for _, p := range params {
+		ps.Name, ps.Value = p.name, p.value
+		if v, ok := settings[p.name]; ok {
+			ps.Value = v
+		}
 		s.queue(w, &ps)
 	}
 	s.queue(w, &pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]})

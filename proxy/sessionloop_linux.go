@@ -46,7 +46,7 @@ func (lg *loopLogin) enterSession(saslFinal pgproto3.BackendMessage, p *pool) bo
 	h := s.joinSessionPool(p)
 	h.l = l
 	sc := l.Value()
-	err := s.enterSession(h, set, lg.greeter(saslFinal, sc.params))
+	err := s.enterSession(h, set, lg.greeter(saslFinal, sortedParams(sc.params), nil))
 	ctx, sr, started := lg.ctx, newSessionRelay(s, p), false
 	if err == nil {
 		started, err = s.startSessionRound(ctx, h, sr, true)
@@ -69,13 +69,14 @@ func (lg *loopLogin) enterSession(saslFinal pgproto3.BackendMessage, p *pool) bo
 const greetingSize = 1024
 
 // greeter writes AuthenticationSASLFinal and the greeting with the server
-// parameters params, in one write.
-func (lg *loopLogin) greeter(saslFinal pgproto3.BackendMessage, params map[string]string) func() error {
+// parameters params and the client's settings (see queueGreeting), in one
+// write.
+func (lg *loopLogin) greeter(saslFinal pgproto3.BackendMessage, params reportedParams, settings map[string]string) func() error {
 	return func() error {
 		s := lg.s
 		w := outbox{buf: make([]byte, 0, greetingSize)}
 		s.queue(&w, saslFinal)
-		s.queueGreeting(&w, params)
+		s.queueGreeting(&w, params, settings)
 		if w.err != nil {
 			return w.err
 		}

@@ -129,11 +129,11 @@ func settingsKey(m map[string]string) string {
 // connection per transaction, released at ReadyForQuery 'I'.
 func (s *session) serveTransactions(ctx context.Context, p *pool, params *startupParams) error {
 	c := s.joinTxPool(ctx, p, params)
-	greetParams, err := c.greetParams()
+	defaults, err := c.greetParams()
 	if err != nil {
 		return err
 	}
-	if err := s.enter(func() error { return s.greetWith(greetParams) }); err != nil {
+	if err := s.enter(func() error { return s.greetWith(defaults, c.settings) }); err != nil {
 		return err
 	}
 	return s.serveTxRounds(c, s.detachForLoop(p), nil)
@@ -206,35 +206,24 @@ func (c *txClient) leaseHeld() bool {
 	return c.lease != nil
 }
 
-// greetParams are the parameters to greet the client with: the server's
-// defaults with the client's own settings laid over them. Logging in needs no
+// greetParams are the server's defaults, which the client is greeted with,
+// its own settings laid over them (see queueGreeting). Logging in needs no
 // server connection, as with PgBouncer: a client must be able to log in while
 // every server connection is held by other clients' transactions (an app
 // that opens its connections one by one would otherwise deadlock itself).
 // The settings are applied, and so checked, with the first transaction. Only
 // before the pool ever connected is a connection leased to learn them.
-func (c *txClient) greetParams() (map[string]string, error) {
+func (c *txClient) greetParams() (reportedParams, error) {
 	defaults := c.p.serverDefaults()
 	if defaults == nil {
 		l, err := c.lease1()
 		if err != nil {
 			return nil, err
 		}
-		defaults = maps.Clone(l.Value().params)
+		defaults = sortedParams(l.Value().params)
 		c.p.releaseTx(l, cleanNone)
 	}
-	return c.withSettings(defaults), nil
-}
-
-// withSettings lays the client's own settings over the server's defaults
-// (a copy the caller owns).
-func (c *txClient) withSettings(defaults map[string]string) map[string]string {
-	for k, v := range c.settings {
-		if _, reported := defaults[k]; reported {
-			defaults[k] = v
-		}
-	}
-	return defaults
+	return defaults, nil
 }
 
 // lease1 leases a server connection and brings it to the client's settings.
