@@ -3,9 +3,12 @@
 package daemon
 
 import (
+	"errors"
 	"net"
+	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -27,6 +30,9 @@ func TestAcceptedClientsHaveKeepalive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	if _, err := client.Write([]byte{0}); err != nil { // accepted once it speaks
+		t.Fatal(err)
+	}
 	conn, err := ls.Clients.Accept()
 	if err != nil {
 		t.Fatal(err)
@@ -60,5 +66,50 @@ func TestAcceptedClientsHaveKeepalive(t *testing.T) {
 		if got != w.value {
 			t.Errorf("%s = %d on the accepted connection, want %d", w.name, got, w.value)
 		}
+	}
+}
+
+// The listener hands over a connection once its client has sent something:
+// a PostgreSQL client speaks first, so the event loop finds the first packet
+// there when it accepts. A client that connected earlier but is still silent
+// waits in the kernel (for up to deferAcceptSecs).
+func TestListenerAcceptsClientsOnceTheySpeak(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls, err := Listen(&configs.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	addr := ls.Clients.Addr().String()
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	speaker, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer speaker.Close()
+	if _, err := speaker.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+
+	tl := ls.Clients.(*net.TCPListener)
+	_ = tl.SetDeadline(time.Now().Add(5 * time.Second))
+	conn, err := tl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got, want := conn.RemoteAddr().String(), speaker.LocalAddr().String(); got != want {
+		t.Fatalf("accepted %s first, want the client that spoke (%s)", got, want)
+	}
+	_ = tl.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	if c, err := tl.Accept(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("a client that sent nothing was accepted (err %v)", err)
 	}
 }
