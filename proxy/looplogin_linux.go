@@ -112,11 +112,14 @@ func (s *Server) loginLoop() *eventLoop {
 	return s.eventLoop()
 }
 
-// beginLogin registers the login's socket; epoll reports what the client
-// sent already, as the registration is level-triggered. Reading at once
-// instead found nothing in 84 % of logins (pgbench -C: the loop accepts
-// before the client's first packet is there), an EAGAIN per login for an
-// epoll_wait saved in the rest. Loop goroutine only.
+// beginLogin registers the login's socket and reads what the client sent
+// already: the listener defers accepts until a client's first packet is
+// there (TCP_DEFER_ACCEPT, see daemon.listenTCP), so this read saves the
+// epoll round that would wait for it. On a listener without it, the read
+// finds nothing in most logins (84 % with pgbench -C: the loop accepts
+// before the client has sent), which costs an EAGAIN, and epoll reports
+// the packet later, the registration being level-triggered. Loop goroutine
+// only.
 func (l *eventLoop) beginLogin(lg *loopLogin) {
 	lg.slot = l.logins.put(lg)
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: lg.slot, Pad: loginTag}
@@ -124,7 +127,9 @@ func (l *eventLoop) beginLogin(lg *loopLogin) {
 		lg.forget()
 		s := lg.s
 		l.courier.spawn(func() { s.end(&disconnect{os.NewSyscallError("epoll_ctl", err)}) })
+		return
 	}
+	lg.ready()
 }
 
 // forget takes the login off the loop. Loop goroutine only.
