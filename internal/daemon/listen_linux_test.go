@@ -20,15 +20,9 @@ import (
 // after accept: Linux copies them from the listening socket.
 func TestAcceptedClientsHaveKeepalive(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	ls, err := Listen(&configs.Config{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ls := clientListener(t)
 	defer ls.Close()
-	client, err := net.Dial("tcp", ls.Clients.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := dialClient(t, ls.Clients.Addr().String())
 	defer client.Close()
 	if _, err := client.Write([]byte{0}); err != nil { // accepted once it speaks
 		t.Fatal(err)
@@ -75,21 +69,12 @@ func TestAcceptedClientsHaveKeepalive(t *testing.T) {
 // waits in the kernel (for up to deferAcceptSecs).
 func TestListenerAcceptsClientsOnceTheySpeak(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	ls, err := Listen(&configs.Config{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ls := clientListener(t)
 	defer ls.Close()
 	addr := ls.Clients.Addr().String()
-	silent, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	silent := dialClient(t, addr)
 	defer silent.Close()
-	speaker, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	speaker := dialClient(t, addr)
 	defer speaker.Close()
 	if _, err := speaker.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
@@ -112,4 +97,23 @@ func TestListenerAcceptsClientsOnceTheySpeak(t *testing.T) {
 		}
 		t.Fatalf("a client that sent nothing was accepted (err %v)", err)
 	}
+}
+
+// clientListener is what Listen opens for clients, on a free port.
+func clientListener(t *testing.T) Listeners {
+	t.Helper()
+	ls, err := Listen(&configs.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
+func dialClient(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
