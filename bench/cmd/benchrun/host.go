@@ -8,8 +8,8 @@ import (
 // The kernel settings that move both poolers' figures most on a small
 // machine, read for the report's header so that runs on different hosts
 // can be told apart: autogroup decides who preempts whom (see
-// ownSession), and transparent huge pages changed pgrotate's CPU per
-// transaction by 7 % at 256 clients (bench/README.md).
+// ownSession), and transparent huge pages decide what memory costs every
+// process of the run (bench/README.md, "The 256-client gap").
 var hostFiles = struct{ release, autogroup, thp string }{
 	release:   "/proc/sys/kernel/osrelease",
 	autogroup: "/proc/sys/kernel/sched_autogroup_enabled",
