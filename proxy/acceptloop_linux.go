@@ -3,12 +3,14 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // loopAcceptor is a TCP listener whose clients the event loop accepts, so
@@ -88,7 +90,7 @@ func (l *eventLoop) startAccepting(a *loopAcceptor) {
 	a.slot = int32(len(l.acceptors))
 	l.acceptors = append(l.acceptors, a)
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: a.slot, Pad: acceptTag}
-	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, a.fd, &ev); err != nil {
+	if err := epollCtl(l.epfd, syscall.EPOLL_CTL_ADD, a.fd, &ev); err != nil {
 		// Only a programming error gets here: the descriptor is a fresh
 		// duplicate of a listening socket.
 		a.srv.log.Error("cannot accept clients: registering the listener with the event loop failed", "err", os.NewSyscallError("epoll_ctl", err))
@@ -99,7 +101,7 @@ func (l *eventLoop) startAccepting(a *loopAcceptor) {
 // ready accepts the clients waiting. Loop goroutine only.
 func (a *loopAcceptor) ready() {
 	for range acceptBatch {
-		fd, sa, err := syscall.Accept4(a.fd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		fd, remote, err := accept4(a.fd)
 		switch {
 		case err == syscall.EAGAIN:
 			return
@@ -109,7 +111,7 @@ func (a *loopAcceptor) ready() {
 			a.pause(os.NewSyscallError("accept4", err))
 			return
 		}
-		pc := &pollConn{fd: fd, local: a.addr, remote: sockaddrAddr(sa), slot: -1}
+		pc := &pollConn{fd: fd, local: a.addr, remote: remote, slot: -1}
 		a.srv.newSession(a.ctx, pc, true)
 	}
 }
@@ -119,7 +121,7 @@ func (a *loopAcceptor) ready() {
 // goroutine only.
 func (a *loopAcceptor) pause(err error) {
 	a.srv.log.Warn("cannot accept clients; trying again shortly", "err", err, "pause", acceptPause)
-	_ = syscall.EpollCtl(a.l.epfd, syscall.EPOLL_CTL_DEL, a.fd, nil)
+	_ = epollCtl(a.l.epfd, syscall.EPOLL_CTL_DEL, a.fd, nil)
 	a.pausedUntil = time.Now().Add(acceptPause)
 	a.l.acceptPaused++
 }
@@ -134,7 +136,7 @@ func (l *eventLoop) resumeAccepting(now time.Time) {
 		a.pausedUntil = time.Time{}
 		l.acceptPaused--
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: a.slot, Pad: acceptTag}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, a.fd, &ev); err != nil {
+		if err := epollCtl(l.epfd, syscall.EPOLL_CTL_ADD, a.fd, &ev); err != nil {
 			a.pause(os.NewSyscallError("epoll_ctl", err))
 		}
 	}
@@ -147,7 +149,7 @@ func (a *loopAcceptor) stop() {
 			a.pausedUntil = time.Time{}
 			a.l.acceptPaused--
 		}
-		_ = syscall.EpollCtl(a.l.epfd, syscall.EPOLL_CTL_DEL, a.fd, nil)
+		_ = epollCtl(a.l.epfd, syscall.EPOLL_CTL_DEL, a.fd, nil)
 		if int(a.slot) < len(a.l.acceptors) && a.l.acceptors[a.slot] == a {
 			a.l.acceptors[a.slot] = nil
 		}
@@ -156,15 +158,38 @@ func (a *loopAcceptor) stop() {
 	})
 }
 
+// accept4 accepts a client on a non-blocking listener as a non-blocking,
+// close-on-exec socket, and returns its address. It is raw, like the loop's
+// other system calls (see rawIO).
+func accept4(fd int) (int, net.Addr, error) {
+	var sa syscall.RawSockaddrAny
+	size := uint32(syscall.SizeofSockaddrAny)
+	r, _, errno := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&sa)),
+		uintptr(unsafe.Pointer(&size)), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, nil, errno
+	}
+	return int(r), sockaddrAddr(&sa), nil
+}
+
 // sockaddrAddr is the client address accept4 returned.
-func sockaddrAddr(sa syscall.Sockaddr) net.Addr {
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
-	case *syscall.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port, Zone: zoneName(sa.ZoneId)}
+func sockaddrAddr(sa *syscall.RawSockaddrAny) net.Addr {
+	switch sa.Addr.Family {
+	case syscall.AF_INET:
+		in := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
+		a := in.Addr
+		return &net.TCPAddr{IP: net.IPv4(a[0], a[1], a[2], a[3]), Port: networkPort(in.Port)}
+	case syscall.AF_INET6:
+		in := (*syscall.RawSockaddrInet6)(unsafe.Pointer(sa))
+		return &net.TCPAddr{IP: net.IP(bytes.Clone(in.Addr[:])), Port: networkPort(in.Port), Zone: zoneName(in.Scope_id)}
 	}
 	return &net.TCPAddr{}
+}
+
+// networkPort reads a port stored in network byte order.
+func networkPort(p uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return int(b[0])<<8 | int(b[1])
 }
 
 func zoneName(id uint32) string {

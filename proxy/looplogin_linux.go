@@ -123,7 +123,7 @@ func (s *Server) loginLoop() *eventLoop {
 func (l *eventLoop) beginLogin(lg *loopLogin) {
 	lg.slot = l.logins.put(lg)
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: lg.slot, Pad: loginTag}
-	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
+	if err := epollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
 		lg.forget()
 		s := lg.s
 		l.courier.spawn(func() { s.end(&disconnect{os.NewSyscallError("epoll_ctl", err)}) })
@@ -135,7 +135,7 @@ func (l *eventLoop) beginLogin(lg *loopLogin) {
 // forget takes the login off the loop. Loop goroutine only.
 func (lg *loopLogin) forget() {
 	l := lg.l
-	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lg.fd, nil)
+	_ = epollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lg.fd, nil)
 	l.logins.drop(lg.slot)
 }
 
@@ -159,7 +159,7 @@ func (l *eventLoop) settleHandOff() {
 	if l.handedOff < 0 {
 		return
 	}
-	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, l.handedOff, nil)
+	_ = epollCtl(l.epfd, syscall.EPOLL_CTL_DEL, l.handedOff, nil)
 	l.handedOff = -1
 }
 

@@ -171,7 +171,7 @@ func (c *pollConn) decref() {
 	defer c.mu.Unlock()
 	c.refs--
 	if c.closed && c.refs == 0 {
-		_ = syscall.Close(c.fd)
+		_ = closeRaw(c.fd)
 	}
 }
 
@@ -198,7 +198,7 @@ func (c *pollConn) Close() error {
 		_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
 		return nil
 	}
-	return syscall.Close(c.fd)
+	return closeRaw(c.fd)
 }
 
 // handBack turns the socket back into a connection served by Go's

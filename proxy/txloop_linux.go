@@ -70,7 +70,7 @@ func (t *txRelay) own() error {
 			Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
 			Fd:     pc.slot, Pad: connTag,
 		}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, pc.fd, &ev); err != nil {
+		if err := epollCtl(l.epfd, syscall.EPOLL_CTL_ADD, pc.fd, &ev); err != nil {
 			l.conns.drop(pc.slot)
 			pc.slot = -1
 			return os.NewSyscallError("epoll_ctl", err)
