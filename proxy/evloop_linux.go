@@ -267,7 +267,7 @@ func (l *eventLoop) timed() bool {
 // netpoller's thread at every event the loop handled: 50 % more CPU per
 // transaction.)
 func (l *eventLoop) sleep(events []syscall.EpollEvent) int {
-	n, _, errno := syscall.Syscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
+	n, _, errno := syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd),
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
 	if errno != 0 {
 		return 0 // EINTR; run waits again
@@ -735,8 +735,12 @@ func dupSocket(c syscall.Conn) (fd int, err error) {
 // world) interrupts the wait with EINTR, and run yields then. Waits are
 // short (rawWait): an idle loop sleeps in a blocking system call instead
 // (sleep), which no signal needs to interrupt.
+//
+// Both make epoll_pwait(2) with no signal mask, which is epoll_wait(2):
+// arm64 and the other newer Linux ports have only epoll_pwait, as they have
+// only ppoll (see pollConn.wait).
 func epollWait(epfd int, events []syscall.EpollEvent, timeoutMs int) (int, error) {
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd),
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(timeoutMs), 0, 0)
 	if errno != 0 {
 		return 0, errno

@@ -148,10 +148,11 @@ func (c *pollConn) wait(events int16, deadline *atomic.Int64) error {
 		events  int16
 		revents int16
 	}{int32(c.fd), events, 0}
-	ms := (slice + time.Millisecond - 1) / time.Millisecond
-	_, _, errno := syscall.Syscall(syscall.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(ms))
+	// ppoll(2) with no signal mask is poll(2), which arm64 does not have.
+	ts := syscall.NsecToTimespec(int64(slice))
+	_, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 	if errno != 0 && errno != syscall.EINTR {
-		return os.NewSyscallError("poll", errno)
+		return os.NewSyscallError("ppoll", errno)
 	}
 	return nil
 }
