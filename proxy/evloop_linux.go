@@ -265,7 +265,9 @@ func (l *eventLoop) timed() bool {
 // system call happens once per idle spell, not per transaction. (Parking
 // in the netpoller instead, with the epoll set registered there, woke the
 // netpoller's thread at every event the loop handled: 50 % more CPU per
-// transaction.)
+// transaction. Parking only now and then, with the set registered one-shot
+// while parked, still made the loop hop between threads under load: twice
+// the context switches per transaction; see bench/README, "Client logins".)
 func (l *eventLoop) sleep(events []syscall.EpollEvent) int {
 	n, _, errno := syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd),
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
