@@ -23,7 +23,10 @@ func (repeatingReader) Read(b []byte) (int, error) {
 // pgrotate's event loop spends on a client's authentication, without the
 // client's PBKDF2.
 func BenchmarkExchange(b *testing.B) {
-	verifier, _ := NewSCRAMVerifier("apppw", 0)
+	verifier, err := NewSCRAMVerifier("apppw", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
 	secrets := []Secret{mustParse(b, verifier)}
 	opts := Options{Rand: repeatingReader{}}
 	initial, final := clientMessages(b, secrets, opts)

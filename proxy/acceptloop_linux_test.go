@@ -9,7 +9,8 @@ import (
 
 // The loop sets TCP_NODELAY once, on the listening socket, and not on each
 // client it accepts: Linux gives an accepted socket the listener's option.
-// The client's address comes from accept4 itself, with no getpeername.
+// The client's address, IPv4 or IPv6, comes from accept4 itself, with no
+// getpeername, and the socket comes non-blocking, as the loop needs it.
 func TestAcceptedSocketsInheritNoDelay(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		t.Run(addr, func(t *testing.T) {

@@ -265,9 +265,10 @@ func (l *eventLoop) timed() bool {
 // system call happens once per idle spell, not per transaction. (Parking
 // in the netpoller instead, with the epoll set registered there, woke the
 // netpoller's thread at every event the loop handled: 50 % more CPU per
-// transaction. Parking only now and then, with the set registered one-shot
-// while parked, still made the loop hop between threads under load: twice
-// the context switches per transaction; see bench/README, "Client logins".)
+// transaction. Parking only now and then made the loop hop between threads
+// under load, and with the set registered one-shot while parked it still
+// made twice the context switches per transaction; see bench/README,
+// "Client logins".)
 func (l *eventLoop) sleep(events []syscall.EpollEvent) int {
 	n, _, errno := syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd),
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
@@ -738,7 +739,8 @@ func dupSocket(c syscall.Conn) (fd int, err error) {
 // short (rawWait): an idle loop sleeps in a blocking system call instead
 // (sleep), which no signal needs to interrupt.
 //
-// Both make epoll_pwait(2) with no signal mask, which is epoll_wait(2):
+// epollWait and sleep make epoll_pwait(2) with no signal mask, which is
+// epoll_wait(2):
 // arm64 and the other newer Linux ports have only epoll_pwait, as they have
 // only ppoll (see pollConn.wait).
 func epollWait(epfd int, events []syscall.EpollEvent, timeoutMs int) (int, error) {
