@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Every way a client might try to stop acting as the owner is refused with
@@ -21,19 +23,27 @@ func TestRoleGuardRefusesEscapes(t *testing.T) {
 	}
 	for _, mode := range []string{"session", "transaction"} {
 		t.Run(mode, func(t *testing.T) {
-			env := startProxy(t, setup{poolMode: mode, poolSize: 2})
-			c := env.connect(t)
-			for _, sql := range escapes {
-				for _, qm := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
-					_, err := c.Exec(ctxT(t), sql, qm)
-					if sqlState(err) != "42501" {
-						t.Errorf("%q (%v): %v; want SQLSTATE 42501", sql, qm, err)
+			// In transaction mode both clients share one server connection,
+			// where a refused statement must not collide with the other's.
+			env := startProxy(t, setup{poolMode: mode, poolSize: map[string]int{"session": 2, "transaction": 1}[mode]})
+			clients := []*pgx.Conn{env.connect(t), env.connect(t)}
+			for n, sql := range escapes {
+				for _, how := range escapeRoutes {
+					for i, c := range clients {
+						for try, err := range how.run(ctxT(t), c.PgConn(), fmt.Sprintf("escape_%d", n), sql) {
+							if sqlState(err) != "42501" {
+								t.Errorf("client %d, %q (%s), try %d: %v; want SQLSTATE 42501", i, sql, how.name, try+1, err)
+							}
+						}
 					}
 				}
-				if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
-					t.Fatalf("after %q current_user = %s", sql, got)
+				for _, c := range clients {
+					if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+						t.Fatalf("after %q current_user = %s", sql, got)
+					}
 				}
 			}
+			c := clients[0]
 			// Setting the role to the owner itself stays allowed, for apps
 			// that used to do it on connect.
 			if _, err := c.Exec(ctxT(t), "SET ROLE "+ownerRole); err != nil {
@@ -50,4 +60,36 @@ func TestRoleGuardRefusesEscapes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// escapeRoutes are the ways a statement reaches the server: a simple Query,
+// the unnamed statement (Parse, Bind, Execute, Sync in one batch), and a
+// named statement prepared once and executed after, as JDBC and psycopg do
+// with a statement used often and pgx does with its statement cache. Each
+// route runs the statement twice. Both clients use the same statement names,
+// and leave them prepared, as an app that goes away does.
+var escapeRoutes = []struct {
+	name string
+	run  func(ctx context.Context, c *pgconn.PgConn, name, sql string) []error
+}{
+	{"simple query", func(ctx context.Context, c *pgconn.PgConn, _, sql string) []error {
+		_, err1 := c.Exec(ctx, sql).ReadAll()
+		_, err2 := c.Exec(ctx, sql).ReadAll()
+		return []error{err1, err2}
+	}},
+	{"unnamed statement", func(ctx context.Context, c *pgconn.PgConn, _, sql string) []error {
+		return []error{
+			c.ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err,
+			c.ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err,
+		}
+	}},
+	{"named statement", func(ctx context.Context, c *pgconn.PgConn, name, sql string) []error {
+		if _, err := c.Prepare(ctx, name, sql, nil); err != nil {
+			return []error{fmt.Errorf("prepare: %w", err)}
+		}
+		return []error{
+			c.ExecPrepared(ctx, name, nil, nil, nil).Read().Err,
+			c.ExecPrepared(ctx, name, nil, nil, nil).Read().Err,
+		}
+	}},
 }

@@ -16,8 +16,9 @@ func (c *txClient) onQuery(body []byte) verdict {
 	sql := trimNUL(body)
 	m := scanText(sql)
 	c.note(m)
-	if v, refused := c.checkRole(sql, m, func(dst []byte) []byte { return c.guard.refusedQuery(dst) }); refused {
-		return v
+	if c.refusesRole(sql, m) {
+		c.scratch = c.guard.refusedQuery(c.scratch[:0])
+		return rewrite
 	}
 	if m.forget {
 		c.forgetAll = true
@@ -34,19 +35,15 @@ func (c *txClient) note(m mentions) {
 	c.seen.session = c.seen.session || m.session
 }
 
-// checkRole applies the role guard to statement text, of which scanText
-// found m.
-func (c *txClient) checkRole(sql []byte, m mentions, refusal func([]byte) []byte) (verdict, bool) {
-	if !m.role {
-		return forward, false
-	}
-	if c.guard == nil || !c.guard.refuses(sql) {
-		return forward, false
+// refusesRole applies the role guard to statement text, of which scanText
+// found m, and counts and logs a refusal.
+func (c *txClient) refusesRole(sql []byte, m mentions) bool {
+	if !m.role || c.guard == nil || !c.guard.refuses(sql) {
+		return false
 	}
 	c.p.m.guardRefusals.Inc()
 	c.s.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
-	c.scratch = refusal(c.scratch[:0])
-	return rewrite, true
+	return true
 }
 
 // onParse renames a named statement to its shared server-side name. Every
@@ -59,16 +56,22 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	query, _, _ := cstring(rest)
 	m := scanText(query)
 	c.note(m)
-	if v, refused := c.checkRole(query, m, func(dst []byte) []byte { return c.guard.refusedParse(dst, string(name)) }); refused {
-		c.queueParse(pendingParse{})
-		return v, nil
-	}
+	refused := c.refusesRole(query, m)
 	if len(name) == 0 {
 		c.queueParse(pendingParse{})
+		if refused {
+			c.scratch = c.guard.refusedParse(c.scratch[:0], "")
+			return rewrite, nil
+		}
 		return forward, nil
 	}
-	cs := c.register(body, m)
-	if cs == nil {
+	var cs *clientStmt
+	if refused {
+		// The client's statement becomes the guard's refusal, renamed and
+		// shared like any other: under the client's own name it would stay
+		// on the server connection for the next client to collide with.
+		cs = c.registerStmt(pgproto3.Parse{Name: string(name), Query: c.guard.refusal}, m)
+	} else if cs = c.register(body, m); cs == nil {
 		return forward, nil
 	}
 	c.scratch = c.appendClientParse(c.scratch[:0], cs)
@@ -83,6 +86,12 @@ func (c *txClient) register(body []byte, m mentions) *clientStmt {
 	if err := p.Decode(body); err != nil {
 		return nil
 	}
+	return c.registerStmt(p, m)
+}
+
+// registerStmt records the client's named statement p under its shared
+// server-side name.
+func (c *txClient) registerStmt(p pgproto3.Parse, m mentions) *clientStmt {
 	cs := &clientStmt{name: p.Name, parse: p, mentions: m}
 	cs.parse.Name = c.p.stmts.serverName(p.Query, p.ParameterOIDs)
 	c.stmts[cs.name] = cs
