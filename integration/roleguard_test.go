@@ -62,6 +62,42 @@ func TestRoleGuardRefusesEscapes(t *testing.T) {
 	}
 }
 
+// An escape that takes its role as a parameter, as an app binding it would
+// send it (SET ROLE takes no parameters, so set_config is the way), is
+// refused with 42501 too: the statement put in its place declares the same
+// parameters, so the client's Bind fits it.
+func TestRoleGuardRefusesParameterizedEscapes(t *testing.T) {
+	const sql = "SELECT set_config('role', $1, false)"
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode, poolSize: map[string]int{"session": 2, "transaction": 1}[mode]})
+			for i, c := range []*pgx.Conn{env.connect(t), env.connect(t)} {
+				// pgx: its statement cache (named), the described unnamed
+				// statement, and the unnamed statement with the types
+				// guessed from the arguments.
+				for _, qm := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+					pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec} {
+					for try := 1; try <= 2; try++ {
+						if _, err := c.Exec(ctxT(t), sql, qm, "none"); sqlState(err) != "42501" {
+							t.Errorf("client %d, %v, try %d: %v; want SQLSTATE 42501", i, qm, try, err)
+						}
+					}
+				}
+				// psycopg and JDBC declare the parameter's type in the Parse.
+				for _, oids := range [][]uint32{nil, {25}} {
+					err := c.PgConn().ExecParams(ctxT(t), sql, [][]byte{[]byte("none")}, oids, nil, nil).Read().Err
+					if sqlState(err) != "42501" {
+						t.Errorf("client %d, parameter types %v: %v; want SQLSTATE 42501", i, oids, err)
+					}
+				}
+				if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+					t.Fatalf("current_user = %s", got)
+				}
+			}
+		})
+	}
+}
+
 // escapeRoutes are the ways a statement reaches the server: a simple Query,
 // the unnamed statement (Parse, Bind, Execute, Sync in one batch), and a
 // named statement prepared once and executed after, as JDBC and psycopg do

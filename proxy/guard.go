@@ -183,9 +183,47 @@ func (g *roleGuard) refusedQuery(dst []byte) []byte {
 	return out
 }
 
-// refusedParse is the replacement for a refused Parse: the statement exists,
-// and fails with the guard's error when executed.
-func (g *roleGuard) refusedParse(dst []byte, name string) []byte {
-	out, _ := (&pgproto3.Parse{Name: name, Query: g.refusal}).Encode(dst)
-	return out
+// refusedParse is the replacement for a refused Parse, whose message body
+// is body: the statement exists under the client's name, and fails with the
+// guard's error when executed. It declares as many parameters as the
+// client's statement has, so the client's Describe and Bind fit it (a DO
+// block takes no parameters, but PostgreSQL accepts bound values for the
+// types its Parse declared).
+func (g *roleGuard) refusedParse(body []byte) *pgproto3.Parse {
+	var p pgproto3.Parse
+	if err := p.Decode(body); err != nil {
+		name, _, _ := cstring(body)
+		return &pgproto3.Parse{Name: string(name), Query: g.refusal}
+	}
+	n := max(len(p.ParameterOIDs), highestParam(p.Query))
+	types := make([]uint32, n)
+	for i := range types {
+		types[i] = textOID // what PostgreSQL would infer for $1 in set_config
+		if i < len(p.ParameterOIDs) && p.ParameterOIDs[i] != 0 {
+			types[i] = p.ParameterOIDs[i]
+		}
+	}
+	return &pgproto3.Parse{Name: p.Name, Query: g.refusal, ParameterOIDs: types}
+}
+
+// textOID is the OID of PostgreSQL's text type.
+const textOID = 25
+
+// highestParam is the highest $n that sql refers to. A $n inside a string
+// or comment counts too; then the refusal declares more parameters than the
+// client binds, and the client gets PostgreSQL's count error instead.
+func highestParam(sql string) int {
+	high := 0
+	for i := 0; i < len(sql); i++ {
+		if sql[i] != '$' || i > 0 && identChar(sql[i-1]) {
+			continue
+		}
+		n, j := 0, i+1
+		for ; j < len(sql) && sql[j] >= '0' && sql[j] <= '9' && n < 65536; j++ {
+			n = n*10 + int(sql[j]-'0')
+		}
+		high = max(high, n)
+		i = j - 1
+	}
+	return high
 }

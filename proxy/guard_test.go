@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 func TestRoleGuard(t *testing.T) {
@@ -93,6 +96,35 @@ func TestScanText(t *testing.T) {
 	} {
 		if got := scanText([]byte(c.sql)); got != c.want {
 			t.Errorf("scanText(%q) = %+v, want %+v", c.sql, got, c.want)
+		}
+	}
+}
+
+// A refused Parse is replaced by one that declares as many parameters as
+// the client will bind: the client's own types where it gave them, text
+// where it left them to the server.
+func TestRefusedParseKeepsParameters(t *testing.T) {
+	g := newRoleGuard("owner")
+	for _, c := range []struct {
+		in   pgproto3.Parse
+		want []uint32
+	}{
+		{pgproto3.Parse{Name: "s", Query: "SET ROLE x"}, []uint32{}},
+		{pgproto3.Parse{Name: "s", Query: "SELECT set_config('role', $1, false)"}, []uint32{25}},
+		{pgproto3.Parse{Query: "SELECT set_config('role', $2, $1)", ParameterOIDs: []uint32{16}}, []uint32{16, 25}},
+		{pgproto3.Parse{Query: "SELECT set_config('role', $1, false)", ParameterOIDs: []uint32{0, 1043}}, []uint32{25, 1043}},
+		{pgproto3.Parse{Query: "SELECT set_config('role', a$1, false), $$x$$, $10"}, slices.Repeat([]uint32{25}, 10)},
+	} {
+		body, err := c.in.Encode(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := g.refusedParse(body[5:])
+		if got.Name != c.in.Name || got.Query != g.refusal {
+			t.Errorf("%q: got name %q, query %q", c.in.Query, got.Name, got.Query)
+		}
+		if !slices.Equal(got.ParameterOIDs, c.want) {
+			t.Errorf("%q %v: parameter types %v, want %v", c.in.Query, c.in.ParameterOIDs, got.ParameterOIDs, c.want)
 		}
 	}
 }

@@ -59,12 +59,12 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 	case 'X':
 		return dropStop, nil
 	case 'P':
-		name, rest, _ := cstring(body)
+		_, rest, _ := cstring(body)
 		query, _, _ := cstring(rest)
 		if c.guard.refuses(query) {
 			c.m.guardRefusals.Inc()
 			c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
-			c.scratch = c.guard.refusedParse(c.scratch[:0], string(name))
+			c.scratch, _ = c.guard.refusedParse(body).Encode(c.scratch[:0])
 			return rewrite, nil
 		}
 		return forward, nil

@@ -15,11 +15,12 @@ import (
 func (c *txClient) onQuery(body []byte) verdict {
 	sql := trimNUL(body)
 	m := scanText(sql)
-	c.note(m)
 	if c.refusesRole(sql, m) {
+		// Nothing of the text runs, so it calls for no cleanup.
 		c.scratch = c.guard.refusedQuery(c.scratch[:0])
 		return rewrite
 	}
+	c.note(m)
 	if m.forget {
 		c.forgetAll = true
 	}
@@ -55,27 +56,36 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	}
 	query, _, _ := cstring(rest)
 	m := scanText(query)
+	if c.refusesRole(query, m) {
+		return c.refuseParse(body, len(name) == 0), nil
+	}
 	c.note(m)
-	refused := c.refusesRole(query, m)
 	if len(name) == 0 {
 		c.queueParse(pendingParse{})
-		if refused {
-			c.scratch = c.guard.refusedParse(c.scratch[:0], "")
-			return rewrite, nil
-		}
 		return forward, nil
 	}
-	var cs *clientStmt
-	if refused {
-		// The client's statement becomes the guard's refusal, renamed and
-		// shared like any other: under the client's own name it would stay
-		// on the server connection for the next client to collide with.
-		cs = c.registerStmt(pgproto3.Parse{Name: string(name), Query: c.guard.refusal}, m)
-	} else if cs = c.register(body, m); cs == nil {
+	cs := c.register(body, m)
+	if cs == nil {
 		return forward, nil
 	}
 	c.scratch = c.appendClientParse(c.scratch[:0], cs)
 	return rewrite, nil
+}
+
+// refuseParse puts the guard's refusal in place of a refused Parse. A named
+// one is renamed and shared like any other statement: under the client's
+// own name it would stay on the server connection for the next client to
+// collide with. Nothing of the client's text runs, so it calls for no
+// cleanup (mentions{}).
+func (c *txClient) refuseParse(body []byte, unnamed bool) verdict {
+	refusal := c.guard.refusedParse(body)
+	if unnamed {
+		c.queueParse(pendingParse{})
+		c.scratch, _ = refusal.Encode(c.scratch[:0])
+		return rewrite
+	}
+	c.scratch = c.appendClientParse(c.scratch[:0], c.registerStmt(*refusal, mentions{}))
+	return rewrite
 }
 
 // register records the client's named statement in a Parse body, whose
