@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -299,6 +300,38 @@ func TestTransactionModeStatementsSurviveLookalikes(t *testing.T) {
 	must(t, c.DeallocateAll(ctx)) // DEALLOCATE ALL, and pgx empties its cache
 	if err := c.QueryRow(ctx, "SELECT $1::int", 3).Scan(&n); err != nil || n != 3 {
 		t.Fatalf("statement prepared again after DEALLOCATE ALL: %d, %v", n, err)
+	}
+}
+
+// DEALLOCATE ALL sent as an extended-protocol statement, as psycopg 3
+// sends it to clear its statement cache after a failed transaction, empties
+// the server connection of the statements pgrotate had prepared there: the
+// same statement prepared again afterwards, by this client under a new name
+// or by another client, is prepared on the server again.
+func TestTransactionModeDeallocateAllExtended(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	a, b := env.connect(t).PgConn(), env.connect(t).PgConn()
+	const sql = "SELECT $1::int + 1"
+	run := func(c *pgconn.PgConn, name string) error {
+		if _, err := c.Prepare(ctx, name, sql, nil); err != nil {
+			return err
+		}
+		return c.ExecPrepared(ctx, name, [][]byte{[]byte("1")}, nil, nil).Read().Err
+	}
+	must(t, run(a, "s1"))
+	for _, c := range []*pgconn.PgConn{a, b} {
+		if err := c.ExecParams(ctx, "DEALLOCATE ALL", nil, nil, nil, nil).Read().Err; err != nil {
+			t.Fatal(err)
+		}
+		if err := run(a, "s2"); err != nil {
+			t.Fatalf("the statement prepared again after DEALLOCATE ALL: %v", err)
+		}
+		if err := run(b, "t1"); err != nil {
+			t.Fatalf("another client's statement of the same text after DEALLOCATE ALL: %v", err)
+		}
+		must(t, a.Deallocate(ctx, "s2"))
+		must(t, b.Deallocate(ctx, "t1"))
 	}
 }
 

@@ -21,19 +21,22 @@ func (c *txClient) onQuery(body []byte) verdict {
 		return rewrite
 	}
 	c.note(m)
-	if m.forget {
-		c.forgetAll = true
-	}
 	return forward
 }
 
 // note records what a statement run in the lease mentioned: a roles or
-// session-state word decides the connection's cleanup (see cleanup).
-// forget is left to onQuery, as only a simple Query's DEALLOCATE or
-// DISCARD is known to drop the client's statements.
+// session-state word decides the connection's cleanup (see cleanup). After
+// DEALLOCATE or DISCARD, in any protocol (psycopg 3 sends DEALLOCATE ALL
+// as an extended-protocol statement, inside the next transaction), the
+// connection's statements are unknown: any the lease uses from here on is
+// prepared again, after it.
 func (c *txClient) note(m mentions) {
 	c.seen.role = c.seen.role || m.role
 	c.seen.session = c.seen.session || m.session
+	if m.forget {
+		c.forgetAll = true
+		clear(c.lease.Value().stmts)
+	}
 }
 
 // refusesRole applies the role guard to statement text, of which scanText
