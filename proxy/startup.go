@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -48,7 +47,13 @@ type startupParams struct {
 // parseStartup splits m's parameters. Role changes are refused here already:
 // sessions always act as the owner role.
 func parseStartup(m *pgproto3.StartupMessage) (*startupParams, error) {
-	p := &startupParams{settings: make(map[string]string)}
+	// PostgreSQL applies the options first and the packet's own parameters
+	// after them, so a parameter wins over an option for the same setting.
+	settings, err := parseOptions(m.Parameters["options"])
+	if err != nil {
+		return nil, err
+	}
+	p := &startupParams{settings: settings}
 	for k, v := range m.Parameters {
 		switch k {
 		case "user":
@@ -60,13 +65,8 @@ func parseStartup(m *pgproto3.StartupMessage) (*startupParams, error) {
 				return nil, fatal(codeFeatureNotSupported, "pgrotate does not proxy replication connections")
 			}
 		case "options":
-			opts, err := parseOptions(v)
-			if err != nil {
-				return nil, err
-			}
-			maps.Copy(p.settings, opts)
 		default:
-			p.settings[k] = v
+			p.settings[settingName(k)] = v
 		}
 	}
 	if p.user == "" {
@@ -112,9 +112,26 @@ func parseOptions(s string) (map[string]string, error) {
 		if !ok || name == "" {
 			return nil, fatal(codeProtocolViolation, "invalid startup option %q: expected name=value", kv)
 		}
-		out[strings.ReplaceAll(name, "-", "_")] = value
+		out[settingName(strings.ReplaceAll(name, "-", "_"))] = value
 	}
 	return out, nil
+}
+
+// settingName is the name PostgreSQL knows a setting by, however a client
+// spelled it: setting names are not case-sensitive, and the reported ones
+// are matched to the server's ParameterStatus by name. Only DateStyle,
+// IntervalStyle and TimeZone are not all lowercase.
+func settingName(name string) string {
+	switch n := strings.ToLower(name); n {
+	case "datestyle":
+		return "DateStyle"
+	case "intervalstyle":
+		return "IntervalStyle"
+	case "timezone":
+		return "TimeZone"
+	default:
+		return n
+	}
 }
 
 func splitOptions(s string) []string {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -37,6 +38,33 @@ func TestParseOptions(t *testing.T) {
 		for k, v := range tc.want {
 			if got[k] != v {
 				t.Errorf("parseOptions(%q)[%s] = %q, want %q", tc.in, k, got[k], v)
+			}
+		}
+	}
+}
+
+// A client's startup settings come out as PostgreSQL would apply them: the
+// packet's own parameters after its options (JDBC sends TimeZone as a
+// parameter; an app's options then do not override it), later options after
+// earlier ones, and a setting named in any case is one setting, under the
+// name PostgreSQL reports it by.
+func TestParseStartupSettingsAsPostgresAppliesThem(t *testing.T) {
+	cases := []struct {
+		params map[string]string
+		want   map[string]string
+	}{
+		{map[string]string{"options": "-c TimeZone=Asia/Tokyo", "TimeZone": "Etc/UTC"}, map[string]string{"TimeZone": "Etc/UTC"}},
+		{map[string]string{"options": "-c timezone=Asia/Tokyo"}, map[string]string{"TimeZone": "Asia/Tokyo"}},
+		{map[string]string{"options": "-c TimeZone=Asia/Tokyo -c timezone=UTC"}, map[string]string{"TimeZone": "UTC"}},
+		{map[string]string{"options": "--datestyle=German", "DateStyle": "ISO, MDY"}, map[string]string{"DateStyle": "ISO, MDY"}},
+		{map[string]string{"IntervalStyle": "iso_8601", "Application_Name": "shop"}, map[string]string{"IntervalStyle": "iso_8601", "application_name": "shop"}},
+	}
+	for _, tc := range cases {
+		tc.params["user"] = "app"
+		for range 20 { // the packet's parameters arrive as a map, in no order
+			p, err := parseStartup(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: tc.params})
+			if err != nil || !maps.Equal(p.settings, tc.want) {
+				t.Fatalf("startup %v: settings %v, %v; want %v", tc.params, p.settings, err, tc.want)
 			}
 		}
 	}
