@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -29,22 +31,138 @@ const (
 )
 
 func TestJDBCDriverTransactionMode(t *testing.T) {
-	java := lookPathOr(t, "java", "a Java runtime with its compiler (apt-get install default-jdk-headless)")
+	java := javaForJDBC(t)
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: driverPool})
+	runDriver(t, env, java, "-cp", jdbcJar, "testdata/drivers/PgJdbcCheck.java", jdbcURL(t, env), ownerRole, fmt.Sprint(driverClients))
+}
+
+// javaForJDBC finds the java launcher, and checks that the JDBC driver is
+// installed.
+func javaForJDBC(t *testing.T) string {
+	t.Helper()
+	java := lookPathOr(t, "java", "a JDK (apt-get install default-jdk-headless)")
 	if _, err := os.Stat(jdbcJar); err != nil {
 		t.Fatalf("the PostgreSQL JDBC driver is not at %s: apt-get install libpostgresql-jdbc-java", jdbcJar)
 	}
-	env := startProxy(t, setup{poolMode: "transaction", poolSize: driverPool})
+	return java
+}
+
+// jdbcURL is the app's URL through pgrotate, as JDBC spells it.
+func jdbcURL(t *testing.T, env *proxyEnv) string {
+	t.Helper()
 	u, err := url.Parse(env.appURL())
 	must(t, err)
-	jdbcURL := fmt.Sprintf("jdbc:postgresql://%s%s?user=%s&password=%s&sslmode=disable",
+	return fmt.Sprintf("jdbc:postgresql://%s%s?user=%s&password=%s&sslmode=disable",
 		u.Host, u.Path, url.QueryEscape(appUser), url.QueryEscape(appPass))
-	runDriver(t, env, java, "-cp", jdbcJar, "testdata/drivers/PgJdbcCheck.java", jdbcURL, ownerRole, fmt.Sprint(driverClients))
 }
 
 func TestPsycopgDriverTransactionMode(t *testing.T) {
 	python := psycopgPython(t)
 	env := startProxy(t, setup{poolMode: "transaction", poolSize: driverPool})
 	runDriver(t, env, python, "testdata/drivers/psycopg_check.py", env.appURL(), ownerRole, fmt.Sprint(driverClients))
+}
+
+// The product's promise with the drivers apps use: their connections stay
+// open through rotations of the executing role, with named statements
+// prepared on the server, and not one transaction fails, in either pool
+// mode. In session mode each client's session moves to a connection of the
+// new role with its statements carried over.
+func TestDriversThroughRotations(t *testing.T) {
+	drivers := []struct {
+		name string
+		cmd  func(t *testing.T, env *proxyEnv) *exec.Cmd
+	}{
+		{"jdbc", func(t *testing.T, env *proxyEnv) *exec.Cmd {
+			return exec.Command(javaForJDBC(t), "-cp", jdbcJar, "testdata/drivers/PgJdbcLoad.java", jdbcURL(t, env), ownerRole, "6")
+		}},
+		{"psycopg", func(t *testing.T, env *proxyEnv) *exec.Cmd {
+			return exec.Command(psycopgPython(t), "testdata/drivers/psycopg_load.py", env.appURL(), ownerRole, "6")
+		}},
+	}
+	for _, d := range drivers {
+		for _, mode := range []string{"session", "transaction"} {
+			t.Run(d.name+" "+mode, func(t *testing.T) {
+				env := startProxy(t, setup{poolMode: mode, poolSize: 12})
+				_, err := env.connect(t).Exec(ctxT(t), "CREATE TABLE IF NOT EXISTS drv_counter (client int PRIMARY KEY, n bigint NOT NULL)")
+				must(t, err)
+				t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS drv_counter") })
+				app := startDriverLoad(t, env, d.cmd(t, env))
+				for i := 1; i <= 3; i++ {
+					role, pw := nextRole(t, i)
+					swapped := time.Now()
+					env.writeCredential(t, role, pw)
+					promoted, drained := env.waitRotated(t, role, swapped)
+					t.Logf("rotation %d: promoted after %v, drained after %v", i, promoted.Round(time.Millisecond), drained.Round(time.Millisecond))
+				}
+				t.Logf("%s: %s", d.name, app.stop(t))
+			})
+		}
+	}
+}
+
+// driverLoad is a running load program (testdata/drivers/*_load.*).
+type driverLoad struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string // its output, closed when it exits
+	env   *proxyEnv
+}
+
+// startDriverLoad starts cmd and waits until every client of it has
+// committed a transaction.
+func startDriverLoad(t *testing.T, env *proxyEnv, cmd *exec.Cmd) *driverLoad {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	cmd.Stderr = cmd.Stdout
+	must(t, cmd.Start())
+	d := &driverLoad{cmd: cmd, stdin: stdin, lines: make(chan string, 100), env: env}
+	go func() {
+		defer close(d.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			d.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var out []string
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case line, ok := <-d.lines:
+			if !ok {
+				t.Fatalf("%s ended before it was ready:\n%s\npgrotate log:\n%s", cmd.Args[0], strings.Join(out, "\n"), tail(env.logs.String(), 30))
+			}
+			if line == "ready" {
+				return d
+			}
+			out = append(out, line)
+		case <-timeout:
+			t.Fatalf("%s not ready after a minute:\n%s", cmd.Args[0], strings.Join(out, "\n"))
+		}
+	}
+}
+
+// stop ends the load and returns its last line, "ok <transactions>"; the
+// test fails if any transaction failed.
+func (d *driverLoad) stop(t *testing.T) string {
+	t.Helper()
+	must(t, d.stdin.Close())
+	var out []string
+	for line := range d.lines {
+		out = append(out, line)
+	}
+	err := d.cmd.Wait()
+	last := ""
+	if len(out) > 0 {
+		last = out[len(out)-1]
+	}
+	if err != nil || !strings.HasPrefix(last, "ok ") || last == "ok 0" {
+		t.Fatalf("load through the rotations: %v\n%s\npgrotate log:\n%s", err, strings.Join(out, "\n"), tail(d.env.logs.String(), 30))
+	}
+	return last
 }
 
 // runDriver runs a driver program and fails the test unless it ends with
