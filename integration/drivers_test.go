@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -60,6 +61,21 @@ func TestPsycopgDriverTransactionMode(t *testing.T) {
 	python := psycopgPython(t)
 	env := startProxy(t, setup{poolMode: "transaction", poolSize: driverPool})
 	runDriver(t, env, python, "testdata/drivers/psycopg_check.py", env.appURL(), ownerRole, fmt.Sprint(driverClients))
+}
+
+func TestActiveRecordTransactionMode(t *testing.T) {
+	ruby := lookPathOr(t, "ruby", "Ruby with ActiveRecord and the pg gem (apt-get install ruby-activerecord ruby-pg)")
+	if exec.Command(ruby, "-e", `require "active_record"; require "pg"`).Run() != nil {
+		t.Fatal("ActiveRecord or the pg gem is missing: apt-get install ruby-activerecord ruby-pg")
+	}
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: driverPool})
+	_, err := env.connect(t).Exec(ctxT(t), "CREATE TABLE drv_books (id bigserial PRIMARY KEY, title text NOT NULL, copies int, "+
+		"created_at timestamp(6) NOT NULL, updated_at timestamp(6) NOT NULL)")
+	must(t, err)
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS drv_books") })
+	host, port, err := net.SplitHostPort(env.addr)
+	must(t, err)
+	runDriver(t, env, ruby, "testdata/drivers/activerecord_check.rb", host, port, dbName, appUser, appPass, ownerRole, "12")
 }
 
 // The product's promise with the drivers apps use: their connections stay
@@ -173,8 +189,18 @@ func runDriver(t *testing.T, env *proxyEnv, name string, args ...string) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "ok") {
-		t.Fatalf("%s %s: %v\n%s\npgrotate log:\n%s", filepath.Base(name), filepath.Base(args[len(args)-4]), err, out, tail(env.logs.String(), 30))
+		t.Fatalf("%s: %v\n%s\npgrotate log:\n%s", driverProgram(args), err, out, tail(env.logs.String(), 30))
 	}
+}
+
+// driverProgram is the program among a driver command's arguments.
+func driverProgram(args []string) string {
+	for _, a := range args {
+		if strings.HasPrefix(a, "testdata/drivers/") {
+			return filepath.Base(a)
+		}
+	}
+	return strings.Join(args, " ")
 }
 
 // psycopgPython finds a Python that has psycopg 3: the first python3 on
