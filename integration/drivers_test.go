@@ -15,11 +15,12 @@ import (
 	"time"
 )
 
-// The drivers Java and Python apps use work through transaction pooling:
-// named server-side statements, batches and pipelines, portals read in
-// pieces, COPY, errors inside a transaction, each client's own TimeZone,
-// and the role guard, with more clients than server connections. The
-// programs in testdata/drivers say what they check.
+// The drivers Java, Python and Ruby apps use work through transaction
+// pooling: named server-side statements, batches and pipelines, portals
+// read in pieces, COPY, errors inside a transaction, each client's own
+// TimeZone, and the role guard, with more clients than server connections;
+// and through rotations, in both pool modes. The programs in
+// testdata/drivers say what they check.
 
 // jdbcJar is where Debian's libpostgresql-jdbc-java puts the driver.
 const jdbcJar = "/usr/share/java/postgresql.jar"
