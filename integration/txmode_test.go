@@ -335,6 +335,38 @@ func TestTransactionModeDeallocateAllExtended(t *testing.T) {
 	}
 }
 
+// A client's unnamed statement is its own, from one transaction to the
+// next, as on a server of its own: pgx's describe-exec mode parses it in one
+// round trip and binds it in the next, by which time another client may have
+// parsed its own on the same server connection. A client that never parsed
+// one gets an error, never another client's statement.
+func TestTransactionModeUnnamedStatementIsTheClients(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	a, b, c := env.connect(t), env.connect(t), env.connect(t)
+	_, err := a.PgConn().Prepare(ctx, "", "SELECT 'a'::text", nil)
+	must(t, err)
+	_, err = b.PgConn().Prepare(ctx, "", "SELECT 'b'::text", nil)
+	must(t, err)
+	res := a.PgConn().ExecPrepared(ctx, "", nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "a" {
+		t.Fatalf("client a's unnamed statement returned %q, %v; want a", res.Rows, res.Err)
+	}
+	if res := c.PgConn().ExecPrepared(ctx, "", nil, nil, nil).Read(); res.Err == nil {
+		t.Fatalf("a client that never parsed an unnamed statement ran one: %q", res.Rows)
+	}
+	// pgx's describe-exec mode, two clients taking turns on one connection.
+	for k := range 20 {
+		for i, conn := range []*pgx.Conn{a, b} {
+			var got string
+			want := fmt.Sprintf("%d-%d", i, k)
+			if err := conn.QueryRow(ctx, "SELECT $1::text || '-"+fmt.Sprint(k)+"'", pgx.QueryExecModeDescribeExec, fmt.Sprint(i)).Scan(&got); err != nil || got != want {
+				t.Fatalf("client %d, round %d: %q, %v; want %q", i, k, got, err, want)
+			}
+		}
+	}
+}
+
 // runStatement runs sql alone in its transaction: in the simple protocol,
 // or in the extended one through pgx's statement cache (pgx's Exec would
 // take the simple protocol for a statement without arguments).

@@ -89,6 +89,12 @@ type txClient struct {
 	forgetAll bool // the client ran DEALLOCATE or DISCARD: statements are gone
 	stmts     map[string]*clientStmt
 	parses    []pendingParse // Parses sent on the lease, awaiting ParseComplete
+	// unnamed is the body of the Parse that made the client's unnamed
+	// statement, as sent to the server (empty when it has none), and
+	// unnamedHere whether the leased connection's unnamed statement is
+	// that one (see onUnnamed).
+	unnamed     []byte
+	unnamedHere bool
 }
 
 // pendingParse is a Parse sent to the server and not yet confirmed.
@@ -375,6 +381,7 @@ func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.lease, c.srvDone = l, srvDone
 	c.pending, c.unsynced, c.syncsSent, c.syncsDone = 0, false, 0, 0
 	c.seen, c.forgetAll, c.parses = mentions{}, false, c.parses[:0]
+	c.unnamedHere = false
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
 }

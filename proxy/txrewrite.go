@@ -13,6 +13,8 @@ import (
 // onQuery checks a simple Query: the role guard, and DEALLOCATE/DISCARD,
 // after which the server connection's prepared statements are unknown.
 func (c *txClient) onQuery(body []byte) verdict {
+	// PostgreSQL drops the unnamed statement at every simple Query.
+	c.unnamed, c.unnamedHere = c.unnamed[:0], false
 	sql := trimNUL(body)
 	m := scanText(sql)
 	if c.refusesRole(sql, m) {
@@ -65,6 +67,7 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	c.note(m)
 	if len(name) == 0 {
 		c.queueParse(pendingParse{})
+		c.keepUnnamed(body)
 		return forward, nil
 	}
 	cs := c.register(body, m)
@@ -85,6 +88,7 @@ func (c *txClient) refuseParse(body []byte, unnamed bool) verdict {
 	if unnamed {
 		c.queueParse(pendingParse{})
 		c.scratch, _ = refusal.Encode(c.scratch[:0])
+		c.keepUnnamed(c.scratch[5:])
 		return rewrite
 	}
 	c.scratch = c.appendClientParse(c.scratch[:0], c.registerStmt(*refusal, mentions{}))
@@ -120,6 +124,7 @@ func (c *txClient) appendClientParse(dst []byte, cs *clientStmt) []byte {
 		// statement instead: the client gets its ParseComplete in order, and
 		// nothing else changes.
 		c.queueParse(pendingParse{})
+		c.unnamedHere = false // the client's own is parsed again if it binds it
 		dst, _ = (&pgproto3.Parse{Query: cs.parse.Query, ParameterOIDs: cs.parse.ParameterOIDs}).Encode(dst)
 		return dst
 	}
@@ -142,6 +147,9 @@ func (c *txClient) onBind(body []byte) (verdict, error) {
 		return forward, nil
 	}
 	stmt, params, ok := cstring(rest)
+	if ok && len(stmt) == 0 {
+		return c.onUnnamed('B', body), nil
+	}
 	cs := c.lookup(stmt, ok)
 	if cs == nil {
 		return forward, nil
@@ -162,6 +170,13 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 		return forward, nil
 	}
 	name, _, ok := cstring(body[1:])
+	if ok && len(name) == 0 {
+		if typ == 'D' {
+			return c.onUnnamed(typ, body), nil
+		}
+		c.unnamed, c.unnamedHere = c.unnamed[:0], false // closed: a Bind of it fails
+		return forward, nil
+	}
 	cs := c.lookup(name, ok)
 	if cs == nil {
 		return forward, nil
@@ -177,6 +192,42 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 	c.scratch = appendMessage(c.scratch, typ, []byte{'S'}, []byte(target), []byte{0})
 	return rewrite, nil
 }
+
+// keepUnnamed records body, a Parse of the unnamed statement sent on the
+// lease, as the client's unnamed statement. The copy reuses the client's
+// buffer: no allocation per statement once it is large enough.
+func (c *txClient) keepUnnamed(body []byte) {
+	c.unnamed, c.unnamedHere = append(c.unnamed[:0], body...), true
+}
+
+// onUnnamed passes on a Bind or Describe of the unnamed statement. The
+// client parsed it in an earlier transaction (pgx's describe-exec mode
+// parses in one round trip and binds in the next), or on a connection
+// whose unnamed statement pgrotate has used since: what the leased
+// connection holds is someone else's, so the client's is parsed first. A
+// client without one gets a statement that fails, never another client's.
+func (c *txClient) onUnnamed(typ byte, body []byte) verdict {
+	if c.unnamedHere {
+		return forward
+	}
+	parse := c.unnamed
+	if len(parse) == 0 {
+		parse = noUnnamedParse
+	}
+	c.queueParse(pendingParse{injected: true})
+	c.unnamedHere = true
+	c.scratch = appendMessage(c.scratch[:0], 'P', parse)
+	c.scratch = appendMessage(c.scratch, typ, body)
+	return rewrite
+}
+
+// noUnnamedParse is the body of a Parse of the unnamed statement that fails
+// as binding a missing one does on PostgreSQL (SQLSTATE 26000).
+var noUnnamedParse = func() []byte {
+	b, _ := (&pgproto3.Parse{Query: "DO $pgrotate$BEGIN RAISE EXCEPTION 'unnamed prepared statement does not exist' " +
+		"USING ERRCODE = '26000'; END$pgrotate$"}).Encode(nil)
+	return b[5:]
+}()
 
 // lookup finds a client's named statement; nil for the unnamed statement,
 // an unknown name or a malformed message, which go to the server unchanged.
