@@ -740,9 +740,8 @@ func dupSocket(c syscall.Conn) (fd int, err error) {
 // (sleep), which no signal needs to interrupt.
 //
 // epollWait and sleep make epoll_pwait(2) with no signal mask, which is
-// epoll_wait(2):
-// arm64 and the other newer Linux ports have only epoll_pwait, as they have
-// only ppoll (see pollConn.wait).
+// epoll_wait(2): arm64 and the other newer Linux ports have only
+// epoll_pwait, as they have only ppoll (see pollConn.wait).
 func epollWait(epfd int, events []syscall.EpollEvent, timeoutMs int) (int, error) {
 	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(timeoutMs), 0, 0)
@@ -779,9 +778,8 @@ func eventfdWrite(fd int, b []byte) (int, error) { return rawIO(syscall.SYS_WRIT
 // when sysmon's check for a goroutine that ran 10 ms without a break lands
 // on one, it takes the P from the loop (runtime.retake), and after taking a
 // P it polls every 20 µs for about a millisecond. During pgbench -C that was
-// 16–23 such short sleeps a second
-// against ~1 with raw calls (perf trace), and 0.25 more context switches
-// per login (7.44 against 7.19, 8 pairs).
+// 16–23 such short sleeps a second against ~1 with raw calls (perf trace),
+// and 0.25 more context switches per login (7.44 against 7.19, 8 pairs).
 func epollCtl(epfd, op, fd int, ev *syscall.EpollEvent) error {
 	_, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
 	if errno != 0 {

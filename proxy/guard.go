@@ -36,11 +36,16 @@ type roleGuard struct {
 }
 
 func newRoleGuard(owner string) *roleGuard {
-	msg := strings.ReplaceAll(guardMessage, "'", "''")
-	return &roleGuard{
-		owner:   owner,
-		refusal: "DO $pgrotate$BEGIN RAISE EXCEPTION '" + msg + "' USING ERRCODE = '42501'; END$pgrotate$",
-	}
+	return &roleGuard{owner: owner, refusal: raiseSQL(codeInsufficientPrivilege, guardMessage)}
+}
+
+// raiseSQL is a statement that fails on the server with SQLSTATE code and
+// msg: what pgrotate puts in place of a statement that must fail, so the
+// client's error comes in order, as PostgreSQL would send it. A DO block
+// needs PL/pgSQL, there by default.
+func raiseSQL(code, msg string) string {
+	return "DO $pgrotate$BEGIN RAISE EXCEPTION '" + strings.ReplaceAll(msg, "'", "''") +
+		"' USING ERRCODE = '" + code + "'; END$pgrotate$"
 }
 
 // mentionsRole is the cheap first test: does the text mention roles at all?

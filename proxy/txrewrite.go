@@ -224,8 +224,7 @@ func (c *txClient) onUnnamed(typ byte, body []byte) verdict {
 // noUnnamedParse is the body of a Parse of the unnamed statement that fails
 // as binding a missing one does on PostgreSQL (SQLSTATE 26000).
 var noUnnamedParse = func() []byte {
-	b, _ := (&pgproto3.Parse{Query: "DO $pgrotate$BEGIN RAISE EXCEPTION 'unnamed prepared statement does not exist' " +
-		"USING ERRCODE = '26000'; END$pgrotate$"}).Encode(nil)
+	b, _ := (&pgproto3.Parse{Query: raiseSQL(codeInvalidStatementName, "unnamed prepared statement does not exist")}).Encode(nil)
 	return b[5:]
 }()
 

@@ -20,6 +20,7 @@ const (
 	codeTooManyConnections    = "53300"
 	codeAdminShutdown         = "57P01"
 	codeInsufficientPrivilege = "42501"
+	codeInvalidStatementName  = "26000"
 	codeFeatureNotSupported   = "0A000"
 	codeInternalError         = "XX000"
 )
