@@ -304,7 +304,8 @@ func TestTransactionModeStatementsSurviveLookalikes(t *testing.T) {
 }
 
 // DEALLOCATE ALL sent as an extended-protocol statement, as psycopg 3
-// sends it to clear its statement cache after a failed transaction, empties
+// sends it to clear its statement cache after a failed transaction (and
+// DISCARD ALL sent the same way), empties
 // the server connection of the statements pgrotate had prepared there: the
 // same statement prepared again afterwards, by this client under a new name
 // or by another client, is prepared on the server again.
@@ -320,18 +321,20 @@ func TestTransactionModeDeallocateAllExtended(t *testing.T) {
 		return c.ExecPrepared(ctx, name, [][]byte{[]byte("1")}, nil, nil).Read().Err
 	}
 	must(t, run(a, "s1"))
-	for _, c := range []*pgconn.PgConn{a, b} {
-		if err := c.ExecParams(ctx, "DEALLOCATE ALL", nil, nil, nil, nil).Read().Err; err != nil {
-			t.Fatal(err)
+	for _, forget := range []string{"DEALLOCATE ALL", "DISCARD ALL"} {
+		for _, c := range []*pgconn.PgConn{a, b} {
+			if err := c.ExecParams(ctx, forget, nil, nil, nil, nil).Read().Err; err != nil {
+				t.Fatal(err)
+			}
+			if err := run(a, "s2"); err != nil {
+				t.Fatalf("the statement prepared again after %s: %v", forget, err)
+			}
+			if err := run(b, "t1"); err != nil {
+				t.Fatalf("another client's statement of the same text after %s: %v", forget, err)
+			}
+			must(t, a.Deallocate(ctx, "s2"))
+			must(t, b.Deallocate(ctx, "t1"))
 		}
-		if err := run(a, "s2"); err != nil {
-			t.Fatalf("the statement prepared again after DEALLOCATE ALL: %v", err)
-		}
-		if err := run(b, "t1"); err != nil {
-			t.Fatalf("another client's statement of the same text after DEALLOCATE ALL: %v", err)
-		}
-		must(t, a.Deallocate(ctx, "s2"))
-		must(t, b.Deallocate(ctx, "t1"))
 	}
 }
 
@@ -354,6 +357,40 @@ func TestTransactionModeUnnamedStatementIsTheClients(t *testing.T) {
 	}
 	if res := c.PgConn().ExecPrepared(ctx, "", nil, nil, nil).Read(); res.Err == nil {
 		t.Fatalf("a client that never parsed an unnamed statement ran one: %q", res.Rows)
+	}
+	// pgrotate's own use of the unnamed statement, within one batch: a
+	// named statement the connection already has is parsed as the unnamed
+	// one, for the client's ParseComplete; the client's unnamed statement,
+	// parsed before it, is still the one its Bind runs.
+	const shared = "SELECT 'shared'::text"
+	_, err = a.PgConn().Prepare(ctx, "s1", shared, nil) // the connection has it now
+	must(t, err)
+	batch := a.PgConn().StartPipeline(ctx)
+	batch.SendPrepare("", "SELECT 'a2'::text", nil)
+	batch.SendPrepare("s2", shared, nil)
+	batch.SendQueryPrepared("", nil, nil, nil)
+	must(t, batch.Sync())
+	var rows [][][]byte
+	for {
+		r, err := batch.GetResults()
+		if err != nil {
+			t.Fatalf("pipeline: %v", err)
+		}
+		if r == nil {
+			break
+		}
+		if rr, ok := r.(*pgconn.ResultReader); ok {
+			res := rr.Read()
+			must(t, res.Err)
+			rows = append(rows, res.Rows...)
+		}
+		if _, ok := r.(*pgconn.PipelineSync); ok {
+			break
+		}
+	}
+	must(t, batch.Close())
+	if len(rows) != 1 || string(rows[0][0]) != "a2" {
+		t.Fatalf("client a's unnamed statement after a named one parsed in the same batch returned %q; want a2", rows)
 	}
 	// pgx's describe-exec mode, two clients taking turns on one connection.
 	for k := range 20 {
