@@ -68,13 +68,22 @@ func allDrained(st daemon.DatabaseStatus) bool {
 
 // load runs pgx workers through pgrotate until stopped, counting committed
 // transactions and failures. pgxpool keeps its connections open for the whole
-// run, and pgx's statement cache prepares named statements on them: rotations
-// must carry both over without the app noticing.
+// run, and each worker queries in one of pgx's modes (loadModes): rotations
+// must carry connections and statements over without the app noticing.
 type load struct {
 	committed, failed atomic.Int64
 	firstErr          atomic.Value
 	cancel            context.CancelFunc
 	wg                sync.WaitGroup
+}
+
+// loadModes are pgx's query modes, which workers take in turn: named
+// statements from its cache (the default), the unnamed statement parsed in
+// one round trip and bound in the next (describe-exec, which a move may fall
+// between), the unnamed statement in one round trip, and simple Queries.
+var loadModes = []pgx.QueryExecMode{
+	pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec,
+	pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol,
 }
 
 func startLoad(t *testing.T, env *proxyEnv, workers int) *load {
@@ -92,15 +101,19 @@ func startLoad(t *testing.T, env *proxyEnv, workers int) *load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			mode := loadModes[w%len(loadModes)]
 			for ctx.Err() == nil {
 				l.record(ctx, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-					_, err := tx.Exec(ctx, "INSERT INTO rot_counter VALUES ($1, 1) ON CONFLICT (worker) DO UPDATE SET n = rot_counter.n + 1", w)
+					_, err := tx.Exec(ctx, "INSERT INTO rot_counter VALUES ($1, 1) ON CONFLICT (worker) DO UPDATE SET n = rot_counter.n + 1", mode, w)
 					if err != nil {
 						return err
 					}
 					var who string
-					return tx.QueryRow(ctx, "SELECT current_user").Scan(&who)
+					return tx.QueryRow(ctx, "SELECT current_user", mode).Scan(&who)
 				}))
+				// Outside a transaction: a move may come between any two
+				// round trips.
+				l.record(ctx, checkEcho(ctx, pool, mode, w))
 			}
 		}()
 	}
@@ -110,6 +123,18 @@ func startLoad(t *testing.T, env *proxyEnv, workers int) *load {
 		_ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS rot_counter")
 	})
 	return l
+}
+
+// checkEcho runs an autocommit query that must return the worker's number.
+func checkEcho(ctx context.Context, pool *pgxpool.Pool, mode pgx.QueryExecMode, w int) error {
+	var got int
+	if err := pool.QueryRow(ctx, "SELECT $1::int", mode, w).Scan(&got); err != nil {
+		return err
+	}
+	if got != w {
+		return fmt.Errorf("worker %d got %d back: another client's result", w, got)
+	}
+	return nil
 }
 
 func (l *load) record(ctx context.Context, err error) {
@@ -221,7 +246,9 @@ var sessionArrivals = []struct {
 }
 
 // A session-mode client idle across a rotation keeps working: it moves to
-// the new executing role with its settings and prepared statements intact.
+// the new executing role with its settings and prepared statements intact,
+// the unnamed one too (pgx's describe-exec mode parses it in one round trip
+// and binds it in the next; a move may fall between the two).
 func TestIdleSessionMovesWithItsState(t *testing.T) {
 	for _, a := range sessionArrivals {
 		t.Run(a.name, func(t *testing.T) { idleSessionMovesWithItsState(t, a.connect) })
@@ -236,11 +263,14 @@ func idleSessionMovesWithItsState(t *testing.T, connect func(*testing.T, *proxyE
 	must(t, err)
 	_, err = c.Prepare(ctx, "double_it", "SELECT $1::int * 2")
 	must(t, err)
+	_, err = c.PgConn().Prepare(ctx, "", "SELECT $1::int + 100", nil)
+	must(t, err)
 
 	role, pw := nextRole(t, 1)
 	env.writeCredential(t, role, pw)
 	env.waitRotated(t, role, time.Now())
 
+	wantUnnamed(t, c, "1", "101")
 	got := queryStrings(t, c, "SELECT session_user, current_user, current_setting('statement_timeout')")
 	if got[0] != role || got[1] != ownerRole || got[2] != "7s" {
 		t.Fatalf("after the rotation: session_user, current_user, statement_timeout = %q; want %s, %s, 7s", got, role, ownerRole)
@@ -251,6 +281,16 @@ func idleSessionMovesWithItsState(t *testing.T, connect func(*testing.T, *proxyE
 	}
 	if auth := c.PgConn().ParameterStatus("session_authorization"); auth != role {
 		t.Errorf("ParameterStatus session_authorization = %q, want %q", auth, role)
+	}
+}
+
+// wantUnnamed binds the client's unnamed statement to arg, as pgx's
+// describe-exec mode does, and wants want back.
+func wantUnnamed(t *testing.T, c *pgx.Conn, arg, want string) {
+	t.Helper()
+	res := c.PgConn().ExecPrepared(ctxT(t), "", [][]byte{[]byte(arg)}, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != want {
+		t.Fatalf("binding the unnamed statement to %s: rows %q, %v; want %s", arg, res.Rows, res.Err, want)
 	}
 }
 
@@ -275,6 +315,21 @@ func unmovableSessionGetsDrainTimeout(t *testing.T, connect func(*testing.T, *pr
 		t.Fatalf("query after drain_timeout: %v; want SQLSTATE 57P01", err)
 	}
 	env.waitForLog(t, "drain timeout", "LISTEN")
+}
+
+// A session that cannot move yet stays on its old connection with all it
+// had: pgrotate's look at its state does not cost it its unnamed statement.
+func TestUnmovableSessionKeepsItsUnnamedStatement(t *testing.T) {
+	env := startProxy(t, setup{drainTimeout: "30s"})
+	c := env.connect(t)
+	_, err := c.Exec(ctxT(t), "LISTEN orders")
+	must(t, err)
+	_, err = c.PgConn().Prepare(ctxT(t), "", "SELECT $1::int + 100", nil)
+	must(t, err)
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitForLog(t, "cannot move to the new credential yet", "LISTEN")
+	wantUnnamed(t, c, "2", "102")
 }
 
 // A password-only change (same role, new password) is a rotation too: new

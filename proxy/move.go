@@ -33,6 +33,9 @@ SELECT 'prepare', name, statement || E'\x01' || parameter_types::oid[]::text FRO
 type carriedState struct {
 	settings map[string]string
 	prepared []*pgproto3.Parse
+	// unnamed is the body of the Parse of the client's unnamed statement,
+	// which pg_prepared_statements does not show: the session relay keeps it.
+	unnamed []byte
 }
 
 // errUnmovable means the session holds state pgrotate cannot carry over.
@@ -94,16 +97,36 @@ func (cs *carriedState) restore(ctx context.Context, sc *serverConn) error {
 			return fmt.Errorf("restoring settings: %w", err)
 		}
 	}
-	if len(cs.prepared) == 0 {
+	if len(cs.prepared) > 0 {
+		msgs := make([]pgproto3.FrontendMessage, 0, len(cs.prepared)+1)
+		for _, p := range cs.prepared {
+			msgs = append(msgs, p)
+		}
+		msgs = append(msgs, &pgproto3.Sync{})
+		if err := sc.roundTrip(ctx, msgs, nil); err != nil {
+			return fmt.Errorf("restoring %d prepared statements: %w", len(cs.prepared), err)
+		}
+	}
+	// Last, so that it is parsed with the session's settings (search_path).
+	return parseUnnamed(ctx, sc, cs.unnamed)
+}
+
+// parseUnnamed parses the unnamed statement of a Parse body on sc, which
+// must be idle; nothing if body is empty. A statement PostgreSQL refuses
+// (it refused it on the old connection too, most likely, which left none
+// there either) leaves sc without one, as a client that binds it expects:
+// that is no failure.
+func parseUnnamed(ctx context.Context, sc *serverConn, body []byte) error {
+	if len(body) == 0 {
 		return nil
 	}
-	msgs := make([]pgproto3.FrontendMessage, 0, len(cs.prepared)+1)
-	for _, p := range cs.prepared {
-		msgs = append(msgs, p)
+	var p pgproto3.Parse
+	if err := p.Decode(body); err != nil {
+		return nil // malformed: PostgreSQL refused it when the client sent it
 	}
-	msgs = append(msgs, &pgproto3.Sync{})
-	if err := sc.roundTrip(ctx, msgs, nil); err != nil {
-		return fmt.Errorf("restoring %d prepared statements: %w", len(cs.prepared), err)
+	err := sc.roundTrip(ctx, []pgproto3.FrontendMessage{&p, &pgproto3.Sync{}}, nil)
+	if err != nil && !isServerError(err) {
+		return fmt.Errorf("restoring the unnamed statement: %w", err)
 	}
 	return nil
 }

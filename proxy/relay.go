@@ -12,9 +12,10 @@ var (
 	// fromClient: Terminate ends the session; Query, Sync and FunctionCall each
 	// earn exactly one ReadyForQuery, which tells when the server is idle again.
 	// Query and FunctionCall bodies stream through: only their headers count.
-	fromClient = newTypeSet('X', 'S').withHeaders('Q', 'F')
-	// fromClientGuarded: the same, with Query and Parse text read whole for
-	// the role guard.
+	// Parse is read whole, to keep the unnamed statement (relayState.unnamed).
+	fromClient = newTypeSet('X', 'S', 'P').withHeaders('Q', 'F')
+	// fromClientGuarded: the same, with Query text read whole too, for the
+	// role guard.
 	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P').withHeaders('F')
 	// fromServer: ReadyForQuery (transaction status) and ParameterStatus (kept
 	// current so the next client is greeted with true values).
@@ -31,6 +32,13 @@ type relayState struct {
 	// ReadyForQuery that leaves the server idle: the moment a session can
 	// move to another connection.
 	stopWhenIdle atomic.Bool
+	// unnamed is the body of the last Parse of the unnamed statement sent to
+	// the server, empty once a simple Query dropped it. A move parses it
+	// again on the new connection: pgx's describe-exec mode parses in one
+	// round trip and binds in the next, and a move may fall between them.
+	// The client direction writes it while a round runs; a move reads it
+	// between rounds.
+	unnamed []byte
 }
 
 func newRelayState() *relayState {
@@ -59,18 +67,11 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 	case 'X':
 		return dropStop, nil
 	case 'P':
-		_, rest, _ := cstring(body)
-		query, _, _ := cstring(rest)
-		if c.guard.refuses(query) {
-			c.m.guardRefusals.Inc()
-			c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
-			c.scratch, _ = c.guard.refusedParse(body).Encode(c.scratch[:0])
-			return rewrite, nil
-		}
-		return forward, nil
+		return c.onParse(body), nil
 	case 'Q':
 		c.st.pending.Add(1)
 		c.m.queries.Inc()
+		c.st.unnamed = c.st.unnamed[:0] // PostgreSQL drops it at every simple Query
 		if c.guard != nil && c.guard.refuses(trimNUL(body)) {
 			c.m.guardRefusals.Inc()
 			c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
@@ -85,6 +86,25 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 }
 
 func (c *clientInspector) replacement() []byte { return c.scratch }
+
+// onParse applies the role guard to a Parse and keeps what reaches the
+// server as the unnamed statement, if it is that one.
+func (c *clientInspector) onParse(body []byte) verdict {
+	name, rest, _ := cstring(body)
+	query, _, _ := cstring(rest)
+	v := forward
+	if c.guard != nil && c.guard.refuses(query) {
+		c.m.guardRefusals.Inc()
+		c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
+		c.scratch, _ = c.guard.refusedParse(body).Encode(c.scratch[:0])
+		body, v = c.scratch[5:], rewrite
+	}
+	if len(name) == 0 {
+		// The copy reuses the buffer: no allocation once it is large enough.
+		c.st.unnamed = append(c.st.unnamed[:0], body...)
+	}
+	return v
+}
 
 // serverInspector watches server messages in the relay.
 type serverInspector struct {

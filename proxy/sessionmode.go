@@ -310,7 +310,7 @@ func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState)
 		s.scheduleRetry(time.Until(s.drainBy) + time.Millisecond) // to enforce the timeout
 		return l, nil
 	}
-	nl, err := s.move(ctx, p, l)
+	nl, err := s.move(ctx, p, l, st.unnamed)
 	switch {
 	case err == nil:
 		s.drainBy = time.Time{}
@@ -351,21 +351,30 @@ func (s *session) drainTimeout(sc *serverConn, why string) error {
 }
 
 // move carries the client's session over to a connection of the current
-// generation. On success it returns the new lease, and the old connection is
-// closed. When it fails, it returns the lease the client still holds: the
-// old one if the session can go on there, nil if it cannot.
-func (s *session) move(ctx context.Context, p *pool, old *lease) (*lease, error) {
+// generation, with unnamed, the body of the client's last Parse of the
+// unnamed statement (empty: none). On success it returns the new lease, and
+// the old connection is closed. When it fails, it returns the lease the
+// client still holds: the old one if the session can go on there, nil if it
+// cannot.
+func (s *session) move(ctx context.Context, p *pool, old *lease, unnamed []byte) (*lease, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	osc := old.Value()
 	cs, err := readCarriedState(ctx, osc)
-	if err != nil {
-		if errors.Is(err, errUnmovable) && osc.txStatus == 'I' {
-			return old, err
+	if errors.Is(err, errUnmovable) && osc.txStatus == 'I' {
+		// Reading the state was a simple Query, which dropped the unnamed
+		// statement: the client stays, so it gets it back.
+		if perr := parseUnnamed(ctx, osc, unnamed); perr != nil {
+			p.release(old, false, nil)
+			return nil, perr
 		}
+		return old, err
+	}
+	if err != nil {
 		p.release(old, false, nil)
 		return nil, err
 	}
+	cs.unnamed = unnamed
 	nl, err := p.replace(ctx, old)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,46 @@
+package proxy
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// The session relay keeps what the server holds as the unnamed statement,
+// which a move parses again on the client's new connection: the client's
+// last Parse of it, the role guard's refusal in place of an escape (never
+// the escape itself), and nothing once a simple Query has dropped it. A
+// named statement leaves it alone.
+func TestSessionRelayKeepsTheUnnamedStatement(t *testing.T) {
+	g := newRoleGuard("bookstore_owner")
+	st := newRelayState()
+	ci := &clientInspector{st: st, guard: g, log: slog.New(slog.NewTextHandler(io.Discard, nil)), m: (*Metrics)(nil).forDatabase("test")}
+	steps := []struct {
+		msg  pgproto3.Message
+		want string // the unnamed statement's text after msg; "" none
+	}{
+		{&pgproto3.Parse{Query: "SELECT $1::int + 100", ParameterOIDs: []uint32{23}}, "SELECT $1::int + 100"},
+		{&pgproto3.Sync{}, "SELECT $1::int + 100"},
+		{&pgproto3.Parse{Name: "s1", Query: "SELECT 2"}, "SELECT $1::int + 100"},
+		{&pgproto3.Parse{Query: "SELECT set_config('role', $1, false)"}, g.refusal},
+		{&pgproto3.Query{String: "SELECT 3"}, ""},
+		{&pgproto3.Parse{Query: "SELECT 4"}, "SELECT 4"},
+	}
+	for _, s := range steps {
+		raw := encode(t, s.msg)
+		if _, err := ci.inspect(raw[0], raw[5:]); err != nil {
+			t.Fatal(err)
+		}
+		var got pgproto3.Parse
+		if len(st.unnamed) > 0 {
+			if err := got.Decode(st.unnamed); err != nil {
+				t.Fatalf("after %T: kept unnamed statement: %v", s.msg, err)
+			}
+		}
+		if got.Name != "" || got.Query != s.want {
+			t.Errorf("after %#v: unnamed statement %q %q; want %q", s.msg, got.Name, got.Query, s.want)
+		}
+	}
+}
