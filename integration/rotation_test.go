@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgrotate/pgrotate/internal/daemon"
@@ -330,6 +331,46 @@ func TestUnmovableSessionKeepsItsUnnamedStatement(t *testing.T) {
 	env.writeCredential(t, role, pw)
 	env.waitForLog(t, "cannot move to the new credential yet", "LISTEN")
 	wantUnnamed(t, c, "2", "102")
+}
+
+// A client in the middle of a pipeline is not idle, even when the server
+// has answered all it asked (a Flush, not a Sync): the statements since the
+// last Sync are one implicit transaction, which a move would cut in two.
+// The client moves once the pipeline is synced, and its transaction stays
+// whole: the statement that fails after the rotation rolls back the insert
+// sent before it.
+func TestSessionMidPipelineMovesAfterSync(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	_, err := c.Exec(ctxT(t), "CREATE TABLE pipeline_rows (n int)")
+	must(t, err)
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE pipeline_rows") })
+	pl := c.PgConn().StartPipeline(ctxT(t))
+	pl.SendQueryParams("INSERT INTO pipeline_rows VALUES (1)", nil, nil, nil, nil)
+	pl.SendFlushRequest()
+	must(t, pl.Flush())
+	res, err := pl.GetResults()
+	must(t, err)
+	_, err = res.(*pgconn.ResultReader).Close()
+	must(t, err)
+
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitForLog(t, "client is busy", "moves at its next idle moment")
+
+	pl.SendQueryParams("SELECT 1/0", nil, nil, nil, nil)
+	must(t, pl.Sync())
+	if _, err = pl.GetResults(); sqlState(err) != "22012" {
+		t.Fatalf("division by zero in the pipeline: %v; want SQLSTATE 22012", err)
+	}
+	if res, err = pl.GetResults(); err != nil {
+		t.Fatalf("the pipeline's sync: %T %v", res, err)
+	}
+	must(t, pl.Close())
+	env.waitRotated(t, role, time.Now())
+	if got := queryStrings(t, c, "SELECT session_user, count(*)::text FROM pipeline_rows"); got[0] != role || got[1] != "0" {
+		t.Fatalf("after the pipeline: session_user, rows = %q; want %s and 0 (the insert rolled back with its implicit transaction)", got, role)
+	}
 }
 
 // A password-only change (same role, new password) is a rotation too: new

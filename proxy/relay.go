@@ -12,11 +12,13 @@ var (
 	// fromClient: Terminate ends the session; Query, Sync and FunctionCall each
 	// earn exactly one ReadyForQuery, which tells when the server is idle again.
 	// Query and FunctionCall bodies stream through: only their headers count.
-	// Parse is read whole, to keep the unnamed statement (relayState.unnamed).
-	fromClient = newTypeSet('X', 'S', 'P').withHeaders('Q', 'F')
+	// The extended protocol's messages open a batch that only Sync closes
+	// (relayState.batch); Parse is read whole, to keep the unnamed statement
+	// (relayState.unnamed).
+	fromClient = newTypeSet('X', 'S', 'P').withHeaders('Q', 'F', 'B', 'D', 'E', 'C', 'H')
 	// fromClientGuarded: the same, with Query text read whole too, for the
 	// role guard.
-	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P').withHeaders('F')
+	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P').withHeaders('F', 'B', 'D', 'E', 'C', 'H')
 	// fromServer: ReadyForQuery (transaction status) and ParameterStatus (kept
 	// current so the next client is greeted with true values).
 	fromServer = newTypeSet('Z', 'S')
@@ -32,12 +34,19 @@ type relayState struct {
 	// ReadyForQuery that leaves the server idle: the moment a session can
 	// move to another connection.
 	stopWhenIdle atomic.Bool
+
+	// The client direction writes these while a round runs; they are read
+	// between rounds.
+
+	// batch: the client has sent extended-protocol messages since its last
+	// Sync. They run in one implicit transaction, which Sync ends: the
+	// server is not idle even if it has answered everything (a client that
+	// sends Flush, as pipelines do, waits for answers before it syncs).
+	batch bool
 	// unnamed is the body of the last Parse of the unnamed statement sent to
 	// the server, empty once a simple Query dropped it. A move parses it
 	// again on the new connection: pgx's describe-exec mode parses in one
 	// round trip and binds in the next, and a move may fall between them.
-	// The client direction writes it while a round runs; a move reads it
-	// between rounds.
 	unnamed []byte
 }
 
@@ -48,9 +57,9 @@ func newRelayState() *relayState {
 }
 
 // idle reports whether the server has answered everything and is outside a
-// transaction.
+// transaction, implicit ones too. Between rounds only (batch).
 func (st *relayState) idle() bool {
-	return st.pending.Load() == 0 && byte(st.status.Load()) == 'I'
+	return st.pending.Load() == 0 && byte(st.status.Load()) == 'I' && !st.batch
 }
 
 // clientInspector watches client messages in the session-mode relay.
@@ -67,9 +76,14 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 	case 'X':
 		return dropStop, nil
 	case 'P':
+		c.st.batch = true
 		return c.onParse(body), nil
+	case 'B', 'D', 'E', 'C', 'H':
+		c.st.batch = true
+		return forward, nil
 	case 'Q':
 		c.st.pending.Add(1)
+		c.st.batch = false // a Query ends the implicit transaction too
 		c.m.queries.Inc()
 		c.st.unnamed = c.st.unnamed[:0] // PostgreSQL drops it at every simple Query
 		if c.guard != nil && c.guard.refuses(trimNUL(body)) {
@@ -80,7 +94,8 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 		}
 		return forward, nil
 	}
-	c.st.pending.Add(1)
+	c.st.pending.Add(1) // Sync, FunctionCall
+	c.st.batch = false
 	c.m.queries.Inc()
 	return forward, nil
 }

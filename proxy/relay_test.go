@@ -44,3 +44,49 @@ func TestSessionRelayKeepsTheUnnamedStatement(t *testing.T) {
 		}
 	}
 }
+
+// A session-mode server connection is idle — a moment at which the client
+// may move to another one — only once the server has answered every Sync
+// and Query, outside any transaction, implicit ones too: extended-protocol
+// messages run in one implicit transaction until Sync, even when a Flush
+// has had everything answered.
+func TestSessionRelayIdleMoments(t *testing.T) {
+	st := newRelayState()
+	m := (*Metrics)(nil).forDatabase("test")
+	ci := &clientInspector{st: st, m: m}
+	si := serverInspector{st: st, sc: &serverConn{params: map[string]string{}}, m: m}
+	ready := func(status byte) pgproto3.Message { return &pgproto3.ReadyForQuery{TxStatus: status} }
+	steps := []struct {
+		fromServer bool
+		msg        pgproto3.Message
+		idle       bool
+	}{
+		{false, &pgproto3.Parse{Query: "INSERT INTO t VALUES (1)"}, false},
+		{false, &pgproto3.Bind{}, false},
+		{false, &pgproto3.Execute{}, false},
+		{false, &pgproto3.Flush{}, false},
+		{true, &pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")}, false}, // answered, not synced
+		{false, &pgproto3.Sync{}, false},
+		{true, ready('I'), true},
+		{false, &pgproto3.Query{String: "BEGIN"}, false},
+		{true, ready('T'), false},
+		{false, &pgproto3.Query{String: "COMMIT"}, false},
+		{true, ready('I'), true},
+		{false, &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, false},
+		{false, &pgproto3.Query{String: "SELECT 1"}, false}, // a Query ends the implicit transaction
+		{true, ready('I'), true},
+	}
+	for i, s := range steps {
+		raw := encode(t, s.msg)
+		var in inspector = ci
+		if s.fromServer {
+			in = si
+		}
+		if _, err := in.inspect(raw[0], raw[5:]); err != nil {
+			t.Fatal(err)
+		}
+		if st.idle() != s.idle {
+			t.Errorf("step %d, after %#v: idle %v; want %v", i, s.msg, st.idle(), s.idle)
+		}
+	}
+}

@@ -306,6 +306,7 @@ func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState)
 			p.m.drainTimeouts.Inc()
 			return l, s.drainTimeout(l.Value(), "a transaction or request in progress")
 		}
+		s.log.Debug("client is busy: it moves at its next idle moment", "in_transaction", st.status.Load() != 'I', "unsynced_batch", st.batch)
 		st.stopWhenIdle.Store(true)
 		s.scheduleRetry(time.Until(s.drainBy) + time.Millisecond) // to enforce the timeout
 		return l, nil
