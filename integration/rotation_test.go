@@ -318,6 +318,45 @@ func unmovableSessionGetsDrainTimeout(t *testing.T, connect func(*testing.T, *pr
 	env.waitForLog(t, "drain timeout", "LISTEN")
 }
 
+// A statement the session prepared that PostgreSQL no longer accepts (its
+// table was dropped since) does not keep the session from moving: on the
+// new connection it fails when run, as it would have on the old one, and
+// the session's other statements work.
+func TestSessionMovesWithAStaleStatement(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	ctx := ctxT(t)
+	_, err := c.Exec(ctx, "CREATE TABLE doomed (n int)")
+	must(t, err)
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS doomed") })
+	_, err = c.Prepare(ctx, "read_doomed", "SELECT n FROM doomed WHERE n > $1")
+	must(t, err)
+	_, err = c.Prepare(ctx, "double_it", "SELECT $1::int * 2")
+	must(t, err)
+	_, err = c.PgConn().Prepare(ctx, "", "SELECT count(*) FROM doomed WHERE n > $1", nil)
+	must(t, err)
+	must(t, cluster.Exec(ctx, dbName, "DROP TABLE doomed"))
+
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitRotated(t, role, time.Now())
+
+	res := c.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte("0")}, nil, nil).Read()
+	if sqlState(res.Err) != "42P01" {
+		t.Errorf("the unnamed statement on the dropped table: %v; want SQLSTATE 42P01", res.Err)
+	}
+	var n int
+	if err := c.QueryRow(ctx, "read_doomed", 0).Scan(&n); sqlState(err) != "42P01" {
+		t.Errorf("the named statement on the dropped table: %v; want SQLSTATE 42P01", err)
+	}
+	if err := c.QueryRow(ctx, "double_it", 21).Scan(&n); err != nil || n != 42 {
+		t.Errorf("another prepared statement after the move: %d, %v", n, err)
+	}
+	if got := queryStrings(t, c, "SELECT session_user"); got[0] != role {
+		t.Errorf("session_user after the rotation = %s, want %s", got[0], role)
+	}
+}
+
 // A session that cannot move yet stays on its old connection with all it
 // had: pgrotate's look at its state does not cost it its unnamed statement.
 func TestUnmovableSessionKeepsItsUnnamedStatement(t *testing.T) {

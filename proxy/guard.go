@@ -200,15 +200,23 @@ func (g *roleGuard) refusedParse(body []byte) *pgproto3.Parse {
 		name, _, _ := cstring(body)
 		return &pgproto3.Parse{Name: string(name), Query: g.refusal}
 	}
+	return standIn(&p, g.refusal)
+}
+
+// standIn is a Parse of sql in place of p: under p's name, with as many
+// parameters as p's statement has, of p's types where p declared them and
+// text where it left them to the server (what PostgreSQL would infer for
+// $1 in set_config).
+func standIn(p *pgproto3.Parse, sql string) *pgproto3.Parse {
 	n := max(len(p.ParameterOIDs), highestParam(p.Query))
 	types := make([]uint32, n)
 	for i := range types {
-		types[i] = textOID // what PostgreSQL would infer for $1 in set_config
+		types[i] = textOID
 		if i < len(p.ParameterOIDs) && p.ParameterOIDs[i] != 0 {
 			types[i] = p.ParameterOIDs[i]
 		}
 	}
-	return &pgproto3.Parse{Name: p.Name, Query: g.refusal, ParameterOIDs: types}
+	return &pgproto3.Parse{Name: p.Name, Query: sql, ParameterOIDs: types}
 }
 
 // textOID is the OID of PostgreSQL's text type.

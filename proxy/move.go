@@ -97,36 +97,65 @@ func (cs *carriedState) restore(ctx context.Context, sc *serverConn) error {
 			return fmt.Errorf("restoring settings: %w", err)
 		}
 	}
-	if len(cs.prepared) > 0 {
-		msgs := make([]pgproto3.FrontendMessage, 0, len(cs.prepared)+1)
-		for _, p := range cs.prepared {
-			msgs = append(msgs, p)
-		}
-		msgs = append(msgs, &pgproto3.Sync{})
-		if err := sc.roundTrip(ctx, msgs, nil); err != nil {
-			return fmt.Errorf("restoring %d prepared statements: %w", len(cs.prepared), err)
-		}
+	if err := restorePrepared(ctx, sc, cs.prepared); err != nil {
+		return fmt.Errorf("restoring %d prepared statements: %w", len(cs.prepared), err)
 	}
 	// Last, so that it is parsed with the session's settings (search_path).
-	return parseUnnamed(ctx, sc, cs.unnamed)
-}
-
-// parseUnnamed parses the unnamed statement of a Parse body on sc, which
-// must be idle; nothing if body is empty. A statement PostgreSQL refuses
-// (it refused it on the old connection too, most likely, which left none
-// there either) leaves sc without one, as a client that binds it expects:
-// that is no failure.
-func parseUnnamed(ctx context.Context, sc *serverConn, body []byte) error {
-	if len(body) == 0 {
-		return nil
-	}
-	var p pgproto3.Parse
-	if err := p.Decode(body); err != nil {
-		return nil // malformed: PostgreSQL refused it when the client sent it
-	}
-	err := sc.roundTrip(ctx, []pgproto3.FrontendMessage{&p, &pgproto3.Sync{}}, nil)
-	if err != nil && !isServerError(err) {
+	if err := parseUnnamed(ctx, sc, cs.unnamed); err != nil {
 		return fmt.Errorf("restoring the unnamed statement: %w", err)
 	}
 	return nil
+}
+
+// restorePrepared prepares a session's named statements again on sc, in one
+// round trip. A statement PostgreSQL no longer accepts (its table was
+// dropped since) must not keep the client from moving: on the old
+// connection it fails when run, and so it must on the new one. So if one
+// fails, they are prepared again one at a time, and each that fails is
+// given a stand-in that raises its error (prepareOrStandIn).
+func restorePrepared(ctx context.Context, sc *serverConn, prepared []*pgproto3.Parse) error {
+	if len(prepared) == 0 {
+		return nil
+	}
+	msgs := make([]pgproto3.FrontendMessage, 0, len(prepared)+1)
+	for _, p := range prepared {
+		msgs = append(msgs, p)
+	}
+	err := sc.roundTrip(ctx, append(msgs, &pgproto3.Sync{}), nil)
+	if !isServerError(err) {
+		return err
+	}
+	if err := sc.exec(ctx, "DEALLOCATE ALL"); err != nil {
+		return err
+	}
+	for _, p := range prepared {
+		if err := prepareOrStandIn(ctx, sc, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseUnnamed parses the unnamed statement of a Parse body on sc, which
+// must be idle; nothing if body is empty or malformed (PostgreSQL refused it
+// when the client sent it).
+func parseUnnamed(ctx context.Context, sc *serverConn, body []byte) error {
+	var p pgproto3.Parse
+	if len(body) == 0 || p.Decode(body) != nil {
+		return nil
+	}
+	return prepareOrStandIn(ctx, sc, &p)
+}
+
+// prepareOrStandIn parses p on sc, which must be idle. If PostgreSQL refuses
+// it, a stand-in takes its name and parameters, and raises the same error
+// when run.
+func prepareOrStandIn(ctx context.Context, sc *serverConn, p *pgproto3.Parse) error {
+	err := sc.roundTrip(ctx, []pgproto3.FrontendMessage{p, &pgproto3.Sync{}}, nil)
+	var se *serverError
+	if !errors.As(err, &se) {
+		return err
+	}
+	stand := standIn(p, raiseSQL(se.Code, se.Message))
+	return sc.roundTrip(ctx, []pgproto3.FrontendMessage{stand, &pgproto3.Sync{}}, nil)
 }

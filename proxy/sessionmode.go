@@ -317,7 +317,7 @@ func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState)
 		s.drainBy = time.Time{}
 		return nl, nil
 	case nl == nil: // the old connection is gone too
-		return nil, err
+		return nil, moveFailed(err)
 	case time.Now().After(s.drainBy):
 		p.m.drainTimeouts.Inc()
 		return l, s.drainTimeout(l.Value(), err.Error())
@@ -336,6 +336,15 @@ func (s *session) leaveForShutdown(l *lease, st *relayState) error {
 	st.stopWhenIdle.Store(true)
 	s.scheduleRetry(shutdownRetry)
 	return nil
+}
+
+// moveFailed is the error of a session whose move failed after its old
+// connection was given up: 57P01, on which pools and drivers reconnect,
+// with the reason in pgrotate's log (session.fail).
+func moveFailed(err error) error {
+	w := fatal(codeAdminShutdown, "terminating connection because the database credential was rotated")
+	w.Detail = "Moving the session to a server connection of the new credential failed."
+	return withCause(w, err)
 }
 
 // drainTimeout ends a session that could not be moved off a rotated-out
