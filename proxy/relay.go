@@ -13,12 +13,12 @@ var (
 	// earn exactly one ReadyForQuery, which tells when the server is idle again.
 	// Query and FunctionCall bodies stream through: only their headers count.
 	// The extended protocol's messages open a batch that only Sync closes
-	// (relayState.batch); Parse is read whole, to keep the unnamed statement
-	// (relayState.unnamed).
-	fromClient = newTypeSet('X', 'S', 'P').withHeaders('Q', 'F', 'B', 'D', 'E', 'C', 'H')
+	// (relayState.batch); Parse and Close are read whole, to keep the
+	// unnamed statement (relayState.unnamed).
+	fromClient = newTypeSet('X', 'S', 'P', 'C').withHeaders('Q', 'F', 'B', 'D', 'E', 'H')
 	// fromClientGuarded: the same, with Query text read whole too, for the
 	// role guard.
-	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P').withHeaders('F', 'B', 'D', 'E', 'C', 'H')
+	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P', 'C').withHeaders('F', 'B', 'D', 'E', 'H')
 	// fromServer: ReadyForQuery (transaction status) and ParameterStatus (kept
 	// current so the next client is greeted with true values).
 	fromServer = newTypeSet('Z', 'S')
@@ -44,7 +44,7 @@ type relayState struct {
 	// sends Flush, as pipelines do, waits for answers before it syncs).
 	batch bool
 	// unnamed is the body of the last Parse of the unnamed statement sent to
-	// the server, empty once a simple Query dropped it. A move parses it
+	// the server, empty once a simple Query dropped it or a Close closed it. A move parses it
 	// again on the new connection: pgx's describe-exec mode parses in one
 	// round trip and binds in the next, and a move may fall between them.
 	unnamed []byte
@@ -78,7 +78,13 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 	case 'P':
 		c.st.batch = true
 		return c.onParse(body), nil
-	case 'B', 'D', 'E', 'C', 'H':
+	case 'C':
+		c.st.batch = true
+		if len(body) >= 2 && body[0] == 'S' && body[1] == 0 {
+			c.st.unnamed = c.st.unnamed[:0] // closed: a move must not bring it back
+		}
+		return forward, nil
+	case 'B', 'D', 'E', 'H':
 		c.st.batch = true
 		return forward, nil
 	case 'Q':

@@ -11,8 +11,8 @@ import (
 // The session relay keeps what the server holds as the unnamed statement,
 // which a move parses again on the client's new connection: the client's
 // last Parse of it, the role guard's refusal in place of an escape (never
-// the escape itself), and nothing once a simple Query has dropped it. A
-// named statement leaves it alone.
+// the escape itself), and nothing once a simple Query has dropped it or a
+// Close has closed it. A named statement leaves it alone.
 func TestSessionRelayKeepsTheUnnamedStatement(t *testing.T) {
 	g := newRoleGuard("bookstore_owner")
 	st := newRelayState()
@@ -27,6 +27,9 @@ func TestSessionRelayKeepsTheUnnamedStatement(t *testing.T) {
 		{&pgproto3.Parse{Query: "SELECT set_config('role', $1, false)"}, g.refusal},
 		{&pgproto3.Query{String: "SELECT 3"}, ""},
 		{&pgproto3.Parse{Query: "SELECT 4"}, "SELECT 4"},
+		{&pgproto3.Close{ObjectType: 'S', Name: "s1"}, "SELECT 4"},
+		{&pgproto3.Close{ObjectType: 'P'}, "SELECT 4"}, // the unnamed portal
+		{&pgproto3.Close{ObjectType: 'S'}, ""},
 	}
 	for _, s := range steps {
 		raw := encode(t, s.msg)
