@@ -357,6 +357,23 @@ func TestSessionMovesWithAStaleStatement(t *testing.T) {
 	}
 }
 
+// A session whose last Parse of the unnamed statement failed has none, and
+// after a move it still has none: binding it fails as on PostgreSQL (26000).
+func TestSessionMoveKeepsAFailedUnnamedStatementMissing(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	if _, err := c.PgConn().Prepare(ctxT(t), "", "SELECT n FROM no_such_table WHERE n > $1", nil); sqlState(err) != "42P01" {
+		t.Fatalf("parsing a statement on a missing table: %v; want SQLSTATE 42P01", err)
+	}
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitRotated(t, role, time.Now())
+	res := c.PgConn().ExecPrepared(ctxT(t), "", [][]byte{[]byte("0")}, nil, nil).Read()
+	if sqlState(res.Err) != "26000" {
+		t.Fatalf("binding the unnamed statement after the move: %v; want SQLSTATE 26000", res.Err)
+	}
+}
+
 // A session that cannot move yet stays on its old connection with all it
 // had: pgrotate's look at its state does not cost it its unnamed statement.
 func TestUnmovableSessionKeepsItsUnnamedStatement(t *testing.T) {

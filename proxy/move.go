@@ -136,6 +136,31 @@ func restorePrepared(ctx context.Context, sc *serverConn, prepared []*pgproto3.P
 	return nil
 }
 
+// keptUnnamed returns body, the client's last Parse of the unnamed
+// statement, if sc holds an unnamed statement, and nil if it holds none:
+// the Parse failed, and a Bind of it must fail with 26000 on the new
+// connection too, not with the Parse's error. It must be asked before
+// pgrotate runs anything on sc: a simple Query drops the statement.
+func keptUnnamed(ctx context.Context, sc *serverConn, body []byte) ([]byte, error) {
+	if len(body) == 0 {
+		return nil, nil
+	}
+	err := sc.roundTrip(ctx, []pgproto3.FrontendMessage{&pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{}}, nil)
+	var se *serverError
+	switch {
+	case err == nil:
+		return body, nil
+	case errors.As(err, &se) && se.Code == codeInvalidStatementName:
+		return nil, nil
+	case errors.As(err, &se):
+		// It exists and fails (its table was dropped since): it moves as
+		// a stand-in that fails alike (prepareOrStandIn).
+		return body, nil
+	default:
+		return nil, fmt.Errorf("describing the unnamed statement: %w", err)
+	}
+}
+
 // parseUnnamed parses the unnamed statement of a Parse body on sc, which
 // must be idle; nothing if body is empty or malformed (PostgreSQL refused it
 // when the client sent it).

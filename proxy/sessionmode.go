@@ -370,6 +370,11 @@ func (s *session) move(ctx context.Context, p *pool, old *lease, unnamed []byte)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	osc := old.Value()
+	unnamed, err := keptUnnamed(ctx, osc, unnamed)
+	if err != nil {
+		p.release(old, false, nil)
+		return nil, err
+	}
 	cs, err := readCarriedState(ctx, osc)
 	if errors.Is(err, errUnmovable) && osc.txStatus == 'I' {
 		// Reading the state was a simple Query, which dropped the unnamed
