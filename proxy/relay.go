@@ -44,9 +44,10 @@ type relayState struct {
 	// sends Flush, as pipelines do, waits for answers before it syncs).
 	batch bool
 	// unnamed is the body of the last Parse of the unnamed statement sent to
-	// the server, empty once a simple Query dropped it or a Close closed it. A move parses it
-	// again on the new connection: pgx's describe-exec mode parses in one
-	// round trip and binds in the next, and a move may fall between them.
+	// the server, empty once a simple Query dropped it or a Close closed it.
+	// A move parses it again on the new connection: pgx's describe-exec
+	// mode parses in one round trip and binds in the next, and a move may
+	// fall between them.
 	unnamed []byte
 }
 
