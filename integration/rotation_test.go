@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgrotate/pgrotate/internal/daemon"
@@ -426,6 +428,60 @@ func TestSessionMidPipelineMovesAfterSync(t *testing.T) {
 	env.waitRotated(t, role, time.Now())
 	if got := queryStrings(t, c, "SELECT session_user, count(*)::text FROM pipeline_rows"); got[0] != role || got[1] != "0" {
 		t.Fatalf("after the pipeline: session_user, rows = %q; want %s and 0 (the insert rolled back with its implicit transaction)", got, role)
+	}
+}
+
+// A client reading a portal in batches outside a transaction, as
+// node-postgres' pg-cursor does (Execute with a row limit and Flush, Sync
+// only at the end), holds an open implicit transaction: a rotation moves it
+// only after the Sync, and the portal reads on to its last row.
+func TestSessionPortalReadAcrossRotation(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	pc, ctx := c.PgConn(), ctxT(t)
+	fe := pc.Frontend()
+	fe.Send(&pgproto3.Parse{Query: "SELECT g FROM generate_series(1, 50) g"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Execute{MaxRows: 10})
+	fe.Send(&pgproto3.Flush{})
+	must(t, fe.Flush())
+	next := readPortal(t, ctx, pc, 1)
+
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitForLog(t, "client is busy", "unsynced_batch=true")
+
+	fe.Send(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Sync{})
+	must(t, fe.Flush())
+	if next = readPortal(t, ctx, pc, next); next != 51 {
+		t.Fatalf("the portal ended after row %d; want 50", next-1)
+	}
+	env.waitRotated(t, role, time.Now())
+	if got := queryStrings(t, c, "SELECT session_user"); got[0] != role {
+		t.Fatalf("session_user after the portal = %s; want %s", got[0], role)
+	}
+}
+
+// readPortal reads a portal's replies from row number next on, to
+// PortalSuspended or ReadyForQuery, and returns the number of the row that
+// would come next.
+func readPortal(t *testing.T, ctx context.Context, pc *pgconn.PgConn, next int) int {
+	t.Helper()
+	for {
+		msg, err := pc.ReceiveMessage(ctx)
+		must(t, err)
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			if got := string(m.Values[0]); got != strconv.Itoa(next) {
+				t.Fatalf("row %s where row %d was due", got, next)
+			}
+			next++
+		case *pgproto3.PortalSuspended, *pgproto3.ReadyForQuery:
+			return next
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("reading the portal from row %d: %s (SQLSTATE %s)", next, m.Message, m.Code)
+		}
 	}
 }
 
