@@ -182,6 +182,13 @@ func (g *roleGuard) isOwner(name string) bool {
 	return strings.EqualFold(name, g.owner)
 }
 
+// countRefusal counts a refusal of the role guard and logs it: the one line
+// the operator gets for it (the statement's text is not logged).
+func countRefusal(m *dbMetrics, log interface{ Warn(string, ...any) }) {
+	m.guardRefusals.Inc()
+	log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
+}
+
 // refusedQuery is the replacement for a refused simple Query.
 func (g *roleGuard) refusedQuery(dst []byte) []byte {
 	out, _ := (&pgproto3.Query{String: g.refusal}).Encode(dst)

@@ -43,12 +43,11 @@ type relayState struct {
 	// server is not idle even if it has answered everything (a client that
 	// sends Flush, as pipelines do, waits for answers before it syncs).
 	batch bool
-	// unnamed is the body of the last Parse of the unnamed statement sent to
-	// the server, empty once a simple Query dropped it or a Close closed it.
-	// A move parses it again on the new connection: pgx's describe-exec
-	// mode parses in one round trip and binds in the next, and a move may
-	// fall between them.
-	unnamed []byte
+	// unnamed: what the server holds as the client's unnamed statement. A
+	// move parses it again on the new connection: pgx's describe-exec mode
+	// parses in one round trip and binds in the next, and a move may fall
+	// between them.
+	unnamed unnamedStmt
 }
 
 func newRelayState() *relayState {
@@ -82,7 +81,7 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 	case 'C':
 		c.st.batch = true
 		if len(body) >= 2 && body[0] == 'S' && body[1] == 0 {
-			c.st.unnamed = c.st.unnamed[:0] // closed: a move must not bring it back
+			c.st.unnamed.drop() // closed: a move must not bring it back
 		}
 		return forward, nil
 	case 'B', 'D', 'E', 'H':
@@ -92,10 +91,9 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 		c.st.pending.Add(1)
 		c.st.batch = false // a Query ends the implicit transaction too
 		c.m.queries.Inc()
-		c.st.unnamed = c.st.unnamed[:0] // PostgreSQL drops it at every simple Query
+		c.st.unnamed.drop()
 		if c.guard != nil && c.guard.refuses(trimNUL(body)) {
-			c.m.guardRefusals.Inc()
-			c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
+			countRefusal(c.m, c.log)
 			c.scratch = c.guard.refusedQuery(c.scratch[:0])
 			return rewrite, nil
 		}
@@ -113,17 +111,16 @@ func (c *clientInspector) replacement() []byte { return c.scratch }
 // server as the unnamed statement, if it is that one.
 func (c *clientInspector) onParse(body []byte) verdict {
 	name, rest, _ := cstring(body)
-	query, _, _ := cstring(rest)
 	v := forward
-	if c.guard != nil && c.guard.refuses(query) {
-		c.m.guardRefusals.Inc()
-		c.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
-		c.scratch, _ = c.guard.refusedParse(body).Encode(c.scratch[:0])
-		body, v = c.scratch[5:], rewrite
+	if c.guard != nil {
+		if query, _, _ := cstring(rest); c.guard.refuses(query) {
+			countRefusal(c.m, c.log)
+			c.scratch, _ = c.guard.refusedParse(body).Encode(c.scratch[:0])
+			body, v = c.scratch[5:], rewrite
+		}
 	}
 	if len(name) == 0 {
-		// The copy reuses the buffer: no allocation once it is large enough.
-		c.st.unnamed = append(c.st.unnamed[:0], body...)
+		c.st.unnamed.keep(body)
 	}
 	return v
 }

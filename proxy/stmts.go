@@ -84,3 +84,18 @@ func appendMessage(dst []byte, typ byte, parts ...[]byte) []byte {
 	}
 	return dst
 }
+
+// unnamedStmt is the unnamed statement a client made, as the server holds
+// it: the body of the Parse that made it, empty when there is none.
+// PostgreSQL replaces it at every Parse of the unnamed statement and drops it
+// at every simple Query and at a Close of it; both pool modes keep it for a
+// client whose next server connection holds another (transaction mode) or
+// none (session mode, after a move).
+type unnamedStmt []byte
+
+// keep records body, a Parse of the unnamed statement sent to the server.
+// The copy reuses the buffer: no allocation once it is large enough.
+func (u *unnamedStmt) keep(body []byte) { *u = append((*u)[:0], body...) }
+
+// drop records that the server holds none.
+func (u *unnamedStmt) drop() { *u = (*u)[:0] }

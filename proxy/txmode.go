@@ -93,7 +93,7 @@ type txClient struct {
 	// statement, as sent to the server (empty when it has none), and
 	// unnamedHere whether the leased connection's unnamed statement is
 	// that one (see onUnnamed).
-	unnamed     []byte
+	unnamed     unnamedStmt
 	unnamedHere bool
 }
 

@@ -13,8 +13,7 @@ import (
 // onQuery checks a simple Query: the role guard, and DEALLOCATE/DISCARD,
 // after which the server connection's prepared statements are unknown.
 func (c *txClient) onQuery(body []byte) verdict {
-	// PostgreSQL drops the unnamed statement at every simple Query.
-	c.unnamed, c.unnamedHere = c.unnamed[:0], false
+	c.dropUnnamed()
 	sql := trimNUL(body)
 	m := scanText(sql)
 	if c.refusesRole(sql, m) {
@@ -47,8 +46,7 @@ func (c *txClient) refusesRole(sql []byte, m mentions) bool {
 	if !m.role || c.guard == nil || !c.guard.refuses(sql) {
 		return false
 	}
-	c.p.m.guardRefusals.Inc()
-	c.s.log.Warn("role guard refused a statement that changes the role", "sqlstate", codeInsufficientPrivilege)
+	countRefusal(c.p.m, c.s.log)
 	return true
 }
 
@@ -174,7 +172,7 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 		if typ == 'D' {
 			return c.onUnnamed(typ, body), nil
 		}
-		c.unnamed, c.unnamedHere = c.unnamed[:0], false // closed: a Bind of it fails
+		c.dropUnnamed() // closed: a Bind of it fails
 		return forward, nil
 	}
 	cs := c.lookup(name, ok)
@@ -194,10 +192,18 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 }
 
 // keepUnnamed records body, a Parse of the unnamed statement sent on the
-// lease, as the client's unnamed statement. The copy reuses the client's
-// buffer: no allocation per statement once it is large enough.
+// lease, as the client's unnamed statement, which the leased connection
+// now holds.
 func (c *txClient) keepUnnamed(body []byte) {
-	c.unnamed, c.unnamedHere = append(c.unnamed[:0], body...), true
+	c.unnamed.keep(body)
+	c.unnamedHere = true
+}
+
+// dropUnnamed records that the client has no unnamed statement (a simple
+// Query or a Close dropped it).
+func (c *txClient) dropUnnamed() {
+	c.unnamed.drop()
+	c.unnamedHere = false
 }
 
 // onUnnamed passes on a Bind or Describe of the unnamed statement. The
