@@ -376,6 +376,29 @@ func TestSessionMoveKeepsAFailedUnnamedStatementMissing(t *testing.T) {
 	}
 }
 
+// What a move cannot carry (README): the sequence state behind currval()
+// and lastval(), which PostgreSQL gives no way to read. After a move they
+// fail with 55000, as in a new session; they never report another value.
+func TestSessionMoveLosesSequenceState(t *testing.T) {
+	env := startProxy(t, setup{})
+	c := env.connect(t)
+	ctx := ctxT(t)
+	_, err := c.Exec(ctx, "CREATE SEQUENCE moved_ids")
+	must(t, err)
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP SEQUENCE IF EXISTS moved_ids") })
+	if got := queryStrings(t, c, "SELECT nextval('moved_ids'), currval('moved_ids')"); got[1] != "1" {
+		t.Fatalf("currval before the rotation = %s; want 1", got[1])
+	}
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitRotated(t, role, time.Now())
+	for _, q := range []string{"SELECT currval('moved_ids')", "SELECT lastval()"} {
+		if _, err := c.Exec(ctx, q); sqlState(err) != "55000" {
+			t.Errorf("%s after the move: %v; want SQLSTATE 55000", q, err)
+		}
+	}
+}
+
 // A session that cannot move yet stays on its old connection with all it
 // had: pgrotate's look at its state does not cost it its unnamed statement.
 func TestUnmovableSessionKeepsItsUnnamedStatement(t *testing.T) {
