@@ -221,6 +221,11 @@ func (r *frameReader) atBoundary() bool {
 	return r.passthrough == 0 && r.start == r.end
 }
 
+// midMessage reports whether the reader has passed on part of a message
+// whose rest has not arrived: whoever reads the stream next must not be
+// another user of the connection.
+func (r *frameReader) midMessage() bool { return r.passthrough != 0 }
+
 // buffered reports whether unconsumed bytes are waiting in the buffer.
 func (r *frameReader) buffered() bool { return r.start < r.end }
 

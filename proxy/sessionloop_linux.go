@@ -222,7 +222,7 @@ func (s *session) resumeSession(ctx context.Context, h *held, sr *sessionRelay, 
 func (ls *loopSession) leftIdle(r *evRelay, side int, err error) bool {
 	sc := ls.h.l.Value()
 	return side == 0 && (err == nil || isDisconnect(err)) &&
-		ls.sr.st.idle() && sc.rd.atBoundary() &&
+		ls.sr.st.idle() && sc.rd.atBoundary() && !ls.s.clientRd.midMessage() &&
 		len(r.dirs[0].out.spill) == 0 && len(r.dirs[1].out.spill) == 0
 }
 

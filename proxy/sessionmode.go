@@ -169,7 +169,10 @@ func (s *session) roundEnded(ctx context.Context, h *held, st *relayState, end r
 		h.reusable = false
 		return true, s.serverLost(sc, err)
 	default:
-		h.reusable = st.idle() && sc.rd.atBoundary()
+		// A client that left in the middle of a message (a CopyData outside
+		// COPY, which PostgreSQL ignores) leaves the rest owed on the
+		// connection: the reset would be read as its rest.
+		h.reusable = st.idle() && sc.rd.atBoundary() && !s.clientRd.midMessage()
 		return true, err
 	}
 }

@@ -19,7 +19,9 @@ var (
 		for i := range s {
 			s[i] = header
 		}
-		for _, t := range []byte{'X', 'S', 'Q', 'P', 'B', 'D', 'C'} {
+		// CopyDone and CopyFail are small; whole, they are never half
+		// forwarded (see txClient.streaming).
+		for _, t := range []byte{'X', 'S', 'Q', 'P', 'B', 'D', 'C', 'c', 'f'} {
 			s[t] = whole
 		}
 		return &s
@@ -80,6 +82,13 @@ type txClient struct {
 	pending   int  // Query/Sync/FunctionCall sent on the lease, not yet answered
 	unsynced  bool // extended-protocol messages sent since the last Sync
 	status    byte // transaction status of the last ReadyForQuery
+	// streaming: the client's last message was a CopyData, which passes
+	// through by its header and may still be arriving. Until the client's
+	// next message shows it complete, the lease is not idle: a CopyData
+	// outside COPY (PostgreSQL ignores it), or one still arriving when the
+	// server ended a failed COPY, must not leave half a message on a
+	// connection another client gets next.
+	streaming bool
 	syncsSent int  // ReadyForQuery-earning messages sent on the lease
 	syncsDone int  // ReadyForQuery received on the lease
 	// seen: what the lease's statements mentioned (roles, session state),
@@ -95,6 +104,13 @@ type txClient struct {
 	// that one (see onUnnamed).
 	unnamed     unnamedStmt
 	unnamedHere bool
+	// unnamedSeg is the segment of the lease (see segment) whose Parse
+	// made the leased connection's unnamed statement the client's.
+	unnamedSeg int
+	// unsure: the lease's statements mentioned DEALLOCATE or DISCARD, so
+	// which statements the connection still holds is unknown until the
+	// lease ends (see prepared).
+	unsure bool
 }
 
 // pendingParse is a Parse sent to the server and not yet confirmed.
@@ -102,6 +118,7 @@ type pendingParse struct {
 	server   string // server-side name
 	client   string // client-side name; "" for one pgrotate injected
 	injected bool   // pgrotate's own: its ParseComplete is not forwarded
+	own      bool   // the client's own Parse of the unnamed statement
 	sync     int    // the ReadyForQuery number that settles it
 }
 
@@ -315,6 +332,7 @@ func (c *txClient) inspect(typ byte, body []byte) (verdict, error) {
 // route handles a client message on the leased connection. Called with mu
 // held.
 func (c *txClient) route(typ byte, body []byte) (verdict, error) {
+	c.streaming = typ == 'd'
 	switch typ {
 	case 'Q', 'F':
 		c.pending++
@@ -379,9 +397,9 @@ func (c *txClient) relayOnGoroutine(l *lease) {
 func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.mu.Lock()
 	c.lease, c.srvDone = l, srvDone
-	c.pending, c.unsynced, c.syncsSent, c.syncsDone = 0, false, 0, 0
+	c.pending, c.unsynced, c.syncsSent, c.syncsDone, c.streaming = 0, false, 0, 0, false
 	c.seen, c.forgetAll, c.parses = mentions{}, false, c.parses[:0]
-	c.unnamedHere = false
+	c.unnamedHere, c.unsure = false, false
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
 }
@@ -452,7 +470,7 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 		if c.status == 'I' {
 			c.p.m.transactions.Inc()
 		}
-		if c.pending == 0 && !c.unsynced && c.status == 'I' {
+		if c.idle() {
 			if !c.closing {
 				c.endLease(i.sc)
 			}
@@ -460,6 +478,13 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 		}
 	}
 	return forward, nil
+}
+
+// idle reports whether the lease's transaction is over: every request
+// answered, outside a transaction block, and no client message half sent.
+// Called with mu held.
+func (c *txClient) idle() bool {
+	return c.pending == 0 && !c.unsynced && c.status == 'I' && !c.streaming
 }
 
 // endLease records what the server connection now holds, as its lease ends
@@ -499,6 +524,15 @@ func (c *txClient) popParse() pendingParse {
 func (c *txClient) settleParses(sc *serverConn) {
 	for len(c.parses) > 0 && c.parses[0].sync <= c.syncsDone {
 		p := c.popParse()
+		if p.server == "" && p.sync == c.unnamedSeg {
+			// The unnamed statement it was to make is not there: the
+			// connection holds none, or whichever it held before.
+			c.unnamedHere = false
+			if p.own {
+				c.unnamed.drop() // as PostgreSQL drops it at a Parse that fails
+			}
+			continue
+		}
 		delete(sc.stmts, p.server)
 		if cs, ok := c.stmts[p.client]; ok && p.client != "" && cs.parse.Name == p.server {
 			delete(c.stmts, p.client)
@@ -535,7 +569,7 @@ func (c *txClient) finish(cerr error) error {
 		_ = sc.conn.SetReadDeadline(time.Time{})
 	}
 	c.mu.Lock()
-	idle := c.pending == 0 && !c.unsynced && c.status == 'I'
+	idle := c.idle() && !c.s.clientRd.midMessage()
 	c.endLease(sc) // what the connection holds, as if the transaction had ended first
 	c.mu.Unlock()
 	if serr != nil && !isDeadline(serr) && !isWriteErr(serr) {

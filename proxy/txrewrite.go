@@ -29,14 +29,15 @@ func (c *txClient) onQuery(body []byte) verdict {
 // session-state word decides the connection's cleanup (see cleanup). After
 // DEALLOCATE or DISCARD, in any protocol (psycopg 3 sends DEALLOCATE ALL
 // as an extended-protocol statement, inside the next transaction), the
-// connection's statements are unknown: any the lease uses from here on is
-// prepared again, after it.
+// connection's statements are unknown: the word may have been only in a
+// string. Any statement the lease uses from here on runs as the unnamed
+// statement (see prepared), and the lease's end forgets them all.
 func (c *txClient) note(m mentions) {
 	c.seen.role = c.seen.role || m.role
 	c.seen.session = c.seen.session || m.session
 	if m.forget {
 		c.forgetAll = true
-		clear(c.lease.Value().stmts)
+		c.unsure = true
 	}
 }
 
@@ -64,7 +65,7 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	}
 	c.note(m)
 	if len(name) == 0 {
-		c.queueParse(pendingParse{})
+		c.queueParse(pendingParse{own: true})
 		c.keepUnnamed(body)
 		return forward, nil
 	}
@@ -84,7 +85,7 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 func (c *txClient) refuseParse(body []byte, unnamed bool) verdict {
 	refusal := c.guard.refusedParse(body)
 	if unnamed {
-		c.queueParse(pendingParse{})
+		c.queueParse(pendingParse{own: true})
 		c.scratch, _ = refusal.Encode(c.scratch[:0])
 		c.keepUnnamed(c.scratch[5:])
 		return rewrite
@@ -133,9 +134,14 @@ func (c *txClient) appendClientParse(dst []byte, cs *clientStmt) []byte {
 }
 
 func (c *txClient) queueParse(p pendingParse) {
-	p.sync = c.syncsSent + 1
+	p.sync = c.segment()
 	c.parses = append(c.parses, p)
 }
+
+// segment numbers the stretch of the lease's messages up to and including
+// the next Sync (or Query, or FunctionCall): the unit PostgreSQL skips to
+// the end of after an error. Its ReadyForQuery is number segment().
+func (c *txClient) segment() int { return c.syncsSent + 1 }
 
 // onBind renames the statement a Bind refers to, preparing it first on a
 // connection that lacks it.
@@ -155,8 +161,9 @@ func (c *txClient) onBind(body []byte) (verdict, error) {
 	// A statement prepared in an earlier transaction has its text read
 	// there; what it does, it does again in this one.
 	c.note(cs.mentions)
-	c.scratch = c.injectParse(c.scratch[:0], cs)
-	c.scratch = appendMessage(c.scratch, 'B', portal, []byte{0}, []byte(cs.parse.Name), []byte{0}, params)
+	var target string
+	c.scratch, target = c.injectParse(c.scratch[:0], cs)
+	c.scratch = appendMessage(c.scratch, 'B', portal, []byte{0}, []byte(target), []byte{0}, params)
 	return rewrite, nil
 }
 
@@ -180,12 +187,11 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 		return forward, nil
 	}
 	c.scratch = c.scratch[:0]
-	target := cs.parse.Name
+	target := closedStmtName
 	if typ == 'C' {
 		delete(c.stmts, string(name))
-		target = closedStmtName
 	} else {
-		c.scratch = c.injectParse(c.scratch, cs)
+		c.scratch, target = c.injectParse(c.scratch, cs)
 	}
 	c.scratch = appendMessage(c.scratch, typ, []byte{'S'}, []byte(target), []byte{0})
 	return rewrite, nil
@@ -196,7 +202,7 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 // now holds.
 func (c *txClient) keepUnnamed(body []byte) {
 	c.unnamed.keep(body)
-	c.unnamedHere = true
+	c.unnamedHere, c.unnamedSeg = true, c.segment()
 }
 
 // dropUnnamed records that the client has no unnamed statement (a simple
@@ -213,7 +219,7 @@ func (c *txClient) dropUnnamed() {
 // connection holds is someone else's, so the client's is parsed first. A
 // client without one gets a statement that fails, never another client's.
 func (c *txClient) onUnnamed(typ byte, body []byte) verdict {
-	if c.unnamedHere {
+	if c.unnamedHeld() {
 		return forward
 	}
 	parse := c.unnamed
@@ -221,10 +227,21 @@ func (c *txClient) onUnnamed(typ byte, body []byte) verdict {
 		parse = noUnnamedParse
 	}
 	c.queueParse(pendingParse{injected: true})
-	c.unnamedHere = true
+	c.unnamedHere, c.unnamedSeg = true, c.segment()
 	c.scratch = appendMessage(c.scratch[:0], 'P', parse)
 	c.scratch = appendMessage(c.scratch, typ, body)
 	return rewrite
+}
+
+// unnamedHeld reports whether the leased connection's unnamed statement is
+// surely the client's: made in this segment (if its Parse was skipped, so
+// is whatever uses it), or in one whose ReadyForQuery has come without
+// settleParses finding its Parse failed. One made in an earlier segment
+// still unanswered may have been skipped after an error, and a Bind of the
+// unnamed statement would then run whatever the connection held before,
+// maybe another client's.
+func (c *txClient) unnamedHeld() bool {
+	return c.unnamedHere && (c.unnamedSeg == c.segment() || c.unnamedSeg <= c.syncsDone)
 }
 
 // noUnnamedParse is the body of a Parse of the unnamed statement that fails
@@ -243,17 +260,39 @@ func (c *txClient) lookup(name []byte, ok bool) *clientStmt {
 	return c.stmts[string(name)]
 }
 
-// injectParse appends cs's Parse to dst when the leased connection lacks the
-// statement; its ParseComplete is dropped from the replies.
-func (c *txClient) injectParse(dst []byte, cs *clientStmt) []byte {
+// injectParse makes sure the leased connection holds cs for a Bind or
+// Describe, and returns the name they must use. A statement the connection
+// lacks is prepared under its shared name. One it may or may not hold (see
+// unsure) is parsed as the unnamed statement, which a Parse may always
+// replace: a Parse of the shared name would fail if it is there. The
+// ParseComplete of either is dropped from the replies.
+func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 	sc := c.lease.Value()
-	if sc.stmts[cs.parse.Name] {
-		return dst
+	switch {
+	case !sc.stmts[cs.parse.Name]:
+		sc.stmts[cs.parse.Name] = true
+		c.queueParse(pendingParse{server: cs.parse.Name, injected: true})
+		dst, _ = cs.parse.Encode(dst)
+		return dst, cs.parse.Name
+	case c.unsure || c.parsedBefore(cs.parse.Name):
+		c.queueParse(pendingParse{injected: true})
+		c.unnamedHere = false // the client's own is parsed again if it binds it
+		dst, _ = (&pgproto3.Parse{Query: cs.parse.Query, ParameterOIDs: cs.parse.ParameterOIDs}).Encode(dst)
+		return dst, ""
 	}
-	sc.stmts[cs.parse.Name] = true
-	c.queueParse(pendingParse{server: cs.parse.Name, injected: true})
-	dst, _ = cs.parse.Encode(dst)
-	return dst
+	return dst, cs.parse.Name
+}
+
+// parsedBefore reports whether a Parse of the server-side name waits for
+// its answer in an earlier segment of the lease than the current one: if
+// an error made the server skip it, the statement is not there.
+func (c *txClient) parsedBefore(server string) bool {
+	for _, p := range c.parses {
+		if p.server == server && p.sync < c.segment() {
+			return true
+		}
+	}
+	return false
 }
 
 func trimNUL(b []byte) []byte {

@@ -1,0 +1,193 @@
+package integration
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// What a transaction-mode client pipelines runs as it would on a server
+// connection of its own, also when an error makes PostgreSQL skip the rest
+// of a segment (everything up to the next Sync), statements pgrotate
+// prepared there for the client included.
+
+// segments reads the replies of n segments from fe and tells each one's
+// rows and errors, in order: "row:<first column>" or "error:<SQLSTATE>".
+func segments(t *testing.T, fe *pgproto3.Frontend, n int) [][]string {
+	t.Helper()
+	out := make([][]string, 0, n)
+	var seg []string
+	for len(out) < n {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("reading segment %d: %v (so far %q)", len(out)+1, err, out)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			seg = append(seg, "row:"+string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			seg = append(seg, "error:"+m.Code)
+		case *pgproto3.ReadyForQuery:
+			out, seg = append(out, seg), nil
+		}
+	}
+	return out
+}
+
+// sendAll sends msgs to the server at once.
+func sendAll(t *testing.T, fe *pgproto3.Frontend, msgs ...pgproto3.FrontendMessage) {
+	t.Helper()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	must(t, fe.Flush())
+}
+
+func TestTransactionModePipelineAfterAnError(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	a, b := env.connect(t), env.connect(t)
+	for _, s := range []struct{ name, sql string }{{"fails", "SELECT 1/0"}, {"ok", "SELECT 'b ok'::text"}, {"", "SELECT 'b own'::text"}} {
+		_, err := b.PgConn().Prepare(ctx, s.name, s.sql, nil)
+		must(t, err)
+	}
+	// a's unnamed statement is the one the only server connection holds now.
+	_, err := a.PgConn().Prepare(ctx, "", "SELECT 'a secret'::text", nil)
+	must(t, err)
+
+	// b binds its statements on a connection that has none of them: pgrotate
+	// prepares them in the first segment, whose error skips those Parses.
+	// The second and third segments must still run b's statements.
+	fe := b.PgConn().Frontend()
+	sendAll(t, fe,
+		&pgproto3.Bind{PreparedStatement: "fails"}, &pgproto3.Execute{},
+		&pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "ok"}, &pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "ok"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	got := segments(t, fe, 3)
+	want := [][]string{{"error:22012"}, {"row:b own"}, {"row:b ok"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("segments after an error returned %q; want %q (directly on PostgreSQL)", got, want)
+	}
+}
+
+// A statement whose text only mentions DISCARD or DEALLOCATE (in a string)
+// leaves the client's statements working inside its transaction.
+func TestTransactionModeLookalikeInsideATransaction(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	c := env.connect(t)
+	tx, err := c.Begin(ctx)
+	must(t, err)
+	var n int
+	var s string
+	must(t, tx.QueryRow(ctx, "SELECT $1::int", 1).Scan(&n))
+	must(t, tx.QueryRow(ctx, "SELECT $1::text || ' discard'", "x").Scan(&s))
+	must(t, tx.QueryRow(ctx, "SELECT $1::int", 2).Scan(&n))
+	must(t, tx.QueryRow(ctx, "SELECT $1::text || ' deallocate all'", "y").Scan(&s))
+	must(t, tx.Commit(ctx))
+	if n != 2 || s != "y deallocate all" {
+		t.Fatalf("got %d, %q; want 2, %q", n, s, "y deallocate all")
+	}
+	// And after the transaction, in the next ones.
+	for i := range 3 {
+		must(t, c.QueryRow(ctx, "SELECT $1::int", i).Scan(&n))
+		if n != i {
+			t.Fatalf("got %d, want %d", n, i)
+		}
+	}
+}
+
+// rawCopyData is the start of a CopyData message of bodyLen bytes, with
+// only sent of them.
+func rawCopyData(bodyLen, sent int) []byte {
+	msg := []byte{'d', 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(msg[1:], uint32(4+bodyLen))
+	return append(msg, make([]byte, sent)...)
+}
+
+// A client that leaves in the middle of a message leaves the rest owed on
+// its server connection, which PostgreSQL would read as the start of the
+// next client's messages: such a connection is closed, never handed on.
+// The message here is a CopyData outside COPY, which PostgreSQL ignores.
+func TestTransactionModeHalfSentMessageIsNotHandedOn(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode, poolSize: 1})
+			ctx := ctxT(t)
+			a := env.connect(t)
+			queryStrings(t, a, "SELECT 1")
+			_, err := a.PgConn().Conn().Write(rawCopyData(100, 10))
+			must(t, err)
+			time.Sleep(100 * time.Millisecond) // pgrotate forwards the part
+			must(t, a.PgConn().Conn().Close())
+			b := env.connect(t)
+			bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			var user string
+			if err := b.QueryRow(bctx, "SELECT current_user", pgx.QueryExecModeSimpleProtocol).Scan(&user); err != nil || user != ownerRole {
+				t.Fatalf("the next client's query: %q, %v; want %q", user, err, ownerRole)
+			}
+		})
+	}
+}
+
+// PostgreSQL ends a COPY that failed on a bad row at once, while the client
+// may still be sending its next CopyData. The transaction is over then, but
+// the client's message is not: the connection stays the client's until the
+// message is, and another client never reads its rest.
+func TestTransactionModeCopyFailingMidMessage(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	a := env.connect(t)
+	_, err := a.Exec(ctx, "CREATE TABLE copy_target (n int)")
+	must(t, err)
+	fe := a.PgConn().Frontend()
+	sendAll(t, fe, &pgproto3.Query{String: "COPY copy_target FROM STDIN"})
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.CopyInResponse); !ok {
+		t.Fatalf("got %T, want CopyInResponse", msg)
+	}
+	sendAll(t, fe, &pgproto3.CopyData{Data: []byte("not a number\n")})
+	_, err = a.PgConn().Conn().Write(rawCopyData(100, 10))
+	must(t, err)
+	if got := segments(t, fe, 1); fmt.Sprint(got) != fmt.Sprint([][]string{{"error:22P02"}}) {
+		t.Fatalf("the failed COPY: %q; want a 22P02 error", got)
+	}
+
+	b := env.connect(t)
+	done := make(chan error, 1)
+	go func() {
+		var n int
+		err := b.QueryRow(ctx, "SELECT 42", pgx.QueryExecModeSimpleProtocol).Scan(&n)
+		if err == nil && n != 42 {
+			err = fmt.Errorf("got %d, want 42", n)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("another client got the connection while a's CopyData was half sent: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	_, err = a.PgConn().Conn().Write(make([]byte, 90)) // the rest of a's message
+	must(t, err)
+	if got := queryStrings(t, a, "SELECT 'a goes on'"); got[0] != "a goes on" {
+		t.Fatalf("a's next query: %q", got)
+	}
+	must(t, a.Close(ctx))
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next client got no answer")
+	}
+}
