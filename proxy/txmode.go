@@ -76,12 +76,12 @@ type txClient struct {
 	// ended, for finish (the loop has no server goroutine to ask).
 	loopSerr error
 
-	mu        sync.Mutex
-	lease     *lease // held server connection; nil between transactions
-	srvDone   chan error
-	pending   int  // Query/Sync/FunctionCall sent on the lease, not yet answered
-	unsynced  bool // extended-protocol messages sent since the last Sync
-	status    byte // transaction status of the last ReadyForQuery
+	mu       sync.Mutex
+	lease    *lease // held server connection; nil between transactions
+	srvDone  chan error
+	pending  int  // Query/Sync/FunctionCall sent on the lease, not yet answered
+	unsynced bool // extended-protocol messages sent since the last Sync
+	status   byte // transaction status of the last ReadyForQuery
 	// streaming: the client's last message was a CopyData, which passes
 	// through by its header and may still be arriving. Until the client's
 	// next message shows it complete, the lease is not idle: a CopyData
@@ -89,8 +89,8 @@ type txClient struct {
 	// server ended a failed COPY, must not leave half a message on a
 	// connection another client gets next.
 	streaming bool
-	syncsSent int  // ReadyForQuery-earning messages sent on the lease
-	syncsDone int  // ReadyForQuery received on the lease
+	syncsSent int // ReadyForQuery-earning messages sent on the lease
+	syncsDone int // ReadyForQuery received on the lease
 	// seen: what the lease's statements mentioned (roles, session state),
 	// which decides the connection's cleanup before reuse (see note).
 	seen      mentions
