@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -531,6 +532,17 @@ func TestPasswordOnlyRotation(t *testing.T) {
 	l.stop()
 	if f := l.failed.Load(); f != 0 {
 		t.Fatalf("%d failed transactions (first: %v)", f, l.firstErr.Load())
+	}
+	// The old generation drained, but its role is the current one: it must
+	// never be called safe to retire.
+	for _, g := range env.dbStatus().Generations {
+		if g.SafeToRetire {
+			t.Fatalf("/status calls generation %d (%s) safe to retire while %s is the current role: %+v", g.Generation, g.Role, role, env.dbStatus())
+		}
+	}
+	env.waitForLog(t, "generation drained", "its role is still in use", "safe_to_retire=false", "used_by_database="+dbName)
+	if strings.Contains(env.logs.String(), "safe_to_retire=true") {
+		t.Fatal("the log calls the current role safe to retire")
 	}
 }
 

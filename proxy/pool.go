@@ -42,6 +42,9 @@ type pool struct {
 	// newest connection; transaction-mode clients are greeted with them.
 	defaults atomic.Pointer[reportedParams]
 	log      *slog.Logger
+	// roleUser names the database that still uses a role, "" if none
+	// (Server.roleUser).
+	roleUser func(role string) string
 	// onAuthFailure is told when PostgreSQL refuses the current credential,
 	// so the credential source is re-read at once (see connect).
 	onAuthFailure func()
@@ -104,6 +107,12 @@ func newPool(db *configs.Database, up *Upstream, creds Credentials, log *slog.Lo
 		return nil, fmt.Errorf("creating pool for %q: %w", db.Name, err)
 	}
 	p.res = res
+	p.roleUser = func(role string) string { // alone; a Server knows its other pools
+		if p.usesRole(role) {
+			return db.Name
+		}
+		return ""
+	}
 	return p, nil
 }
 
@@ -188,9 +197,29 @@ func (p *pool) destroy(sc *serverConn) {
 	defer p.wakeLoopWaiters() // the pool may open a new one for them
 	left := p.conns.remove(sc)
 	if left == 0 && sc.gen.N < p.currentGen() {
-		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
-			"role", sc.gen.Cred.Username, "generation", sc.gen.N, "safe_to_retire", true)
+		p.reportDrained(sc.gen)
 	}
+}
+
+// usesRole reports whether the pool uses role: as its current credential's
+// or through a server connection.
+func (p *pool) usesRole(role string) bool {
+	gen, ok := p.creds.Current()
+	return ok && gen.Cred.Username == role || p.conns.usesRole(role)
+}
+
+// reportDrained logs that past generation g has no server connection left,
+// and whether its role may now be retired: not while any database of this
+// pgrotate uses it (roleUser).
+func (p *pool) reportDrained(g rotation.Generation) {
+	role := g.Cred.Username
+	if db := p.roleUser(role); db != "" {
+		p.log.Info("generation drained: no server connection left; its role is still in use",
+			"role", role, "generation", g.N, "safe_to_retire", false, "used_by_database", db)
+		return
+	}
+	p.log.Info("generation drained: no server connection left; the old credential is no longer used",
+		"role", role, "generation", g.N, "safe_to_retire", true)
 }
 
 // relaysOnLoop reports whether the event loop can relay this pool's

@@ -101,9 +101,24 @@ func New(opts Options) (*Server, error) {
 		if f := opts.OnUpstreamAuthFailure; f != nil {
 			p.onAuthFailure = func() { f(name) }
 		}
+		p.roleUser = s.roleUser
 		s.pools[name] = p
 	}
 	return s, nil
+}
+
+// roleUser names a database of this pgrotate that still uses role: as its
+// current credential's role (a password-only rotation keeps the role, and
+// several databases may read one credential source) or through a server
+// connection of any generation. "" when none does. The pools are fixed
+// once New returns.
+func (s *Server) roleUser(role string) string {
+	for name, p := range s.pools {
+		if p.usesRole(role) {
+			return name
+		}
+	}
+	return ""
 }
 
 // Serve accepts clients on ln until Close or Shutdown, or until ln is
@@ -266,8 +281,7 @@ func (s *Server) Promoted(db string, prev, next rotation.Generation) {
 		return
 	}
 	if p.conns.count(prev.N) == 0 {
-		p.log.Info("generation drained: no server connection left; the old credential is no longer used",
-			"role", prev.Cred.Username, "generation", prev.N, "safe_to_retire", true)
+		p.reportDrained(prev)
 	}
 	s.replacers.start(p, s.replacement(p, next))
 }

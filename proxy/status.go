@@ -14,9 +14,13 @@ type GenerationStatus struct {
 	Current    bool   `json:"current"`
 	Idle       int    `json:"idle"`
 	Busy       int    `json:"busy"`
-	// Drained is true for a past generation with no server connection left:
-	// pgrotate no longer uses its role, which may be retired.
+	// Drained is true for a past generation with no server connection left.
 	Drained bool `json:"drained"`
+	// SafeToRetire is true for a drained generation whose role no database
+	// of this pgrotate uses any more, neither as its current role nor
+	// through a server connection (MarkRetirable): the role may be retired.
+	// A password-only rotation drains a generation whose role stays current.
+	SafeToRetire bool `json:"safe_to_retire"`
 }
 
 // PoolStatus is the state of one database's pool.
@@ -86,6 +90,18 @@ func (c *connSet) remove(sc *serverConn) (left int) {
 	return left
 }
 
+// usesRole reports whether any open connection logged in as role.
+func (c *connSet) usesRole(role string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for sc := range c.conns {
+		if sc.gen.Cred.Username == role {
+			return true
+		}
+	}
+	return false
+}
+
 // count returns the open connections of generation n.
 func (c *connSet) count(n uint64) int {
 	return c.countIf(func(g uint64) bool { return g == n })
@@ -135,6 +151,29 @@ func (c *connSet) snapshot(current uint64) []GenerationStatus {
 		out = out[:len(out)-1]
 	}
 	return out
+}
+
+// MarkRetirable sets SafeToRetire on the drained generations of every
+// database (gens, one list per database) whose role none of them uses:
+// as a current role (current, one per database) or in a generation that
+// still has server connections.
+func MarkRetirable(gens [][]GenerationStatus, current []string) {
+	inUse := make(map[string]bool)
+	for _, role := range current {
+		inUse[role] = true
+	}
+	for _, list := range gens {
+		for _, g := range list {
+			if g.Idle+g.Busy > 0 {
+				inUse[g.Role] = true
+			}
+		}
+	}
+	for _, list := range gens {
+		for i := range list {
+			list[i].SafeToRetire = list[i].Drained && !inUse[list[i].Role]
+		}
+	}
 }
 
 // GenerationsAsOf marks each generation current or drained as seen from

@@ -26,3 +26,42 @@ func TestGenerationsAsOf(t *testing.T) {
 		}
 	}
 }
+
+// A role is one login for the whole process. A drained generation's role
+// may be retired only when no database uses it: not as its current role (a
+// password-only rotation, or a change back to an earlier credential), and
+// not in another database that reads the same credential source and still
+// has server connections of it.
+func TestMarkRetirable(t *testing.T) {
+	session := []GenerationStatus{ // drained at once
+		{Generation: 2, Role: "exec_b", Current: true, Idle: 4},
+		{Generation: 1, Role: "exec_a", Drained: true},
+	}
+	tx := []GenerationStatus{ // one transaction still runs as exec_a
+		{Generation: 2, Role: "exec_b", Current: true, Idle: 1},
+		{Generation: 1, Role: "exec_a", Busy: 1},
+	}
+	passwordOnly := []GenerationStatus{
+		{Generation: 2, Role: "exec_c", Current: true, Idle: 2},
+		{Generation: 1, Role: "exec_c", Drained: true},
+	}
+	old := []GenerationStatus{
+		{Generation: 3, Role: "exec_e", Current: true, Busy: 1},
+		{Generation: 2, Role: "exec_d", Drained: true},
+	}
+	MarkRetirable([][]GenerationStatus{session, tx, passwordOnly, old}, []string{"exec_b", "exec_b", "exec_c", "exec_e"})
+	for _, c := range []struct {
+		g    GenerationStatus
+		want bool
+	}{{session[1], false}, {tx[1], false}, {passwordOnly[1], false}, {old[1], true}, {session[0], false}} {
+		if c.g.SafeToRetire != c.want {
+			t.Errorf("generation %d (%s): safe_to_retire %v, want %v", c.g.Generation, c.g.Role, c.g.SafeToRetire, c.want)
+		}
+	}
+	tx[1].Busy = 0
+	tx[1].Drained = true
+	MarkRetirable([][]GenerationStatus{session, tx}, []string{"exec_b", "exec_b"})
+	if !session[1].SafeToRetire || !tx[1].SafeToRetire {
+		t.Errorf("exec_a drained everywhere: safe_to_retire %v, %v; want true, true", session[1].SafeToRetire, tx[1].SafeToRetire)
+	}
+}

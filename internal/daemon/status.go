@@ -62,5 +62,18 @@ func (d *Daemon) Status() Status {
 			Generations:        proxy.GenerationsAsOf(ps.Generations, gens[i].N),
 		})
 	}
+	markRetirable(st.Databases)
 	return st
+}
+
+// markRetirable says which drained generations' roles may be retired: a
+// role is one login for the whole process, shared by every database whose
+// credential names it.
+func markRetirable(dbs []DatabaseStatus) {
+	gens := make([][]proxy.GenerationStatus, len(dbs))
+	current := make([]string, len(dbs))
+	for i, db := range dbs {
+		gens[i], current[i] = db.Generations, db.CurrentRole
+	}
+	proxy.MarkRetirable(gens, current)
 }
