@@ -472,7 +472,14 @@ func (p *pool) saturated() bool {
 
 // prewarm opens an idle connection of the current generation.
 func (p *pool) prewarm(ctx context.Context, next rotation.Generation) {
-	if err := p.res.CreateResource(ctx); err != nil && !errors.Is(err, puddle.ErrNotAvailable) {
+	err := p.res.CreateResource(ctx)
+	if err != nil && ctx.Err() != nil {
+		// A newer rotation took over, or pgrotate is stopping: not a
+		// failure of the credential.
+		p.log.Debug("pre-warming stopped: the replacement ended (a newer rotation, or shutdown)", "generation", next.N)
+		return
+	}
+	if err != nil && !errors.Is(err, puddle.ErrNotAvailable) {
 		p.log.Warn("pre-warming a server connection of the new generation failed", "generation", next.N, "err", err)
 	}
 }

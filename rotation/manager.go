@@ -44,6 +44,7 @@ type Manager struct {
 	cfg   ManagerConfig
 	log   *slog.Logger
 	wake  chan struct{} // signalled by Offer when the candidate changes
+	retry chan struct{} // signalled by RetryNow: end a backoff wait at once
 	ready chan struct{} // closed at the first promotion
 
 	// cur is the current generation, nil before the first promotion. It
@@ -87,6 +88,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 		cfg:   cfg,
 		log:   log.With("database", cfg.Database),
 		wake:  make(chan struct{}, 1),
+		retry: make(chan struct{}, 1),
 		ready: make(chan struct{}),
 	}
 }
@@ -122,6 +124,20 @@ func (m *Manager) Offer(c Credential) {
 	m.mu.Unlock()
 	select {
 	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RetryNow ends the backoff wait of a candidate that failed validation, so
+// it is validated again at once (SIGHUP: the operator may have fixed the
+// role or the server). The source itself is unchanged, so Offer would
+// ignore it.
+func (m *Manager) RetryNow() {
+	if _, _, ok := m.candidate(); !ok {
+		return
+	}
+	select {
+	case m.retry <- struct{}{}:
 	default:
 	}
 }

@@ -97,6 +97,11 @@ func (m *Manager) waitRetry(ctx context.Context, delay time.Duration, seq uint64
 			return false
 		case <-t.C:
 			return true
+		case <-m.retry:
+			if c, s, ok := m.candidate(); ok && s == seq {
+				m.log.Info("retrying the candidate now, as asked", "role", c.Username)
+				return true
+			}
 		case <-m.wake:
 			if _, s, ok := m.candidate(); !ok || s != seq {
 				// Leave a signal for Run, which re-reads the candidate.
@@ -160,9 +165,38 @@ func (m *Manager) backoff(attempt int) time.Duration {
 // redact removes the password from a validation error's text. pgconn's
 // errors do not carry it, but a ValidateFunc's own wrapping might; the
 // reason reaches logs and /status.
+//
+// Only an occurrence that stands on its own counts: a short password, or a
+// half-written one read mid-write (a single letter), also occurs inside
+// the message's words, and replacing it there garbled the one line that
+// explains the failure while showing where the password's letters are.
 func redact(reason, password string) string {
 	if password == "" {
 		return reason
 	}
-	return strings.ReplaceAll(reason, password, "[redacted]")
+	var b strings.Builder
+	for {
+		i := strings.Index(reason, password)
+		if i < 0 {
+			b.WriteString(reason)
+			return b.String()
+		}
+		end := i + len(password)
+		b.WriteString(reason[:i])
+		if wordChar(reason, i-1) || wordChar(reason, end) {
+			b.WriteString(reason[i:end])
+		} else {
+			b.WriteString("[redacted]")
+		}
+		reason = reason[end:]
+	}
+}
+
+// wordChar reports whether s[i] is a letter or digit; false outside s.
+func wordChar(s string, i int) bool {
+	if i < 0 || i >= len(s) {
+		return false
+	}
+	c := s[i] | 0x20
+	return c >= 'a' && c <= 'z' || s[i] >= '0' && s[i] <= '9'
 }

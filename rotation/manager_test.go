@@ -23,11 +23,11 @@ type managerHarness struct {
 
 var clock = time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
 
-func startManager(t *testing.T, validate ValidateFunc) *managerHarness {
+func startManager(t *testing.T, validate ValidateFunc, tweaks ...func(*ManagerConfig)) *managerHarness {
 	t.Helper()
 	logs, logger := newLogRecorder(t)
 	h := &managerHarness{seen: make(chan Credential, 64), promoted: make(chan promotion, 64), logs: logs}
-	h.m = NewManager(ManagerConfig{
+	cfg := ManagerConfig{
 		Database: "bookstore",
 		Validate: func(ctx context.Context, c Credential) error {
 			h.seen <- c
@@ -38,7 +38,11 @@ func startManager(t *testing.T, validate ValidateFunc) *managerHarness {
 		MaxBackoff: 4 * time.Millisecond,
 		Logger:     logger,
 		Now:        func() time.Time { return clock },
-	})
+	}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
+	h.m = NewManager(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.m.Run(ctx) }()
@@ -158,6 +162,29 @@ func TestManagerKeepsCurrentWhileRejecting(t *testing.T) {
 	h.expectPromotion(t, 2, c)
 }
 
+// A candidate that failed waits out its backoff, up to 30 s. An operator
+// who has fixed the role and sends SIGHUP (RetryNow) gets it validated at
+// once; the source is unchanged, so re-reading it alone does nothing.
+func TestManagerRetryNowEndsTheBackoff(t *testing.T) {
+	var fixed atomic.Bool
+	h := startManager(t, func(_ context.Context, c Credential) error {
+		if c.Username == "bookstore_user_0002" && !fixed.Load() {
+			return errors.New("role is not permitted to log in (SQLSTATE 28000)")
+		}
+		return nil
+	}, func(cfg *ManagerConfig) { cfg.MinBackoff, cfg.MaxBackoff = time.Hour, time.Hour })
+	a, b := cred("bookstore_user_0001", secret), cred("bookstore_user_0002", secret)
+	h.m.Offer(a)
+	h.expectPromotion(t, 1, a)
+	h.m.Offer(b)
+	h.logs.waitFor(t, 0, "candidate rejected", "attempt=1")
+	fixed.Store(true)
+	h.m.Offer(b) // the watcher's re-read: the same candidate, ignored
+	h.m.RetryNow()
+	h.expectPromotion(t, 2, b)
+	h.logs.waitFor(t, 0, "retrying the candidate now")
+}
+
 // TestManagerSupersedeCancelsValidation: a newer Offer cancels a validation
 // still in flight; the older candidate is never promoted and its
 // cancellation is not counted as a failure.
@@ -247,6 +274,24 @@ func TestManagerBackoffBounds(t *testing.T) {
 			if d := m.backoff(attempt); d < want/2 || d > want {
 				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", attempt, d, want/2, want)
 			}
+		}
+	}
+}
+
+// The reason a candidate was rejected reaches the log and /status with the
+// password taken out where it stands on its own, and only there: a short
+// or half-written password also occurs inside the message's words.
+func TestRedact(t *testing.T) {
+	for _, c := range []struct{ reason, password, want string }{
+		{`tried s3cr3t! and failed`, "s3cr3t!", `tried [redacted] and failed`},
+		{`password "s3cr3t"`, "s3cr3t", `password "[redacted]"`},
+		{`connecting to upstream for database "bookstore_tx" as role "exec_d": failed`, "e",
+			`connecting to upstream for database "bookstore_tx" as role "exec_d": failed`},
+		{`pw=ab, again ab`, "ab", `pw=[redacted], again [redacted]`},
+		{`nothing here`, "", `nothing here`},
+	} {
+		if got := redact(c.reason, c.password); got != c.want {
+			t.Errorf("redact(%q, %q) = %q, want %q", c.reason, c.password, got, c.want)
 		}
 	}
 }

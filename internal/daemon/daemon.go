@@ -251,6 +251,7 @@ func (d *Daemon) Reload() {
 	d.reloadConfig()
 	for _, db := range d.dbs {
 		db.watcher.Reread()
+		db.manager.RetryNow() // a candidate waiting out its backoff
 	}
 	d.tls.Reload()
 }
