@@ -102,6 +102,43 @@ func TestTransactionModeKeepsEachClientsSettings(t *testing.T) {
 	}
 }
 
+// PostgreSQL reports only some parameters on the wire. A SET of one it
+// does not report (statement_timeout) must not stay on the server
+// connection for the next client, whose own startup options or the
+// server's default apply instead.
+func TestTransactionModeUnreportedSettingDoesNotLeak(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	withOptions := func() *pgx.Conn {
+		c, err := pgx.Connect(ctx, env.appURL()+"&options=-c%20statement_timeout%3D5s")
+		must(t, err)
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	a, b, plain := withOptions(), withOptions(), env.connect(t)
+	for _, setting := range []string{"SET statement_timeout = 0", "SELECT set_config('statement_timeout', '0', false)", "RESET statement_timeout"} {
+		_, err := a.Exec(ctx, setting)
+		must(t, err)
+		if got := queryStrings(t, b, "SHOW statement_timeout")[0]; got != "5s" {
+			t.Fatalf("after another client's %q, a client that logged in with statement_timeout=5s sees %s", setting, got)
+		}
+		if got := queryStrings(t, plain, "SHOW statement_timeout")[0]; got != "0" {
+			t.Fatalf("after another client's %q, a client without options sees statement_timeout %s, want the default 0", setting, got)
+		}
+	}
+	// In a transaction block, the client's SET is its own until the end.
+	tx, err := a.Begin(ctx)
+	must(t, err)
+	_, err = tx.Exec(ctx, "SET statement_timeout = '7s'")
+	must(t, err)
+	var got string
+	must(t, tx.QueryRow(ctx, "SHOW statement_timeout").Scan(&got))
+	must(t, tx.Commit(ctx))
+	if got != "7s" {
+		t.Fatalf("inside its transaction a client's SET gave %s, want 7s", got)
+	}
+}
+
 // When every server connection stays busy past query_wait_timeout, the
 // waiting client gets 53300 naming the pool.
 func TestTransactionModeWaitTimeout(t *testing.T) {

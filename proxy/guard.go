@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
 
@@ -64,6 +65,12 @@ type mentions struct {
 	// transaction mode the connection is cleaned (sessionCleanup) before
 	// another client gets it.
 	session bool
+	// settings: a statement that changes or resets settings for the
+	// session (SET or RESET opening a statement, not SET LOCAL or SET
+	// TRANSACTION; set_config). PostgreSQL reports only some parameters on
+	// the wire, so in transaction mode the connection is brought back to
+	// the next client's settings before its next transaction.
+	settings bool
 }
 
 // scanText looks for every word the transaction relay cares about in one
@@ -72,6 +79,7 @@ type mentions struct {
 // threshold, temp in temperature, discard in discarded) must stand alone; a mention in a string
 // or a comment counts too, which only costs a cleanup round trip.
 func scanText(sql []byte) (m mentions) {
+	m.settings = setsSession(sql)
 	for i := 0; i+4 <= len(sql); i++ {
 		if !wordStart[sql[i]] {
 			continue // most bytes get no further
@@ -81,6 +89,10 @@ func scanText(sql []byte) (m mentions) {
 		switch sql[i] | 0x20 {
 		case 'r':
 			m.role = m.role || rest[0]|0x20 == 'o' && hasPrefixFold(rest, "ole")
+		case ';':
+			m.settings = m.settings || setsSession(rest)
+		case '_' | 0x20:
+			m.settings = m.settings || rest[0]|0x20 == 'c' && isSetConfig(sql, i)
 		case 'a':
 			switch rest[0] | 0x20 {
 			case 'u':
@@ -104,7 +116,7 @@ func scanText(sql []byte) (m mentions) {
 		case 'p':
 			m.session = m.session || rest[0]|0x20 == 'r' && wordAt(sql, i, "repare", true)
 		}
-		if m.role && m.forget && m.session {
+		if m.role && m.forget && m.session && m.settings {
 			return m
 		}
 	}
@@ -116,6 +128,7 @@ var wordStart = func() (t [256]bool) {
 	for _, c := range "radlthp" {
 		t[c], t[c-'a'+'A'] = true, true
 	}
+	t[';'], t['_'] = true, true // a statement's start; set_config
 	return t
 }()
 
@@ -129,6 +142,46 @@ func wordAt(sql []byte, i int, tail string, alone bool) bool {
 	}
 	return !alone || i == 0 || !identChar(sql[i-1])
 }
+
+// setsSession reports whether the statement at the start of sql (after
+// white space) is a SET that lasts beyond its transaction (not SET LOCAL,
+// not SET TRANSACTION) or a RESET. Only a statement's first word counts:
+// UPDATE has a SET of its own. scanText asks at the text's start and after
+// every semicolon.
+func setsSession(sql []byte) bool {
+	w := nextWord(sql)
+	switch {
+	case wordIs(w, "reset"):
+		return true
+	case !wordIs(w, "set"):
+		return false
+	}
+	next := nextWord(sql[bytes.Index(sql, w)+len(w):])
+	return !wordIs(next, "local") && !wordIs(next, "transaction")
+}
+
+// isSetConfig reports whether the underscore at sql[i] is set_config's.
+func isSetConfig(sql []byte, i int) bool {
+	return i >= 3 && hasPrefixFold(sql[i-3:], "set") && wordAt(sql, i+1, "onfig", false) &&
+		(i == 3 || !identChar(sql[i-4]))
+}
+
+// nextWord returns the identifier characters that follow white space at
+// the start of s.
+func nextWord(s []byte) []byte {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f') {
+		i++
+	}
+	j := i
+	for j < len(s) && identChar(s[j]) {
+		j++
+	}
+	return s[i:j]
+}
+
+// wordIs reports whether w is word (lowercase), ignoring case.
+func wordIs(w []byte, word string) bool { return len(w) == len(word) && hasPrefixFold(w, word) }
 
 // isXact reports whether what follows "advisory" makes a transaction-level
 // lock function (pg_advisory_xact_lock), released at the transaction's end.

@@ -66,13 +66,13 @@ func TestScanText(t *testing.T) {
 		want mentions
 	}{
 		{"SELECT abalance FROM pgbench_accounts WHERE aid = 1", mentions{}},
-		{"SET ROLE x", mentions{role: true}},
+		{"SET ROLE x", mentions{role: true, settings: true}},
 		{"select rolname from pg_roles", mentions{role: true}},
-		{"SET SESSION AUTHORIZATION x", mentions{role: true}},
+		{"SET SESSION AUTHORIZATION x", mentions{role: true, settings: true}},
 		{"select 'auth'", mentions{}},
 		{"DEALLOCATE ALL", mentions{forget: true}},
 		{"discard all", mentions{forget: true}},
-		{"select 1; Discard Plans; reset role", mentions{role: true, forget: true}},
+		{"select 1; Discard Plans; reset role", mentions{role: true, forget: true, settings: true}},
 		{"select 'deal', 'disc', 'rol'", mentions{}},
 		{"UPDATE items SET discarded = true, deallocated_at = now()", mentions{}},
 		{"LISTEN orders", mentions{session: true}},
@@ -92,6 +92,16 @@ func TestScanText(t *testing.T) {
 		{"temp", mentions{session: true}},
 		{"role", mentions{role: true}},
 		{"rol", mentions{}},
+		{"SET statement_timeout = 0", mentions{settings: true}},
+		{"  set search_path to app", mentions{settings: true}},
+		{"SELECT 1;\nSET SESSION TimeZone = 'UTC'", mentions{settings: true}},
+		{"RESET statement_timeout", mentions{settings: true}},
+		{"reset all", mentions{settings: true}},
+		{"SELECT set_config('app.tenant', '42', false)", mentions{settings: true}},
+		{"SET LOCAL statement_timeout = 0", mentions{}},
+		{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", mentions{}},
+		{"UPDATE accounts SET balance = 0; SELECT setting, reset_val FROM pg_settings", mentions{}},
+		{"SELECT * FROM sets WHERE preset = 1", mentions{}},
 		{"", mentions{}},
 	} {
 		if got := scanText([]byte(c.sql)); got != c.want {

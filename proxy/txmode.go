@@ -492,14 +492,20 @@ func (c *txClient) idle() bool {
 // mu held.
 func (c *txClient) endLease(sc *serverConn) {
 	sc.cleanup = c.cleanup()
-	if c.forgetAll {
+	switch {
+	case c.forgetAll:
 		// The connection's statements and settings are gone. The
 		// client's own stay registered: one it uses again is prepared
 		// again, so a statement whose words only look like DEALLOCATE or
 		// DISCARD (in a string) costs a Parse, not the client's cache.
 		clear(sc.stmts)
 		sc.appliedKey = ""
-	} else {
+	case c.seen.settings:
+		// A SET of a parameter PostgreSQL does not report (statement_timeout)
+		// would otherwise stay for whoever gets the connection next: the
+		// next lease resets the session's settings and applies its own.
+		sc.appliedKey = ""
+	default:
 		sc.appliedKey = c.settingsKey
 	}
 	c.lease = nil

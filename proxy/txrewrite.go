@@ -35,6 +35,7 @@ func (c *txClient) onQuery(body []byte) verdict {
 func (c *txClient) note(m mentions) {
 	c.seen.role = c.seen.role || m.role
 	c.seen.session = c.seen.session || m.session
+	c.seen.settings = c.seen.settings || m.settings
 	if m.forget {
 		c.forgetAll = true
 		c.unsure = true
