@@ -191,3 +191,44 @@ func TestTransactionModeCopyFailingMidMessage(t *testing.T) {
 		t.Fatal("the next client got no answer")
 	}
 }
+
+// A client deallocates one of its statements by the name it gave it, which
+// only pgrotate knows (psycopg 3 and Rails do when their statement caches
+// are full): the statement is gone for that client, as on PostgreSQL, in
+// either protocol and inside a failed transaction too.
+func TestTransactionModeDeallocateByName(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	c := env.connect(t)
+	for _, extended := range []bool{false, true} {
+		_, err := c.PgConn().Prepare(ctx, "Mixed", "SELECT 'mine'::text", nil)
+		must(t, err)
+		mode := pgx.QueryExecModeSimpleProtocol
+		if extended {
+			mode = pgx.QueryExecModeExec
+		}
+		tag, err := c.Exec(ctx, `DEALLOCATE PREPARE "Mixed";`, mode)
+		if err != nil || tag.String() != "DEALLOCATE" {
+			t.Fatalf("DEALLOCATE of the client's statement (extended %v): %q, %v", extended, tag, err)
+		}
+		res := c.PgConn().ExecPrepared(ctx, "Mixed", nil, nil, nil).Read()
+		if sqlState(res.Err) != "26000" {
+			t.Fatalf("running a deallocated statement: %q, %v; want SQLSTATE 26000", res.Rows, res.Err)
+		}
+	}
+	tx, err := c.Begin(ctx)
+	must(t, err)
+	_, err = c.PgConn().Prepare(ctx, "s1", "SELECT 1", nil)
+	must(t, err)
+	_, err = tx.Exec(ctx, "SELECT 1/0")
+	if sqlState(err) != "22012" {
+		t.Fatalf("division by zero: %v", err)
+	}
+	if _, err := tx.Exec(ctx, "DEALLOCATE s1", pgx.QueryExecModeSimpleProtocol); sqlState(err) != "25P02" {
+		t.Fatalf("DEALLOCATE in a failed transaction: %v; want SQLSTATE 25P02", err)
+	}
+	must(t, tx.Rollback(ctx))
+	if got := queryStrings(t, c, "SELECT 'still serving'")[0]; got != "still serving" {
+		t.Fatalf("after the failed transaction: %q", got)
+	}
+}

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"regexp"
 	"strings"
 
@@ -149,14 +148,14 @@ func wordAt(sql []byte, i int, tail string, alone bool) bool {
 // UPDATE has a SET of its own. scanText asks at the text's start and after
 // every semicolon.
 func setsSession(sql []byte) bool {
-	w := nextWord(sql)
+	w, rest := nextWord(sql)
 	switch {
 	case wordIs(w, "reset"):
 		return true
 	case !wordIs(w, "set"):
 		return false
 	}
-	next := nextWord(sql[bytes.Index(sql, w)+len(w):])
+	next, _ := nextWord(rest)
 	return !wordIs(next, "local") && !wordIs(next, "transaction")
 }
 
@@ -167,17 +166,22 @@ func isSetConfig(sql []byte, i int) bool {
 }
 
 // nextWord returns the identifier characters that follow white space at
-// the start of s.
-func nextWord(s []byte) []byte {
-	i := 0
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f') {
-		i++
+// the start of s, and what follows them.
+func nextWord(s []byte) (w, rest []byte) {
+	s = skipSpace(s)
+	n := 0
+	for n < len(s) && identChar(s[n]) {
+		n++
 	}
-	j := i
-	for j < len(s) && identChar(s[j]) {
-		j++
+	return s[:n], s[n:]
+}
+
+// skipSpace drops the white space at the start of s.
+func skipSpace(s []byte) []byte {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '\f') {
+		s = s[1:]
 	}
-	return s[i:j]
+	return s
 }
 
 // wordIs reports whether w is word (lowercase), ignoring case.

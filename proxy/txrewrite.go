@@ -21,6 +21,10 @@ func (c *txClient) onQuery(body []byte) verdict {
 		c.scratch = c.guard.refusedQuery(c.scratch[:0])
 		return rewrite
 	}
+	if c.deallocates(sql) {
+		c.scratch = appendMessage(c.scratch[:0], 'Q', []byte(deallocateQuery), []byte{0})
+		return rewrite
+	}
 	c.note(m)
 	return forward
 }
@@ -63,6 +67,10 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	m := scanText(query)
 	if c.refusesRole(query, m) {
 		return c.refuseParse(body, len(name) == 0), nil
+	}
+	if len(name) == 0 && c.deallocates(query) {
+		c.scratch = c.appendDeallocate(c.scratch[:0], string(trimNUL(query)))
+		return rewrite, nil
 	}
 	c.note(m)
 	if len(name) == 0 {
@@ -384,4 +392,100 @@ func (c *txClient) cleanup() txCleanup {
 		k |= cleanStatements
 	}
 	return k
+}
+
+// A client's DEALLOCATE of one of its protocol-level statements (psycopg 3
+// evicting one from its cache, Rails' statement pool) names it by the
+// client's name, which the server never saw: pgrotate forgets the client's
+// statement and runs a DEALLOCATE of a statement of its own instead, for
+// the reply the client awaits. The shared statement stays for others.
+// Anything else that says DEALLOCATE goes to the server as it is.
+
+// deallocateName is the statement pgrotate prepares just to deallocate it.
+const deallocateName = "pgrotate_deallocate"
+
+// deallocateQuery is a client's DEALLOCATE as a simple query: PREPARE and
+// DEALLOCATE in one text. (A Parse ahead of a simple query would be skipped
+// in a failed transaction, the query with it, and leave the client waiting.)
+const deallocateQuery = "PREPARE " + deallocateName + " AS SELECT 1; DEALLOCATE " + deallocateName
+
+// deallocates reports whether sql is a DEALLOCATE of one of the client's
+// statements, and forgets that statement if it is.
+func (c *txClient) deallocates(sql []byte) bool {
+	name, ok := deallocName(sql)
+	if !ok || c.stmts[name] == nil {
+		return false
+	}
+	delete(c.stmts, name)
+	return true
+}
+
+// appendDeallocate appends what replaces a client's Parse of the unnamed
+// statement whose text (sql) deallocates one of its statements: a Parse of
+// pgrotate's own statement (its ParseComplete dropped), and the client's
+// Parse with DEALLOCATE of that one. Run again later (a Bind of the unnamed
+// statement in another transaction) it fails as on PostgreSQL, where the
+// statement is gone by then.
+func (c *txClient) appendDeallocate(dst []byte, sql string) []byte {
+	c.queueParse(pendingParse{injected: true})
+	dst, _ = (&pgproto3.Parse{Name: deallocateName, Query: "SELECT 1"}).Encode(dst)
+	c.queueParse(pendingParse{own: true})
+	start := len(dst)
+	dst, _ = (&pgproto3.Parse{Query: "DEALLOCATE " + deallocateName}).Encode(dst)
+	c.keepUnnamed(dst[start+5:])
+	name, _ := deallocName([]byte(sql))
+	gone, _ := (&pgproto3.Parse{Query: raiseSQL(codeInvalidStatementName, "prepared statement \""+name+"\" does not exist")}).Encode(nil)
+	c.unnamed.keep(gone[5:])
+	return dst
+}
+
+// deallocName returns the statement name of sql if sql is exactly one
+// DEALLOCATE [PREPARE] name, with an unquoted name folded to lower case as
+// PostgreSQL folds it. DEALLOCATE ALL is not one.
+func deallocName(sql []byte) (string, bool) {
+	w, s := nextWord(trimNUL(sql))
+	if !wordIs(w, "deallocate") {
+		return "", false
+	}
+	if w, rest := nextWord(s); wordIs(w, "prepare") {
+		s = rest
+	}
+	name, rest, ok := identifier(skipSpace(s))
+	if !ok {
+		return "", false
+	}
+	rest = skipSpace(rest)
+	if len(rest) > 0 && rest[0] == ';' {
+		rest = skipSpace(rest[1:])
+	}
+	if len(rest) != 0 {
+		return "", false
+	}
+	return name, true
+}
+
+// identifier reads an SQL identifier at the start of s: quoted (with ""
+// for a quote) or plain, folded to lower case and not ALL.
+func identifier(s []byte) (name string, rest []byte, ok bool) {
+	if len(s) > 0 && s[0] == '"' {
+		var b []byte
+		for i := 1; i < len(s); i++ {
+			switch {
+			case s[i] != '"':
+				b = append(b, s[i])
+			case i+1 < len(s) && s[i+1] == '"':
+				b = append(b, '"')
+				i++
+			default:
+				return string(b), s[i+1:], len(b) > 0
+			}
+		}
+		return "", nil, false
+	}
+	n := 0
+	for n < len(s) && identChar(s[n]) {
+		n++
+	}
+	word := strings.ToLower(string(s[:n]))
+	return word, s[n:], n > 0 && word != "all"
 }

@@ -161,3 +161,30 @@ func frames(b testing.TB, msgs ...pgproto3.Message) []frame {
 	}
 	return out
 }
+
+// deallocName recognises exactly one DEALLOCATE of a named statement, as
+// PostgreSQL reads its name; everything else goes to the server unchanged.
+func TestDeallocName(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		name string
+		ok   bool
+	}{
+		{"DEALLOCATE _pg3_0", "_pg3_0", true},
+		{"  deallocate prepare a12 ;  ", "a12", true},
+		{"DEALLOCATE S_1\x00", "s_1", true},
+		{`DEALLOCATE "S 1"`, "S 1", true},
+		{`DEALLOCATE "a""b";`, `a"b`, true},
+		{"DEALLOCATE ALL", "", false},
+		{"DEALLOCATE PREPARE ALL", "", false},
+		{"DEALLOCATE a; SELECT 1", "", false},
+		{"SELECT 'DEALLOCATE a'", "", false},
+		{`DEALLOCATE "unterminated`, "", false},
+		{"DEALLOCATE", "", false},
+	} {
+		name, ok := deallocName([]byte(c.sql))
+		if name != c.name || ok != c.ok {
+			t.Errorf("deallocName(%q) = %q, %v; want %q, %v", c.sql, name, ok, c.name, c.ok)
+		}
+	}
+}

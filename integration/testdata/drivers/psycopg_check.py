@@ -74,6 +74,17 @@ def client(i):
                 c.rollback()
             assert c.execute("SELECT %s::int * 3", (k,)).fetchone()[0] == k * 3
             c.commit()
+    # More distinct statements than psycopg's cache holds (prepared_max):
+    # psycopg deallocates the oldest with DEALLOCATE _pg3_<n>, a name only
+    # pgrotate knows, and prepares it again when it comes back.
+    for autocommit in (True, False):
+        with psycopg.connect(URL, prepare_threshold=0, autocommit=autocommit) as c:
+            c.prepared_max = 3
+            for k in range(4):
+                for j in range(8):
+                    assert c.execute("SELECT %%s::int + %d" % j, (k,)).fetchone()[0] == k + j
+                if not autocommit:
+                    c.commit()
 
 
 failures = []
