@@ -288,6 +288,35 @@ func idleSessionMovesWithItsState(t *testing.T, connect func(*testing.T, *proxyE
 	}
 }
 
+// Custom settings (a dot in the name) are how apps hand a tenant or a user
+// to row-level security policies and audit triggers, and PostgreSQL lists
+// them nowhere. A session moved at a rotation keeps them, whether set at
+// startup (options), with SET or with set_config, in either protocol.
+func TestSessionMoveCarriesCustomSettings(t *testing.T) {
+	env := startProxy(t, setup{})
+	ctx := ctxT(t)
+	c, err := pgx.Connect(ctx, env.appURL()+"&options=-c%20app.region%3Deu")
+	must(t, err)
+	t.Cleanup(func() { c.Close(context.Background()) })
+	_, err = c.Exec(ctx, `SET "App".tenant_id = '42'`, pgx.QueryExecModeSimpleProtocol)
+	must(t, err)
+	_, err = c.Exec(ctx, "SELECT set_config('myapp.user', $1, false)", "alice")
+	must(t, err)
+	_, err = c.Exec(ctx, "SET LOCAL app.scratch = 'gone'") // outside a transaction: a warning, no effect
+	must(t, err)
+	const read = "SELECT session_user, current_setting('app.region', true), current_setting('app.tenant_id', true), " +
+		"current_setting('myapp.user', true), coalesce(current_setting('app.scratch', true), 'null')"
+
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitRotated(t, role, time.Now())
+
+	got := queryStrings(t, c, read)
+	if want := []string{role, "eu", "42", "alice", "null"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the move: %q; want %q", got, want)
+	}
+}
+
 // wantUnnamed binds the client's unnamed statement to arg, as pgx's
 // describe-exec mode does, and wants want back.
 func wantUnnamed(t *testing.T, c *pgx.Conn, arg, want string) {

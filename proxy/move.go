@@ -41,10 +41,11 @@ type carriedState struct {
 // errUnmovable means the session holds state pgrotate cannot carry over.
 var errUnmovable = errors.New("session state cannot be carried to a new connection")
 
-// readCarriedState reads sc's session state. It fails with errUnmovable when
+// readCarriedState reads sc's session state, the custom settings named in
+// custom included. It fails with errUnmovable when
 // something in it cannot be re-created elsewhere.
-func readCarriedState(ctx context.Context, sc *serverConn) (*carriedState, error) {
-	rows, err := sc.query(ctx, sessionStateSQL)
+func readCarriedState(ctx context.Context, sc *serverConn, custom customSettings) (*carriedState, error) {
+	rows, err := sc.query(ctx, sessionStateSQL+custom.stateSQL())
 	if err != nil {
 		return nil, fmt.Errorf("reading session state: %w", err)
 	}

@@ -48,6 +48,10 @@ type relayState struct {
 	// parses in one round trip and binds in the next, and a move may fall
 	// between them.
 	unnamed unnamedStmt
+	// custom: the names of the custom settings (app.tenant_id) the client
+	// set at startup or may have set since. PostgreSQL lists them nowhere
+	// (not in pg_settings), so a move reads and carries these by name.
+	custom customSettings
 }
 
 func newRelayState() *relayState {
@@ -92,6 +96,7 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 		c.st.batch = false // a Query ends the implicit transaction too
 		c.m.queries.Inc()
 		c.st.unnamed.drop()
+		c.st.custom.scan(trimNUL(body)) // nil when unread (no role guard)
 		if c.guard != nil && c.guard.refuses(trimNUL(body)) {
 			countRefusal(c.m, c.log)
 			c.scratch = c.guard.refusedQuery(c.scratch[:0])
@@ -112,8 +117,10 @@ func (c *clientInspector) replacement() []byte { return c.scratch }
 func (c *clientInspector) onParse(body []byte) verdict {
 	name, rest, _ := cstring(body)
 	v := forward
+	query, _, _ := cstring(rest)
+	c.st.custom.scan(query)
 	if c.guard != nil {
-		if query, _, _ := cstring(rest); c.guard.refuses(query) {
+		if c.guard.refuses(query) {
 			countRefusal(c.m, c.log)
 			c.scratch, _ = c.guard.refusedParse(body).Encode(c.scratch[:0])
 			body, v = c.scratch[5:], rewrite

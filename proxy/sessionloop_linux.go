@@ -47,7 +47,7 @@ func (lg *loopLogin) enterSession(saslFinal pgproto3.BackendMessage, p *pool) bo
 	h.l = l
 	sc := l.Value()
 	err := s.enterSession(h, set, lg.greeter(saslFinal, sortedParams(sc.params), nil))
-	ctx, sr, started := lg.ctx, newSessionRelay(s, p), false
+	ctx, sr, started := lg.ctx, newSessionRelay(s, p, lg.params.settings), false
 	if err == nil {
 		started, err = s.startSessionRound(ctx, h, sr, true)
 	}

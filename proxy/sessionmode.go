@@ -33,7 +33,7 @@ func (s *session) serveSession(ctx context.Context, p *pool, params *startupPara
 	if err := s.enterSession(h, set, func() error { return s.greet(sc) }); err != nil {
 		return err
 	}
-	return s.relayLoop(ctx, h, newSessionRelay(s, p))
+	return s.relayLoop(ctx, h, newSessionRelay(s, p, params.settings))
 }
 
 // held is the server connection a session-mode client holds, and how it is
@@ -86,8 +86,11 @@ type sessionRelay struct {
 	ci *clientInspector
 }
 
-func newSessionRelay(s *session, p *pool) *sessionRelay {
+func newSessionRelay(s *session, p *pool, startup map[string]string) *sessionRelay {
 	st := newRelayState()
+	for name := range startup {
+		st.custom.note(name)
+	}
 	ci := &clientInspector{st: st, log: s.log, m: p.m}
 	if p.db.RoleGuardEnabled() {
 		ci.guard = p.guard
@@ -314,7 +317,7 @@ func (s *session) onKick(ctx context.Context, p *pool, l *lease, st *relayState)
 		s.scheduleRetry(time.Until(s.drainBy) + time.Millisecond) // to enforce the timeout
 		return l, nil
 	}
-	nl, err := s.move(ctx, p, l, st.unnamed)
+	nl, err := s.move(ctx, p, l, st)
 	switch {
 	case err == nil:
 		s.drainBy = time.Time{}
@@ -364,21 +367,22 @@ func (s *session) drainTimeout(sc *serverConn, why string) error {
 }
 
 // move carries the client's session over to a connection of the current
-// generation, with unnamed, the body of the client's last Parse of the
-// unnamed statement (empty: none). On success it returns the new lease, and
+// generation, with what the relay knows of it (st): the body of the
+// client's last Parse of the unnamed statement (empty: none) and the names
+// of the custom settings it may have set. On success it returns the new lease, and
 // the old connection is closed. When it fails, it returns the lease the
 // client still holds: the old one if the session can go on there, nil if it
 // cannot.
-func (s *session) move(ctx context.Context, p *pool, old *lease, unnamed []byte) (*lease, error) {
+func (s *session) move(ctx context.Context, p *pool, old *lease, st *relayState) (*lease, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	osc := old.Value()
-	unnamed, err := keptUnnamed(ctx, osc, unnamed)
+	unnamed, err := keptUnnamed(ctx, osc, st.unnamed)
 	if err != nil {
 		p.release(old, false, nil)
 		return nil, err
 	}
-	cs, err := readCarriedState(ctx, osc)
+	cs, err := readCarriedState(ctx, osc, st.custom)
 	if errors.Is(err, errUnmovable) && osc.txStatus == 'I' {
 		// Reading the state was a simple Query, which dropped the unnamed
 		// statement: the client stays, so it gets it back.

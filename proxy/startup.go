@@ -205,7 +205,7 @@ func writeLiteral(b *strings.Builder, s string) {
 // sortedKeys returns m's keys in order, in one allocation (slices.Sorted
 // of maps.Keys grows its slice key by key: a dozen allocations per login
 // over the greeting and the settings).
-func sortedKeys(m map[string]string) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
