@@ -322,3 +322,36 @@ func TestRefusedStartupSetting(t *testing.T) {
 		t.Errorf("next client got backend %s (TimeZone refused: %s); want the pool's one connection, %s", got[0], got[1], pid)
 	}
 }
+
+// A client waiting for a server connection that gives up (its own connect
+// timeout) and closes its connection is forgotten at once: it stops
+// counting against max_client_conn, and the next client in line is served
+// when a connection frees up, not after query_wait_timeout.
+func TestWaitingClientThatLeavesIsForgotten(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			env := startProxy(t, setup{poolSize: 1, maxClientConn: 5, queryWait: "60s", goroutineRelay: r.goroutine})
+			holder := env.connect(t)
+			const quitters = 3
+			for range quitters {
+				cfg, err := pgx.ParseConfig(env.appURL())
+				must(t, err)
+				cfg.ConnectTimeout = 300 * time.Millisecond
+				if _, err := pgx.ConnectConfig(ctxT(t), cfg); err == nil {
+					t.Fatal("a client got a connection while the only one was held")
+				}
+			}
+			waitNoClients(t, env, "waiting", quitters)
+			must(t, holder.Close(ctxT(t)))
+			// Room for 5: the quitters no longer hold any of it.
+			for range 4 {
+				c := env.connect(t)
+				queryStrings(t, c, "SELECT 1")
+				must(t, c.Close(ctxT(t)))
+			}
+			if strings.Contains(env.logs.String(), "53300") {
+				t.Error("a client that had left was told its wait timed out")
+			}
+		})
+	}
+}

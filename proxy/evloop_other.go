@@ -64,6 +64,8 @@ type pollConn struct{ net.Conn }
 
 func (c *pollConn) pending() bool { return false }
 
+func (c *pollConn) peek() peekState { return peekQuiet }
+
 func (c *pollConn) handBack() (net.Conn, error) { return c.Conn, nil }
 
 func (p *pool) reclaimLoopIdle() {}

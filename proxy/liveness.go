@@ -11,27 +11,50 @@ import (
 // before it closes (shutdown, failover, pg_terminate_backend) and then EOF.
 // It peeks without blocking or consuming, one system call, so a client is
 // not handed a connection that died while it sat in the pool.
-func closedByServer(c net.Conn) bool {
+func closedByServer(c net.Conn) bool { return peek(c) != peekQuiet }
+
+// peekState is what a look at a connection's socket finds, without reading.
+type peekState int
+
+const (
+	peekQuiet peekState = iota // nothing to read
+	peekData                   // bytes wait (under TLS: any record, close_notify too)
+	peekEnd                    // the peer closed or reset the connection
+)
+
+// peek looks at c's socket without blocking or consuming: one system call.
+func peek(c net.Conn) peekState {
 	switch cc := c.(type) {
 	case *tls.Conn:
 		c = cc.NetConn()
 	case *pollConn:
-		return cc.pending()
+		return cc.peek()
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return peekQuiet
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return peekQuiet
 	}
-	closed := false
-	var b [1]byte
+	st := peekQuiet
 	_ = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		closed = err == nil && n >= 0 // data or EOF; EAGAIN means all quiet
+		st = peekResult(n, err)
 		return true
 	})
-	return closed
+	return st
+}
+
+// peekResult reads the outcome of a MSG_PEEK receive.
+func peekResult(n int, err error) peekState {
+	switch {
+	case err == syscall.EAGAIN:
+		return peekQuiet
+	case err == nil && n > 0:
+		return peekData
+	}
+	return peekEnd // EOF, or an error such as ECONNRESET
 }

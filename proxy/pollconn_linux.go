@@ -217,11 +217,17 @@ func (c *pollConn) handBack() (net.Conn, error) {
 
 // pending reports whether bytes or the end of the stream wait to be read,
 // without reading them.
-func (c *pollConn) pending() bool {
+func (c *pollConn) pending() bool { return c.peek() != peekQuiet }
+
+// peek looks at the socket without blocking or consuming (see peek).
+func (c *pollConn) peek() peekState {
 	var b [1]byte
-	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), 1,
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-	return errno != syscall.EAGAIN // a byte, the end of the stream, or an error
+	if errno != 0 {
+		return peekResult(0, errno)
+	}
+	return peekResult(int(n), nil)
 }
 
 // shutdown ends the connection in both directions without closing the

@@ -106,20 +106,64 @@ func (s *session) acquire(ctx context.Context, p *pool) (*lease, error) {
 		return l, nil
 	}
 	wait := p.db.QueryWaitTimeout.Duration
-	actx, cancel := context.WithTimeout(ctx, wait)
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	actx, leave := context.WithCancelCause(wctx)
+	defer leave(nil)
+	stopWatching := s.watchForLeaving(leave)
 	p.goWaiters.Add(1)
 	p.reclaimLoopIdle() // idle ones the loop keeps are as good
 	l, err := p.acquireRetrying(actx)
 	p.goWaiters.Add(-1)
+	stopWatching()
 	p.m.poolWait.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil:
 		return l, nil
+	case context.Cause(actx) == errClientLeft:
+		return nil, &disconnect{errClientLeft}
 	case errors.Is(err, errWaitExpired) && ctx.Err() == nil:
 		return nil, p.waitTimeout(err)
 	default:
 		return nil, fmt.Errorf("acquiring server connection: %w", err)
+	}
+}
+
+// errClientLeft: the client closed its connection while it waited.
+var errClientLeft = errors.New("the client left while waiting for a server connection")
+
+// leaveCheckInterval is how often a client waiting for a server connection
+// is checked for having left.
+const leaveCheckInterval = 250 * time.Millisecond
+
+// watchForLeaving ends a wait for a server connection (leave) when the
+// client closes its connection meanwhile: it does not count against
+// max_client_conn, and no login is made for it, up to query_wait_timeout
+// later. A waiting client has not been greeted yet and sends nothing, so a
+// look at its socket that finds the end of the stream means it left. (A
+// TLS client that says close_notify first is found out when its wait ends.)
+// stop ends the watch and waits for it.
+func (s *session) watchForLeaving(leave context.CancelCauseFunc) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(leaveCheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if peek(s.raw) == peekEnd {
+					leave(errClientLeft)
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
 	}
 }
 
