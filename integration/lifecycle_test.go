@@ -423,3 +423,32 @@ func TestServeRotatesOnSchedule(t *testing.T) {
 	waitFor(t, func() bool { return strings.Contains(logs.String(), "scheduled rotation done") },
 		"the scheduled rotation's closing log line")
 }
+
+// Two entries of one server database that read one credential source (a
+// session-mode and a transaction-mode pool) share one role lifecycle:
+// setup and rotate act on it once. Run once per entry, rotate made a role,
+// wrote it, and at the second entry made another and retired the first.
+func TestRotateOnceForEntriesSharingACredential(t *testing.T) {
+	db := newLCDB(t, "lc_shared")
+	verifier, err := auth.NewSCRAMVerifier(appPass, 4096)
+	must(t, err)
+	text := fmt.Sprintf(`upstream: {host: 127.0.0.1, port: %d, sslmode: disable}
+databases:
+  %[2]s: {owner_role: %[3]s, credentials: {path: %[4]s, poll_interval: 1s}}
+  %[2]s_tx: {dbname: %[2]s, owner_role: %[3]s, pool_mode: transaction, credentials: {path: %[4]s, poll_interval: 1s}}
+clients:
+  - {user: %[5]s, password_verifier: "%[6]s"}
+rotation: {role_prefix: %[7]s}
+`, cluster.Port, db.name, db.owner, db.credPath, appUser, verifier, db.prefix)
+	cfg := filepath.Join(t.TempDir(), "pgrotate.yaml")
+	must(t, os.WriteFile(cfg, []byte(text), 0o600))
+	for _, cmd := range []string{"setup", "rotate"} {
+		out, code := runPgrotate(t, cmd, "-config", cfg, "-admin-url", cluster.AdminURL("postgres"))
+		if code != 0 || !strings.Contains(out, db.name+"_tx: same database, owner role and credential source as "+db.name) {
+			t.Fatalf("pgrotate %s: exit %d\n%s", cmd, code, out)
+		}
+	}
+	if got := execRoles(t, db.owner, db.prefix); fmt.Sprint(got) != fmt.Sprint([]string{db.prefix + "_0002"}) {
+		t.Fatalf("executing roles after setup and one rotate: %v; want only %s_0002", got, db.prefix)
+	}
+}

@@ -73,7 +73,10 @@ func selectDatabases(cfg *configs.Config, only string) ([]*configs.Database, err
 }
 
 // forEachLifecycle runs fn with the Lifecycle of each selected database,
-// stopping at the first error.
+// stopping at the first error. Entries that share one role lifecycle (the
+// same server database, owner role and credential source: a session-mode
+// and a transaction-mode entry, say) run it once, for the first of them;
+// a second run would rotate again and retire the role the first just made.
 func forEachLifecycle(ctx context.Context, f *lifecycleFlags, io stdio, fn func(*rotation.Lifecycle) error) error {
 	cfg, err := f.load()
 	if err != nil {
@@ -83,7 +86,14 @@ func forEachLifecycle(ctx context.Context, f *lifecycleFlags, io stdio, fn func(
 	if err != nil {
 		return err
 	}
+	done := make(map[lifecycleKey]string)
 	for _, db := range dbs {
+		key := lifecycleKey{db.DBName, db.OwnerRole, db.Credentials.Path}
+		if first, ok := done[key]; ok {
+			fmt.Fprintf(io.out, "%s: same database, owner role and credential source as %s: done with it\n", db.Name, first)
+			continue
+		}
+		done[key] = db.Name
 		pool, err := rotation.OpenAdmin(ctx, cfg.Rotation.AdminURL, db.DBName)
 		if err != nil {
 			return err
@@ -99,6 +109,9 @@ func forEachLifecycle(ctx context.Context, f *lifecycleFlags, io stdio, fn func(
 	}
 	return nil
 }
+
+// lifecycleKey identifies one role lifecycle: what Lifecycle acts on.
+type lifecycleKey struct{ dbname, owner, credentials string }
 
 // signalContext is ctx cancelled by SIGINT or SIGTERM; code reports which
 // exit code the signal asks for (0 when none arrived).
