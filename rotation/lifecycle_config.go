@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -42,12 +45,32 @@ func NewLifecycle(cfg *configs.Config, db *configs.Database, admin *pgxpool.Pool
 		Prefix:       r.RolePrefix,
 		Credentials:  db.Credentials.Path,
 		Format:       Format(db.Credentials.Format),
-		Upstream:     Credential{Host: cfg.Upstream.Host, Port: cfg.Upstream.Port, DBName: db.DBName},
+		Upstream:     upstreamForURL(cfg.Upstream.Host, cfg.Upstream.Port, db.DBName),
 		KeepPrevious: r.KeepPrevious,
 		Settle:       2 * db.Credentials.PollInterval.Duration,
 		DrainWait:    r.DrainWait.Duration,
 		ValidUntil:   r.ValidUntil.Duration,
 	}
+}
+
+// upstreamForURL is the host, port and database a URL credential written
+// by setup or rotate names: the configured upstream's when it is one host
+// (a name or an address, "host:port" split), none when it lists several or
+// is a Unix socket directory, which a URL cannot say as pgrotate reads it.
+// A URL without them means the configured upstream.
+func upstreamForURL(host string, port int, dbname string) Credential {
+	c := Credential{DBName: dbname}
+	switch {
+	case host == "" || strings.ContainsAny(host, ",/"):
+	case net.ParseIP(host) != nil || !strings.Contains(host, ":"):
+		c.Host, c.Port = host, port
+	default:
+		h, p, err := net.SplitHostPort(host)
+		if n, perr := strconv.Atoi(p); err == nil && perr == nil {
+			c.Host, c.Port = h, n
+		}
+	}
+	return c
 }
 
 // NewScheduler builds the scheduled rotation of db for serve, or returns nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -162,11 +163,13 @@ func writeJSON(path string, c Credential) error {
 // query parameters of the existing URL.
 func writeURL(path string, c Credential) error {
 	u := &url.URL{Scheme: "postgresql", Path: "/" + c.DBName}
-	if c.Host != "" {
+	switch {
+	case c.Host != "" && c.Port != 0:
+		u.Host = net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+	case strings.Contains(c.Host, ":"): // an IPv6 address
+		u.Host = "[" + c.Host + "]"
+	default:
 		u.Host = c.Host
-		if c.Port != 0 {
-			u.Host += ":" + strconv.Itoa(c.Port)
-		}
 	}
 	if data, err := os.ReadFile(path); err == nil {
 		if old, err := url.Parse(strings.TrimSpace(string(data))); err == nil {

@@ -144,3 +144,32 @@ func assertPrivate(t *testing.T, path string) {
 	})
 	must(t, err)
 }
+
+// A URL credential that setup or rotate writes anew names the configured
+// upstream where a URL can (one host, "host:port" split, an IPv6 address
+// in brackets) and nothing where it cannot (several hosts, a Unix socket
+// directory): pgrotate must be able to read back every URL it writes.
+func TestNewURLCredentialNamesTheUpstream(t *testing.T) {
+	for _, c := range []struct {
+		host     string
+		port     int
+		wantHost string
+		wantPort int
+	}{
+		{"db.internal", 5432, "db.internal", 5432},
+		{"127.0.0.1:55442", 5432, "127.0.0.1", 55442},
+		{"::1", 5433, "::1", 5433},
+		{"127.0.0.1:55442,localhost:55442", 5432, "", 0},
+		{"/var/run/postgresql", 5432, "", 0},
+	} {
+		path := filepath.Join(t.TempDir(), "database-url")
+		cred := upstreamForURL(c.host, c.port, "shop")
+		cred.Username, cred.Password = "shop_user_0001", "p@ss:w/rd"
+		must(t, WriteCredential(path, FormatURL, cred))
+		got, err := Read(path, FormatURL)
+		if err != nil || got.Host != c.wantHost || got.Port != c.wantPort || got.DBName != "shop" || got.Password != cred.Password {
+			data, _ := os.ReadFile(path)
+			t.Errorf("upstream host %q: read back %v, %v from %q; want host %q port %d", c.host, got, err, data, c.wantHost, c.wantPort)
+		}
+	}
+}
