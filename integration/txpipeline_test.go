@@ -232,3 +232,22 @@ func TestTransactionModeDeallocateByName(t *testing.T) {
 		t.Fatalf("after the failed transaction: %q", got)
 	}
 }
+
+// A simple Query ends the implicit transaction of extended-protocol messages
+// sent before it without a Sync, as Sync would: the transaction is over at
+// its ReadyForQuery, and the connection goes to the next client.
+func TestTransactionModeQueryAfterUnsyncedMessages(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, queryWait: "2s"})
+	ctx := ctxT(t)
+	a, b := env.connect(t), env.connect(t)
+	fe := a.PgConn().Frontend()
+	sendAll(t, fe, &pgproto3.Parse{Query: "SELECT 'one'"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Query{String: "SELECT 'two'"})
+	if got := segments(t, fe, 1); fmt.Sprint(got) != fmt.Sprint([][]string{{"row:one", "row:two"}}) {
+		t.Fatalf("unsynced statement, then a query: %q", got)
+	}
+	var s string
+	if err := b.QueryRow(ctx, "SELECT 'b'", pgx.QueryExecModeSimpleProtocol).Scan(&s); err != nil || s != "b" {
+		t.Fatalf("the next client: %q, %v; want b (the connection free)", s, err)
+	}
+}

@@ -339,6 +339,7 @@ func (c *txClient) route(typ byte, body []byte) (verdict, error) {
 		c.syncsSent++
 		c.p.m.queries.Inc()
 		if typ == 'Q' {
+			c.unsynced = false // a Query ends the implicit transaction too
 			return c.onQuery(body), nil
 		}
 	case 'S':
