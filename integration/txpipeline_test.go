@@ -251,3 +251,28 @@ func TestTransactionModeQueryAfterUnsyncedMessages(t *testing.T) {
 		t.Fatalf("the next client: %q, %v; want b (the connection free)", s, err)
 	}
 }
+
+// pgrotate shares a statement between the clients that prepare the same
+// text, under a server-side name of its own. A client that never prepared
+// it cannot run, describe or close it by guessing that name.
+func TestTransactionModeSharedStatementsAreNotGuessable(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	a, b := env.connect(t), env.connect(t)
+	_, err := a.PgConn().Prepare(ctx, "mine", "SELECT 'secret of a'::text", nil)
+	must(t, err)
+	if res := a.PgConn().ExecPrepared(ctx, "mine", nil, nil, nil).Read(); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("pgrotate_%d", i)
+		if res := b.PgConn().ExecPrepared(ctx, name, nil, nil, nil).Read(); sqlState(res.Err) != "26000" {
+			t.Fatalf("b ran %s, which it never prepared: %q, %v; want SQLSTATE 26000", name, res.Rows, res.Err)
+		}
+		must(t, b.PgConn().Deallocate(ctx, name)) // a Close: harmless, as for any name
+	}
+	res := a.PgConn().ExecPrepared(ctx, "mine", nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "secret of a" {
+		t.Fatalf("a's statement after b's Closes: %q, %v", res.Rows, res.Err)
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -165,6 +166,10 @@ func (c *txClient) onBind(body []byte) (verdict, error) {
 	}
 	cs := c.lookup(stmt, ok)
 	if cs == nil {
+		if ok && isSharedName(stmt) {
+			c.scratch = appendMessage(c.scratch[:0], 'B', portal, []byte{0}, []byte(closedStmtName), []byte{0}, params)
+			return rewrite, nil
+		}
 		return forward, nil
 	}
 	// A statement prepared in an earlier transaction has its text read
@@ -193,6 +198,10 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 	}
 	cs := c.lookup(name, ok)
 	if cs == nil {
+		if ok && isSharedName(name) {
+			c.scratch = appendMessage(c.scratch[:0], typ, []byte{'S'}, []byte(closedStmtName), []byte{0})
+			return rewrite, nil
+		}
 		return forward, nil
 	}
 	c.scratch = c.scratch[:0]
@@ -259,6 +268,14 @@ var noUnnamedParse = func() []byte {
 	b, _ := (&pgproto3.Parse{Query: raiseSQL(codeInvalidStatementName, "unnamed prepared statement does not exist")}).Encode(nil)
 	return b[5:]
 }()
+
+// isSharedName reports whether a statement name the client never prepared
+// looks like one of pgrotate's shared server-side names: a client must not
+// run, describe or close other clients' statements by guessing it, so such
+// a name is replaced by one that never exists (26000, or a harmless Close).
+func isSharedName(name []byte) bool {
+	return bytes.HasPrefix(name, []byte("pgrotate_"))
+}
 
 // lookup finds a client's named statement; nil for the unnamed statement,
 // an unknown name or a malformed message, which go to the server unchanged.
