@@ -317,6 +317,11 @@ func TestRefusedStartupSetting(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "TimeZone") {
 		t.Fatalf("connect with timezone=Nowhere/Bogus: %v; want SQLSTATE 22023 about TimeZone", err)
 	}
+	// PostgreSQL's detail says what is wrong with the value, as directly.
+	_, err = pgx.Connect(ctxT(t), env.appURL()+"&datestyle=nonsense")
+	if !errors.As(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Detail, `"nonsense"`) {
+		t.Fatalf("connect with datestyle=nonsense: %v (detail %q); want SQLSTATE 22023 with PostgreSQL's detail", err, pe.Detail)
+	}
 	c := env.connect(t)
 	if got := queryStrings(t, c, "SELECT pg_backend_pid(), current_setting('TimeZone') <> 'Nowhere/Bogus'"); got[0] != pid || got[1] != "t" {
 		t.Errorf("next client got backend %s (TimeZone refused: %s); want the pool's one connection, %s", got[0], got[1], pid)

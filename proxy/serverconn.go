@@ -273,6 +273,7 @@ func readyStatus(body []byte) byte {
 // serverError is an ErrorResponse from PostgreSQL on a control query.
 type serverError struct {
 	Severity, Code, Message string
+	Detail, Hint            string // for the client, when the error is passed on
 }
 
 func (e *serverError) Error() string {
@@ -284,7 +285,7 @@ func decodeServerError(body []byte) error {
 	if err := er.Decode(body); err != nil {
 		return fmt.Errorf("decoding error response: %w", err)
 	}
-	return &serverError{Severity: er.Severity, Code: er.Code, Message: er.Message}
+	return &serverError{Severity: er.Severity, Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint}
 }
 
 // isServerError reports whether err came from PostgreSQL rather than the network.

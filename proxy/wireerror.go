@@ -86,7 +86,7 @@ func toWire(err error) *WireError {
 func refusedSetting(err error, doing string) error {
 	var se *serverError
 	if errors.As(err, &se) {
-		return &WireError{Severity: "FATAL", Code: se.Code, Message: se.Message, Cause: err}
+		return &WireError{Severity: "FATAL", Code: se.Code, Message: se.Message, Detail: se.Detail, Hint: se.Hint, Cause: err}
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }
