@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -32,5 +33,24 @@ func TestPassingLoginFailure(t *testing.T) {
 		if got := passingLoginFailure(c.err); got != c.want {
 			t.Errorf("passingLoginFailure(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// While the server is down, every waiting client tries a login about once
+// a second: the first failure is logged, then one line per failLogEvery
+// that counts the others; a login that succeeds starts over.
+func TestFailLogThinsAnOutage(t *testing.T) {
+	var f failLog
+	t0 := time.Now()
+	var got []int
+	for _, s := range []int{0, 1, 1, 5, 11, 12, 20} {
+		got = append(got, f.add(t0.Add(time.Duration(s)*time.Second)))
+	}
+	if want := []int{1, 0, 0, 0, 4, 0, 0}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("failures reported %v, want %v", got, want)
+	}
+	f.reset()
+	if n := f.add(t0.Add(21 * time.Second)); n != 1 {
+		t.Fatalf("first failure after a success reported %d, want 1", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,8 @@ type pool struct {
 	// newest connection; transaction-mode clients are greeted with them.
 	defaults atomic.Pointer[reportedParams]
 	log      *slog.Logger
+	// failures thins the log of failed logins to the server (failLog).
+	failures failLog
 	// roleUser names the database that still uses a role, "" if none
 	// (Server.roleUser).
 	roleUser func(role string) string
@@ -137,13 +140,17 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		}
 	}
 	if err != nil {
-		level := slog.LevelError
-		if ctx.Err() != nil { // the client that wanted it gave up or left
-			level = slog.LevelDebug
+		level, failed := slog.LevelDebug, 0
+		if ctx.Err() == nil { // else the client that wanted it gave up or left
+			if failed = p.failures.add(time.Now()); failed > 0 {
+				level = slog.LevelError
+			}
 		}
-		p.log.Log(ctx, level, "server connection failed", "role", gen.Cred.Username, "generation", gen.N, "err", err)
+		p.log.Log(ctx, level, "server connection failed", "role", gen.Cred.Username, "generation", gen.N,
+			"failures_since_last_logged", failed, "err", err)
 		return nil, err
 	}
+	p.failures.reset()
 	if p.onLoop {
 		sc.conn = toPollConn(sc.conn)
 		sc.rd.src = sc.conn
@@ -489,4 +496,40 @@ func (p *pool) prewarm(ctx context.Context, next rotation.Generation) {
 func (p *pool) close() {
 	p.reclaimLoopIdle()
 	p.res.Close()
+}
+
+// failLogEvery is how often, at most, failed logins to the server are
+// logged at ERROR while they go on.
+const failLogEvery = 10 * time.Second
+
+// failLog thins the log of a pool's failed logins to the server. While the
+// server is down every client waiting for a connection tries again about
+// once a second, and a line each at ERROR buried everything else: the
+// first failure after a success is logged, then one line per failLogEvery
+// with the count; the rest go to debug.
+type failLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	pending int // failures since the last one logged
+}
+
+// add counts a failure and returns how many to report now (this one and
+// those unlogged before it), or 0 when it is not time to log.
+func (f *failLog) add(now time.Time) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pending++
+	if !f.last.IsZero() && now.Sub(f.last) < failLogEvery {
+		return 0
+	}
+	n := f.pending
+	f.last, f.pending = now, 0
+	return n
+}
+
+// reset starts over after a login that succeeded.
+func (f *failLog) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.last, f.pending = time.Time{}, 0
 }
