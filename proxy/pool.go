@@ -129,14 +129,14 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 	if !ok {
 		return nil, errNoCredential
 	}
-	sc, err := dialServer(ctx, p.up, gen)
+	sc, err := p.dial(ctx, gen)
 	if err != nil && isAuthFailure(err) {
 		// A password changed in the database before the new one reached the
 		// credential source (Vault static roles, AWS single-user rotation).
 		// Re-read the source and give the new credential a moment.
 		if next, ok := p.awaitNewerGeneration(ctx, gen); ok {
 			gen = next
-			sc, err = dialServer(ctx, p.up, gen)
+			sc, err = p.dial(ctx, gen)
 		}
 	}
 	if err != nil {
@@ -158,7 +158,6 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		p.loopable.Store(ok)
 	}
 	sc.lifetime = jitteredLifetime(p.db.ServerLifetime.Duration)
-	p.conns.add(sc)
 	defaults := sortedParams(sc.params)
 	p.defaults.Store(&defaults)
 	p.log.Debug("server connection opened", "role", gen.Cred.Username, "generation", gen.N, "pid", sc.pid)
@@ -206,6 +205,19 @@ func (p *pool) destroy(sc *serverConn) {
 	if left == 0 && sc.gen.N < p.currentGen() {
 		p.reportDrained(sc.gen)
 	}
+}
+
+// dial opens a server connection of generation gen and counts it in the
+// pool's connections (conns). While the login runs, the generation counts
+// as in use: a promotion meanwhile must not report its role retirable. A
+// failed login that was the generation's last use reports it drained.
+func (p *pool) dial(ctx context.Context, gen rotation.Generation) (*serverConn, error) {
+	p.conns.dialStart(gen)
+	sc, err := dialServer(ctx, p.up, gen)
+	if left := p.conns.dialEnd(gen.N, sc); left == 0 && gen.N < p.currentGen() {
+		p.reportDrained(gen)
+	}
+	return sc, err
 }
 
 // usesRole reports whether the pool uses role: as its current credential's

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+
+	"github.com/pgrotate/pgrotate/rotation"
 )
 
 // GenerationStatus counts the server connections of one credential
@@ -57,17 +59,37 @@ type connSet struct {
 	mu    sync.Mutex
 	conns map[*serverConn]struct{}
 	roles map[uint64]string // every generation seen, drained ones included
+	// dialing counts the logins in progress per generation: a generation
+	// with one under way has not drained, as its role is still used.
+	dialing map[uint64]int
 }
 
 func newConnSet() *connSet {
-	return &connSet{conns: make(map[*serverConn]struct{}), roles: make(map[uint64]string)}
+	return &connSet{conns: make(map[*serverConn]struct{}), roles: make(map[uint64]string), dialing: make(map[uint64]int)}
 }
 
-func (c *connSet) add(sc *serverConn) {
+// dialStart records a login of generation gen in progress.
+func (c *connSet) dialStart(gen rotation.Generation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.conns[sc] = struct{}{}
-	c.roles[sc.gen.N] = sc.gen.Cred.Username
+	c.dialing[gen.N]++
+	c.roles[gen.N] = gen.Cred.Username
+}
+
+// dialEnd records the end of a login of generation n begun with
+// dialStart, and the connection it made, if any, at once: the generation
+// never counts zero in between. It returns how many connections of the
+// generation are open or being opened now.
+func (c *connSet) dialEnd(n uint64, sc *serverConn) (left int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dialing[n]--; c.dialing[n] == 0 {
+		delete(c.dialing, n)
+	}
+	if sc != nil {
+		c.conns[sc] = struct{}{}
+	}
+	return c.countLocked(n)
 }
 
 // noteGeneration records a generation even before it has a connection.
@@ -77,17 +99,24 @@ func (c *connSet) noteGeneration(n uint64, role string) {
 	c.roles[n] = role
 }
 
-// remove forgets sc and reports how many connections of its generation remain.
+// remove forgets sc and reports how many connections of its generation
+// remain, open or being opened.
 func (c *connSet) remove(sc *serverConn) (left int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.conns, sc)
+	return c.countLocked(sc.gen.N)
+}
+
+// countLocked is count with mu held.
+func (c *connSet) countLocked(n uint64) int {
+	k := c.dialing[n]
 	for o := range c.conns {
-		if o.gen.N == sc.gen.N {
-			left++
+		if o.gen.N == n {
+			k++
 		}
 	}
-	return left
+	return k
 }
 
 // usesRole reports whether any open connection logged in as role.
@@ -99,12 +128,19 @@ func (c *connSet) usesRole(role string) bool {
 			return true
 		}
 	}
+	for n := range c.dialing {
+		if c.roles[n] == role {
+			return true
+		}
+	}
 	return false
 }
 
-// count returns the open connections of generation n.
+// count returns the connections of generation n, open or being opened.
 func (c *connSet) count(n uint64) int {
-	return c.countIf(func(g uint64) bool { return g == n })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.countLocked(n)
 }
 
 // countBefore returns the open connections of generations older than n.
@@ -138,6 +174,9 @@ func (c *connSet) snapshot(current uint64) []GenerationStatus {
 		} else {
 			g.Idle++
 		}
+	}
+	for n, k := range c.dialing { // being opened for a client: busy already
+		byGen[n].Busy += k
 	}
 	var out []GenerationStatus
 	for _, g := range byGen {

@@ -1,6 +1,10 @@
 package proxy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/pgrotate/pgrotate/rotation"
+)
 
 // A database's status is read in two halves, the current generation and
 // the pool's connections per generation. Labelled as of the generation
@@ -63,5 +67,32 @@ func TestMarkRetirable(t *testing.T) {
 	MarkRetirable([][]GenerationStatus{session, tx}, []string{"exec_b", "exec_b"})
 	if !session[1].SafeToRetire || !tx[1].SafeToRetire {
 		t.Errorf("exec_a drained everywhere: safe_to_retire %v, %v; want true, true", session[1].SafeToRetire, tx[1].SafeToRetire)
+	}
+}
+
+// A login under way counts as a use of its generation: a promotion while a
+// client's connection of the old generation is being opened must not find
+// the old generation drained, and the end of the login says whether it
+// now is.
+func TestConnSetCountsLoginsInProgress(t *testing.T) {
+	c := newConnSet()
+	old := rotation.Generation{N: 1, Cred: rotation.Credential{Username: "exec_a"}}
+	c.dialStart(old)
+	if c.count(1) != 1 || !c.usesRole("exec_a") {
+		t.Fatalf("login in progress: count %d, uses exec_a %v; want 1, true", c.count(1), c.usesRole("exec_a"))
+	}
+	if g := c.snapshot(2); g[len(g)-1].Drained {
+		t.Fatalf("generation 1 drained while a login of it is under way: %+v", g)
+	}
+	if left := c.dialEnd(1, nil); left != 0 || c.usesRole("exec_a") {
+		t.Fatalf("after the failed login: %d left, uses exec_a %v; want 0, false", left, c.usesRole("exec_a"))
+	}
+	c.dialStart(old)
+	sc := &serverConn{gen: old}
+	if left := c.dialEnd(1, sc); left != 1 {
+		t.Fatalf("after a login that succeeded: %d left, want 1", left)
+	}
+	if left := c.remove(sc); left != 0 {
+		t.Fatalf("after its close: %d left, want 0", left)
 	}
 }
