@@ -452,3 +452,41 @@ rotation: {role_prefix: %[7]s}
 		t.Fatalf("executing roles after setup and one rotate: %v; want only %s_0002", got, db.prefix)
 	}
 }
+
+// Objects a migration may create beyond tables and functions (a collation,
+// a conversion, an operator, extended statistics, a text search
+// configuration and dictionary) are reported by check when they escaped
+// the owner, and setup -reassign-objects moves them.
+func TestSetupMovesEveryKindOfObject(t *testing.T) {
+	db := newLCDB(t, "lc_kinds")
+	must(t, cluster.Exec(ctxT(t), db.name, `
+CREATE TABLE measures (a int, b int);
+CREATE STATISTICS measures_ab ON a, b FROM measures;
+CREATE COLLATION my_coll FROM "C";
+CREATE CONVERSION my_conv FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8;
+CREATE FUNCTION int_near(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT abs($1 - $2) < 2';
+CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int_near);
+CREATE TEXT SEARCH DICTIONARY my_dict (TEMPLATE = simple);
+CREATE TEXT SEARCH CONFIGURATION my_config (COPY = pg_catalog.english);`))
+	var out syncBuffer
+	l := db.lifecycle(t, &out)
+	res, err := l.Setup(ctxT(t), false)
+	must(t, err)
+	kinds := map[string]bool{}
+	for _, o := range res.NotOwned {
+		kinds[o.Kind] = true
+	}
+	for _, k := range []string{"collation", "conversion", "operator", "statistics", "text search configuration", "text search dictionary"} {
+		if !kinds[k] {
+			t.Errorf("setup did not report the %s owned by postgres: %+v", k, res.NotOwned)
+		}
+	}
+	out = syncBuffer{}
+	if _, err := l.Setup(ctxT(t), true); err != nil {
+		t.Fatalf("setup -reassign-objects: %v\n%s", err, out.String())
+	}
+	out = syncBuffer{}
+	_, err = l.Setup(ctxT(t), true)
+	must(t, err)
+	assertLines(t, out.String(), "already done: lc_kinds_owner owns every object in lc_kinds")
+}

@@ -17,11 +17,14 @@ type Object struct {
 }
 
 // objectsSQL lists the user objects of the current database with their
-// owners: relations, routines, standalone types and schemas outside the
-// system schemas, leaving out what follows another object's owner (indexes,
-// TOAST tables, a table's row type and array types, serial and identity
-// sequences) and members of extensions. Owner filtering is left to the
-// callers' WHERE on owner_oid.
+// owners: relations, routines, standalone types, schemas, collations,
+// conversions, operators, extended statistics and text search
+// configurations and dictionaries outside the system schemas, leaving out
+// what follows another object's owner (indexes, TOAST tables, a table's row
+// type and array types, serial and identity sequences) and members of
+// extensions. Large objects, publications and foreign servers are not
+// listed (REASSIGN OWNED at a role's retirement still moves them). Owner
+// filtering is left to the callers' WHERE on owner_oid.
 const objectsSQL = `
 WITH user_ns AS (
   SELECT oid, nspname, nspowner FROM pg_namespace
@@ -53,6 +56,31 @@ WITH user_ns AS (
   UNION ALL
   SELECT 'schema', quote_ident(n.nspname), n.nspowner FROM user_ns n
    WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_namespace'::regclass AND objid = n.oid)
+  UNION ALL
+  SELECT 'collation', quote_ident(n.nspname) || '.' || quote_ident(c.collname), c.collowner
+    FROM pg_collation c JOIN user_ns n ON n.oid = c.collnamespace
+   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_collation'::regclass AND objid = c.oid)
+  UNION ALL
+  SELECT 'conversion', quote_ident(n.nspname) || '.' || quote_ident(c.conname), c.conowner
+    FROM pg_conversion c JOIN user_ns n ON n.oid = c.connamespace
+   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_conversion'::regclass AND objid = c.oid)
+  UNION ALL
+  SELECT 'operator', quote_ident(n.nspname) || '.' || o.oprname || ' (' ||
+         CASE o.oprleft WHEN 0 THEN 'NONE' ELSE format_type(o.oprleft, NULL) END || ', ' ||
+         format_type(o.oprright, NULL) || ')', o.oprowner
+    FROM pg_operator o JOIN user_ns n ON n.oid = o.oprnamespace
+   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_operator'::regclass AND objid = o.oid)
+  UNION ALL
+  SELECT 'statistics', quote_ident(n.nspname) || '.' || quote_ident(s.stxname), s.stxowner
+    FROM pg_statistic_ext s JOIN user_ns n ON n.oid = s.stxnamespace
+  UNION ALL
+  SELECT 'text search configuration', quote_ident(n.nspname) || '.' || quote_ident(c.cfgname), c.cfgowner
+    FROM pg_ts_config c JOIN user_ns n ON n.oid = c.cfgnamespace
+   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_ts_config'::regclass AND objid = c.oid)
+  UNION ALL
+  SELECT 'text search dictionary', quote_ident(n.nspname) || '.' || quote_ident(d.dictname), d.dictowner
+    FROM pg_ts_dict d JOIN user_ns n ON n.oid = d.dictnamespace
+   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_ts_dict'::regclass AND objid = d.oid)
 )
 SELECT o.kind, o.name, pg_get_userbyid(o.owner_oid) FROM objects o `
 
@@ -98,7 +126,9 @@ func alterOwnerSQL(o Object, owner string) string {
 		"table": "TABLE", "view": "VIEW", "materialized view": "MATERIALIZED VIEW",
 		"sequence": "SEQUENCE", "foreign table": "FOREIGN TABLE", "type": "TYPE",
 		"domain": "DOMAIN", "function": "FUNCTION", "procedure": "PROCEDURE",
-		"aggregate": "AGGREGATE", "schema": "SCHEMA",
+		"aggregate": "AGGREGATE", "schema": "SCHEMA", "collation": "COLLATION",
+		"conversion": "CONVERSION", "operator": "OPERATOR", "statistics": "STATISTICS",
+		"text search configuration": "TEXT SEARCH CONFIGURATION", "text search dictionary": "TEXT SEARCH DICTIONARY",
 	}[o.Kind]
 	return "ALTER " + verb + " " + o.Name + " OWNER TO " + ident(owner)
 }
