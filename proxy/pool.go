@@ -419,6 +419,13 @@ func (p *pool) release(l *lease, reusable bool, set *startupSettings) {
 		l.Destroy()
 		return
 	}
+	if sc.cancels.Load() > 0 {
+		go func() { // not on the event loop
+			sc.awaitCancels()
+			p.release(l, reusable, set)
+		}()
+		return
+	}
 	msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: "DISCARD ALL"}}
 	key := ""
 	if set != nil && set.sql != "" {
@@ -450,6 +457,13 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 	sc := l.Value()
 	if p.retiring(sc) {
 		l.Destroy()
+		return
+	}
+	if sc.cancels.Load() > 0 {
+		go func() { // not on the event loop
+			sc.awaitCancels()
+			p.releaseTx(l, cleanup)
+		}()
 		return
 	}
 	if cleanup != cleanNone {

@@ -248,6 +248,9 @@ func (s *Server) poolFor(p *startupParams) (*pool, error) {
 	return pl, nil
 }
 
+// cancelTimeout bounds forwarding one cancel request to PostgreSQL.
+const cancelTimeout = 5 * time.Second
+
 // forwardCancel sends a client's CancelRequest to the server connection that
 // client holds right now, if any. Unknown keys are ignored, as PostgreSQL does.
 func (s *Server) forwardCancel(ctx context.Context, cr *pgproto3.CancelRequest) {
@@ -260,7 +263,15 @@ func (s *Server) forwardCancel(ctx context.Context, cr *pgproto3.CancelRequest) 
 	if sc == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	sc.cancels.Add(1)
+	defer sc.cancels.Add(-1)
+	if sess.server.Load() != sc {
+		// The client's transaction ended meanwhile: the backend may be
+		// running another client's query by now. A release after the
+		// recheck sees the count and closes the connection instead.
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 	defer cancel()
 	if err := sc.cancel(ctx); err != nil {
 		s.log.Warn("forwarding cancel request failed", "database", sc.db, "err", err)

@@ -30,6 +30,13 @@ type serverConn struct {
 	checkedAt time.Time
 	txStatus  byte         // from the last ReadyForQuery
 	state     atomic.Int32 // a connState; written by the pool
+	// cancels counts cancel requests on their way to this connection's
+	// backend (Server.forwardCancel). One that arrives after the client's
+	// transaction ended would cancel whatever the backend runs by then,
+	// maybe another client's query: a connection released while one is on
+	// its way goes back to the pool only once it has arrived (an idle
+	// backend ignores a cancel).
+	cancels atomic.Int32
 	// appliedKey is the settingsKey of the client settings the session
 	// holds over its defaults ("": none). Transaction pooling applies a
 	// client's settings when they differ (see txClient); session pooling
@@ -315,4 +322,12 @@ func (s *serverConn) query(ctx context.Context, sql string) ([][]string, error) 
 		return nil
 	})
 	return rows, err
+}
+
+// awaitCancels waits until no cancel request is on its way to the backend
+// (see cancels), for as long as forwarding one may take.
+func (sc *serverConn) awaitCancels() {
+	for deadline := time.Now().Add(cancelTimeout); sc.cancels.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -130,6 +130,8 @@ func (t *txRelay) transactionEnded(r *evRelay) bool {
 	sc.rd.src = sc.conn
 	t.l, t.pc = nil, nil
 	switch {
+	case sc.cancels.Load() > 0: // a cancel on its way: released once it arrived (releaseTx)
+		c.p.releaseTx(l, sc.cleanup)
 	case sc.cleanup != cleanNone:
 		// A cleanup is a round trip: not on the loop.
 		cleanup := sc.cleanup
