@@ -33,10 +33,10 @@ func (c *customSettings) note(name string) {
 	(*c)[strings.ToLower(name)] = struct{}{}
 }
 
-// scan records the custom settings that statement text sets. Text without
-// a SET or set_config (scanText) costs one pass of byte compares.
-func (c *customSettings) scan(sql []byte) {
-	if len(sql) == 0 || !scanText(sql).settings {
+// scan records the custom settings that statement text sets, of which
+// scanText found m: nothing to do without a SET or set_config.
+func (c *customSettings) scan(sql []byte, m mentions) {
+	if !m.settings {
 		return
 	}
 	for _, m := range customSet.FindAllSubmatch(sql, -1) {

@@ -19,7 +19,7 @@ func TestCustomSettingsScan(t *testing.T) {
 		`UPDATE t SET a = 1`,
 		`SELECT 'set app.quoted = 1'`,
 	} {
-		c.scan([]byte(sql))
+		c.scan([]byte(sql), scanText([]byte(sql)))
 	}
 	if got := fmt.Sprint(sortedKeys(c)); got != "[app.tenant_id audit.actor myapp.user]" {
 		t.Fatalf("custom settings found: %s", got)

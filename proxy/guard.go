@@ -213,8 +213,11 @@ func hasPrefixFold(s []byte, word string) bool {
 
 // refuses reports whether sql tries to change the role. SET ROLE to the owner
 // itself is allowed: apps that used to SET ROLE on connect keep working.
-func (g *roleGuard) refuses(sql []byte) bool {
-	if !mentionsRole(sql) {
+func (g *roleGuard) refuses(sql []byte) bool { return g.refusesScanned(sql, scanText(sql)) }
+
+// refusesScanned is refuses for text of which scanText found m.
+func (g *roleGuard) refusesScanned(sql []byte, m mentions) bool {
+	if !m.role {
 		return false
 	}
 	for _, m := range setRole.FindAllSubmatch(sql, -1) {

@@ -96,8 +96,10 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 		c.st.batch = false // a Query ends the implicit transaction too
 		c.m.queries.Inc()
 		c.st.unnamed.drop()
-		c.st.custom.scan(trimNUL(body)) // nil when unread (no role guard)
-		if c.guard != nil && c.guard.refuses(trimNUL(body)) {
+		sql := trimNUL(body) // nil when unread (no role guard)
+		m := scanText(sql)
+		c.st.custom.scan(sql, m)
+		if c.guard != nil && c.guard.refusesScanned(sql, m) {
 			countRefusal(c.m, c.log)
 			c.scratch = c.guard.refusedQuery(c.scratch[:0])
 			return rewrite, nil
@@ -118,9 +120,10 @@ func (c *clientInspector) onParse(body []byte) verdict {
 	name, rest, _ := cstring(body)
 	v := forward
 	query, _, _ := cstring(rest)
-	c.st.custom.scan(query)
+	m := scanText(query)
+	c.st.custom.scan(query, m)
 	if c.guard != nil {
-		if c.guard.refuses(query) {
+		if c.guard.refusesScanned(query, m) {
 			countRefusal(c.m, c.log)
 			c.scratch, _ = c.guard.refusedParse(body).Encode(c.scratch[:0])
 			body, v = c.scratch[5:], rewrite
