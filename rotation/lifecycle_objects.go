@@ -3,6 +3,7 @@ package rotation
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // Object is a database object as the ownership reports name it.
@@ -25,7 +26,7 @@ type Object struct {
 // extensions. Large objects, publications and foreign servers are not
 // listed (REASSIGN OWNED at a role's retirement still moves them). Owner
 // filtering is left to the callers' WHERE on owner_oid.
-const objectsSQL = `
+var objectsSQL = `
 WITH user_ns AS (
   SELECT oid, nspname, nspowner FROM pg_namespace
    WHERE nspname NOT IN ('pg_catalog', 'information_schema')
@@ -57,32 +58,37 @@ WITH user_ns AS (
   SELECT 'schema', quote_ident(n.nspname), n.nspowner FROM user_ns n
    WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_namespace'::regclass AND objid = n.oid)
   UNION ALL
-  SELECT 'collation', quote_ident(n.nspname) || '.' || quote_ident(c.collname), c.collowner
-    FROM pg_collation c JOIN user_ns n ON n.oid = c.collnamespace
-   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_collation'::regclass AND objid = c.oid)
-  UNION ALL
-  SELECT 'conversion', quote_ident(n.nspname) || '.' || quote_ident(c.conname), c.conowner
-    FROM pg_conversion c JOIN user_ns n ON n.oid = c.connamespace
-   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_conversion'::regclass AND objid = c.oid)
-  UNION ALL
   SELECT 'operator', quote_ident(n.nspname) || '.' || o.oprname || ' (' ||
          CASE o.oprleft WHEN 0 THEN 'NONE' ELSE format_type(o.oprleft, NULL) END || ', ' ||
          format_type(o.oprright, NULL) || ')', o.oprowner
     FROM pg_operator o JOIN user_ns n ON n.oid = o.oprnamespace
    WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_operator'::regclass AND objid = o.oid)
-  UNION ALL
-  SELECT 'statistics', quote_ident(n.nspname) || '.' || quote_ident(s.stxname), s.stxowner
-    FROM pg_statistic_ext s JOIN user_ns n ON n.oid = s.stxnamespace
-  UNION ALL
-  SELECT 'text search configuration', quote_ident(n.nspname) || '.' || quote_ident(c.cfgname), c.cfgowner
-    FROM pg_ts_config c JOIN user_ns n ON n.oid = c.cfgnamespace
-   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_ts_config'::regclass AND objid = c.oid)
-  UNION ALL
-  SELECT 'text search dictionary', quote_ident(n.nspname) || '.' || quote_ident(d.dictname), d.dictowner
-    FROM pg_ts_dict d JOIN user_ns n ON n.oid = d.dictnamespace
-   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_ts_dict'::regclass AND objid = d.oid)
-)
+` + namespacedObjectsSQL() + `)
 SELECT o.kind, o.name, pg_get_userbyid(o.owner_oid) FROM objects o `
+
+// namespacedObjects are the kinds of schema object objectsSQL lists from a
+// catalog of their own, where the row names the object, its schema and its
+// owner: each is one more arm of the union.
+var namespacedObjects = []struct{ kind, catalog, name, schema, owner string }{
+	{"collation", "pg_collation", "collname", "collnamespace", "collowner"},
+	{"conversion", "pg_conversion", "conname", "connamespace", "conowner"},
+	{"statistics", "pg_statistic_ext", "stxname", "stxnamespace", "stxowner"},
+	{"text search configuration", "pg_ts_config", "cfgname", "cfgnamespace", "cfgowner"},
+	{"text search dictionary", "pg_ts_dict", "dictname", "dictnamespace", "dictowner"},
+}
+
+// namespacedObjectsSQL is objectsSQL's arms for namespacedObjects.
+func namespacedObjectsSQL() string {
+	var b strings.Builder
+	for _, k := range namespacedObjects {
+		fmt.Fprintf(&b, `  UNION ALL
+  SELECT '%s', quote_ident(n.nspname) || '.' || quote_ident(x.%s), x.%s
+    FROM %s x JOIN user_ns n ON n.oid = x.%s
+   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = '%s'::regclass AND objid = x.oid)
+`, k.kind, k.name, k.owner, k.catalog, k.schema, k.catalog)
+	}
+	return b.String()
+}
 
 // objectsOwnedBy lists the objects role owns in the current database.
 func objectsOwnedBy(ctx context.Context, q Querier, role string) ([]Object, error) {
@@ -120,15 +126,8 @@ func queryObjects(ctx context.Context, q Querier, sql string, role string) ([]Ob
 }
 
 // alterOwnerSQL is the statement giving o to owner. o.Name was quoted by
-// the server; owner is quoted here.
+// the server; owner is quoted here. Every kind objectsSQL lists is named as
+// ALTER names it ("materialized view", "text search configuration").
 func alterOwnerSQL(o Object, owner string) string {
-	verb := map[string]string{
-		"table": "TABLE", "view": "VIEW", "materialized view": "MATERIALIZED VIEW",
-		"sequence": "SEQUENCE", "foreign table": "FOREIGN TABLE", "type": "TYPE",
-		"domain": "DOMAIN", "function": "FUNCTION", "procedure": "PROCEDURE",
-		"aggregate": "AGGREGATE", "schema": "SCHEMA", "collation": "COLLATION",
-		"conversion": "CONVERSION", "operator": "OPERATOR", "statistics": "STATISTICS",
-		"text search configuration": "TEXT SEARCH CONFIGURATION", "text search dictionary": "TEXT SEARCH DICTIONARY",
-	}[o.Kind]
-	return "ALTER " + verb + " " + o.Name + " OWNER TO " + ident(owner)
+	return "ALTER " + strings.ToUpper(o.Kind) + " " + o.Name + " OWNER TO " + ident(owner)
 }
