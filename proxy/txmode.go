@@ -109,7 +109,7 @@ type txClient struct {
 	unnamedSeg int
 	// unsure: the lease's statements mentioned DEALLOCATE or DISCARD, so
 	// which statements the connection still holds is unknown until the
-	// lease ends (see prepared).
+	// lease ends (see injectParse).
 	unsure bool
 }
 

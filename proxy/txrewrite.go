@@ -36,7 +36,7 @@ func (c *txClient) onQuery(body []byte) verdict {
 // as an extended-protocol statement, inside the next transaction), the
 // connection's statements are unknown: the word may have been only in a
 // string. Any statement the lease uses from here on runs as the unnamed
-// statement (see prepared), and the lease's end forgets them all.
+// statement (see injectParse), and the lease's end forgets them all.
 func (c *txClient) note(m mentions) {
 	c.seen.role = c.seen.role || m.role
 	c.seen.session = c.seen.session || m.session
