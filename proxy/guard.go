@@ -48,13 +48,12 @@ func raiseSQL(code, msg string) string {
 		"' USING ERRCODE = '" + code + "'; END$pgrotate$"
 }
 
-// mentionsRole is the cheap first test: does the text mention roles at all?
-// Text that does is also reason to RESET ROLE a connection before reuse.
-func mentionsRole(sql []byte) bool { return scanText(sql).role }
-
 // mentions is what scanText found in statement text.
 type mentions struct {
-	role bool // "role" or "authorization": see mentionsRole
+	// role: "role" or "authorization", the cheap first test of the guard
+	// (refuses); text with it is also reason to RESET ROLE a connection
+	// before reuse.
+	role bool
 	// forget: "deallocate" or "discard", after which the server
 	// connection's prepared statements are unknown.
 	forget bool
@@ -211,12 +210,10 @@ func hasPrefixFold(s []byte, word string) bool {
 	return true
 }
 
-// refuses reports whether sql tries to change the role. SET ROLE to the owner
-// itself is allowed: apps that used to SET ROLE on connect keep working.
-func (g *roleGuard) refuses(sql []byte) bool { return g.refusesScanned(sql, scanText(sql)) }
-
-// refusesScanned is refuses for text of which scanText found m.
-func (g *roleGuard) refusesScanned(sql []byte, m mentions) bool {
+// refuses reports whether sql, of which scanText found m, tries to change
+// the role. SET ROLE to the owner itself is allowed: apps that used to SET
+// ROLE on connect keep working.
+func (g *roleGuard) refuses(sql []byte, m mentions) bool {
 	if !m.role {
 		return false
 	}

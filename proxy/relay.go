@@ -99,7 +99,7 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 		sql := trimNUL(body) // nil when unread (no role guard)
 		m := scanText(sql)
 		c.st.custom.scan(sql, m)
-		if c.guard != nil && c.guard.refusesScanned(sql, m) {
+		if c.guard != nil && c.guard.refuses(sql, m) {
 			countRefusal(c.m, c.log)
 			c.scratch = c.guard.refusedQuery(c.scratch[:0])
 			return rewrite, nil
@@ -123,7 +123,7 @@ func (c *clientInspector) onParse(body []byte) verdict {
 	m := scanText(query)
 	c.st.custom.scan(query, m)
 	if c.guard != nil {
-		if c.guard.refusesScanned(query, m) {
+		if c.guard.refuses(query, m) {
 			countRefusal(c.m, c.log)
 			c.scratch, _ = c.guard.refusedParse(body).Encode(c.scratch[:0])
 			body, v = c.scratch[5:], rewrite

@@ -50,7 +50,7 @@ func (c *txClient) note(m mentions) {
 // refusesRole applies the role guard to statement text, of which scanText
 // found m, and counts and logs a refusal.
 func (c *txClient) refusesRole(sql []byte, m mentions) bool {
-	if !m.role || c.guard == nil || !c.guard.refusesScanned(sql, m) {
+	if c.guard == nil || !c.guard.refuses(sql, m) {
 		return false
 	}
 	countRefusal(c.p.m, c.s.log)
