@@ -22,7 +22,7 @@ func (c *txClient) onQuery(body []byte) verdict {
 		c.scratch = c.guard.refusedQuery(c.scratch[:0])
 		return rewrite
 	}
-	if c.deallocates(sql) {
+	if _, ok := c.deallocates(sql); ok {
 		c.scratch = appendMessage(c.scratch[:0], 'Q', []byte(deallocateQuery), []byte{0})
 		return rewrite
 	}
@@ -69,9 +69,11 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	if c.refusesRole(query, m) {
 		return c.refuseParse(body, len(name) == 0), nil
 	}
-	if len(name) == 0 && c.deallocates(query) {
-		c.scratch = c.appendDeallocate(c.scratch[:0], string(trimNUL(query)))
-		return rewrite, nil
+	if len(name) == 0 { // what drivers run once (a named one stays prepared)
+		if stmt, ok := c.deallocates(query); ok {
+			c.scratch = c.appendDeallocate(c.scratch[:0], stmt)
+			return rewrite, nil
+		}
 	}
 	c.note(m)
 	if len(name) == 0 {
@@ -427,30 +429,29 @@ const deallocateName = "pgrotate_deallocate"
 const deallocateQuery = "PREPARE " + deallocateName + " AS SELECT 1; DEALLOCATE " + deallocateName
 
 // deallocates reports whether sql is a DEALLOCATE of one of the client's
-// statements, and forgets that statement if it is.
-func (c *txClient) deallocates(sql []byte) bool {
+// statements, which it names, and forgets that statement if it is.
+func (c *txClient) deallocates(sql []byte) (string, bool) {
 	name, ok := deallocName(sql)
 	if !ok || c.stmts[name] == nil {
-		return false
+		return "", false
 	}
 	delete(c.stmts, name)
-	return true
+	return name, true
 }
 
 // appendDeallocate appends what replaces a client's Parse of the unnamed
-// statement whose text (sql) deallocates one of its statements: a Parse of
+// statement whose text deallocates its statement name: a Parse of
 // pgrotate's own statement (its ParseComplete dropped), and the client's
 // Parse with DEALLOCATE of that one. Run again later (a Bind of the unnamed
 // statement in another transaction) it fails as on PostgreSQL, where the
 // statement is gone by then.
-func (c *txClient) appendDeallocate(dst []byte, sql string) []byte {
+func (c *txClient) appendDeallocate(dst []byte, name string) []byte {
 	c.queueParse(pendingParse{injected: true})
 	dst, _ = (&pgproto3.Parse{Name: deallocateName, Query: "SELECT 1"}).Encode(dst)
 	c.queueParse(pendingParse{own: true})
 	start := len(dst)
 	dst, _ = (&pgproto3.Parse{Query: "DEALLOCATE " + deallocateName}).Encode(dst)
 	c.keepUnnamed(dst[start+5:])
-	name, _ := deallocName([]byte(sql))
 	gone, _ := (&pgproto3.Parse{Query: raiseSQL(codeInvalidStatementName, "prepared statement \""+name+"\" does not exist")}).Encode(nil)
 	c.unnamed.keep(gone[5:])
 	return dst
