@@ -419,11 +419,7 @@ func (p *pool) release(l *lease, reusable bool, set *startupSettings) {
 		l.Destroy()
 		return
 	}
-	if sc.cancels.Load() > 0 {
-		go func() { // not on the event loop
-			sc.awaitCancels()
-			p.release(l, reusable, set)
-		}()
+	if sc.afterCancels(func() { p.release(l, reusable, set) }) {
 		return
 	}
 	msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: "DISCARD ALL"}}
@@ -459,11 +455,7 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 		l.Destroy()
 		return
 	}
-	if sc.cancels.Load() > 0 {
-		go func() { // not on the event loop
-			sc.awaitCancels()
-			p.releaseTx(l, cleanup)
-		}()
+	if sc.afterCancels(func() { p.releaseTx(l, cleanup) }) {
 		return
 	}
 	if cleanup != cleanNone {

@@ -324,10 +324,20 @@ func (s *serverConn) query(ctx context.Context, sql string) ([][]string, error) 
 	return rows, err
 }
 
-// awaitCancels waits until no cancel request is on its way to the backend
-// (see cancels), for as long as forwarding one may take.
-func (sc *serverConn) awaitCancels() {
-	for deadline := time.Now().Add(cancelTimeout); sc.cancels.Load() > 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+// afterCancels runs release once no cancel request is on its way to the
+// backend (see cancels), waiting at most as long as forwarding one may
+// take, on a goroutine of its own (releases run on the event loop too),
+// and reports true; with none on its way it does nothing and reports
+// false, for the caller to release the connection at once.
+func (sc *serverConn) afterCancels(release func()) bool {
+	if sc.cancels.Load() == 0 {
+		return false
 	}
+	go func() {
+		for deadline := time.Now().Add(cancelTimeout); sc.cancels.Load() > 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		release()
+	}()
+	return true
 }
