@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
 
@@ -77,7 +78,7 @@ type mentions struct {
 // threshold, temp in temperature, discard in discarded) must stand alone; a mention in a string
 // or a comment counts too, which only costs a cleanup round trip.
 func scanText(sql []byte) (m mentions) {
-	m.settings = setsSession(sql)
+	m.settings = mentionsSettings(sql)
 	for i := 0; i+4 <= len(sql); i++ {
 		if !wordStart[sql[i]] {
 			continue // most bytes get no further
@@ -87,10 +88,6 @@ func scanText(sql []byte) (m mentions) {
 		switch sql[i] | 0x20 {
 		case 'r':
 			m.role = m.role || rest[0]|0x20 == 'o' && hasPrefixFold(rest, "ole")
-		case ';':
-			m.settings = m.settings || setsSession(rest)
-		case '_' | 0x20:
-			m.settings = m.settings || rest[0]|0x20 == 'c' && isSetConfig(sql, i)
 		case 'a':
 			switch rest[0] | 0x20 {
 			case 'u':
@@ -126,7 +123,6 @@ var wordStart = func() (t [256]bool) {
 	for _, c := range "radlthp" {
 		t[c], t[c-'a'+'A'] = true, true
 	}
-	t[';'], t['_'] = true, true // a statement's start; set_config
 	return t
 }()
 
@@ -141,12 +137,54 @@ func wordAt(sql []byte, i int, tail string, alone bool) bool {
 	return !alone || i == 0 || !identChar(sql[i-1])
 }
 
+// mentionsSettings reports whether sql changes or resets settings for the
+// session (mentions.settings): a statement of it opens with SET or RESET
+// (setsSession), or it calls set_config. It is no part of scanText's byte
+// loop, where every underscore of a snake_case name cost a table hit and a
+// switch (a kilobyte of SELECT text took half as long again): vector
+// searches find the few semicolons and underscores there are.
+func mentionsSettings(sql []byte) bool {
+	for s := sql; ; {
+		if setsSession(s) {
+			return true
+		}
+		i := bytes.IndexByte(s, ';')
+		if i < 0 {
+			break
+		}
+		s = s[i+1:]
+	}
+	return containsSetConfig(sql)
+}
+
+// containsSetConfig reports whether sql calls set_config, in any case:
+// each underscore is found by a vector search, and only those are looked
+// at.
+func containsSetConfig(sql []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(sql[i:], '_')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i >= 3 && hasPrefixFold(sql[i-3:], "set") && hasPrefixFold(sql[i+1:], "config") &&
+			(i == 3 || !identChar(sql[i-4])) && (i+7 == len(sql) || !identChar(sql[i+7])) {
+			return true
+		}
+		i++
+	}
+}
+
 // setsSession reports whether the statement at the start of sql (after
 // white space) is a SET that lasts beyond its transaction (not SET LOCAL,
 // not SET TRANSACTION) or a RESET. Only a statement's first word counts:
-// UPDATE has a SET of its own. scanText asks at the text's start and after
+// UPDATE has a SET of its own. mentionsSettings asks at the text's start and after
 // every semicolon.
 func setsSession(sql []byte) bool {
+	sql = skipSpace(sql)
+	if len(sql) == 0 || sql[0]|0x20 != 's' && sql[0]|0x20 != 'r' {
+		return false // most statements: SELECT is the one left to read
+	}
 	w, rest := nextWord(sql)
 	switch {
 	case wordIs(w, "reset"):
@@ -156,12 +194,6 @@ func setsSession(sql []byte) bool {
 	}
 	next, _ := nextWord(rest)
 	return !wordIs(next, "local") && !wordIs(next, "transaction")
-}
-
-// isSetConfig reports whether the underscore at sql[i] is set_config's.
-func isSetConfig(sql []byte, i int) bool {
-	return i >= 3 && hasPrefixFold(sql[i-3:], "set") && wordAt(sql, i+1, "onfig", false) &&
-		(i == 3 || !identChar(sql[i-4]))
 }
 
 // nextWord returns the identifier characters that follow white space at
@@ -212,11 +244,12 @@ func hasPrefixFold(s []byte, word string) bool {
 
 // refuses reports whether sql, of which scanText found m, tries to change
 // the role. SET ROLE to the owner itself is allowed: apps that used to SET
-// ROLE on connect keep working.
-func (g *roleGuard) refuses(sql []byte, m mentions) bool {
-	if !m.role {
-		return false
-	}
+// ROLE on connect keep working. Small enough to inline: most text does not
+// mention roles, and costs no call.
+func (g *roleGuard) refuses(sql []byte, m mentions) bool { return m.role && g.changesRole(sql) }
+
+// changesRole is refuses for text that mentions roles.
+func (g *roleGuard) changesRole(sql []byte) bool {
 	for _, m := range setRole.FindAllSubmatch(sql, -1) {
 		if !g.isOwner(string(m[1])) {
 			return true

@@ -22,7 +22,7 @@ func (c *txClient) onQuery(body []byte) verdict {
 		c.scratch = c.guard.refusedQuery(c.scratch[:0])
 		return rewrite
 	}
-	if _, ok := c.deallocates(sql); ok {
+	if _, ok := c.deallocates(sql, m); ok {
 		c.scratch = appendMessage(c.scratch[:0], 'Q', []byte(deallocateQuery), []byte{0})
 		return rewrite
 	}
@@ -70,7 +70,7 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 		return c.refuseParse(body, len(name) == 0), nil
 	}
 	if len(name) == 0 { // what drivers run once (a named one stays prepared)
-		if stmt, ok := c.deallocates(query); ok {
+		if stmt, ok := c.deallocates(query, m); ok {
 			c.scratch = c.appendDeallocate(c.scratch[:0], stmt)
 			return rewrite, nil
 		}
@@ -428,9 +428,13 @@ const deallocateName = "pgrotate_deallocate"
 // in a failed transaction, the query with it, and leave the client waiting.)
 const deallocateQuery = "PREPARE " + deallocateName + " AS SELECT 1; DEALLOCATE " + deallocateName
 
-// deallocates reports whether sql is a DEALLOCATE of one of the client's
-// statements, which it names, and forgets that statement if it is.
-func (c *txClient) deallocates(sql []byte) (string, bool) {
+// deallocates reports whether sql, of which scanText found m, is a
+// DEALLOCATE of one of the client's statements, which it names, and forgets
+// that statement if it is. Text without the word costs nothing more.
+func (c *txClient) deallocates(sql []byte, m mentions) (string, bool) {
+	if !m.forget {
+		return "", false
+	}
 	name, ok := deallocName(sql)
 	if !ok || c.stmts[name] == nil {
 		return "", false
