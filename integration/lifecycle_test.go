@@ -455,8 +455,9 @@ rotation: {role_prefix: %[7]s}
 
 // Objects a migration may create beyond tables and functions (a collation,
 // a conversion, an operator, extended statistics, a text search
-// configuration and dictionary) are reported by check when they escaped
-// the owner, and setup -reassign-objects moves them.
+// configuration and dictionary, a large object, a publication, a foreign
+// server) are reported by check when they escaped the owner, and setup
+// -reassign-objects moves them.
 func TestSetupMovesEveryKindOfObject(t *testing.T) {
 	db := newLCDB(t, "lc_kinds")
 	must(t, cluster.Exec(ctxT(t), db.name, `
@@ -467,7 +468,11 @@ CREATE CONVERSION my_conv FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8;
 CREATE FUNCTION int_near(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT abs($1 - $2) < 2';
 CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int_near);
 CREATE TEXT SEARCH DICTIONARY my_dict (TEMPLATE = simple);
-CREATE TEXT SEARCH CONFIGURATION my_config (COPY = pg_catalog.english);`))
+CREATE TEXT SEARCH CONFIGURATION my_config (COPY = pg_catalog.english);
+SELECT lo_create(424242);
+CREATE PUBLICATION my_pub;
+CREATE FOREIGN DATA WRAPPER my_fdw;
+CREATE SERVER my_server FOREIGN DATA WRAPPER my_fdw;`))
 	var out syncBuffer
 	l := db.lifecycle(t, &out)
 	res, err := l.Setup(ctxT(t), false)
@@ -476,7 +481,8 @@ CREATE TEXT SEARCH CONFIGURATION my_config (COPY = pg_catalog.english);`))
 	for _, o := range res.NotOwned {
 		kinds[o.Kind] = true
 	}
-	for _, k := range []string{"collation", "conversion", "operator", "statistics", "text search configuration", "text search dictionary"} {
+	for _, k := range []string{"collation", "conversion", "operator", "statistics", "text search configuration",
+		"text search dictionary", "large object", "publication", "server"} {
 		if !kinds[k] {
 			t.Errorf("setup did not report the %s owned by postgres: %+v", k, res.NotOwned)
 		}

@@ -8,7 +8,8 @@ import (
 
 // Object is a database object as the ownership reports name it.
 type Object struct {
-	// Kind is "table", "view", "sequence", "function", "type", "schema", …
+	// Kind is "table", "view", "sequence", "function", "type", "schema",
+	// "large object", "server", …: as ALTER … OWNER TO names it.
 	Kind string `json:"kind"`
 	// Name is schema-qualified and quoted by the server (quote_ident; a
 	// routine with its argument types), ready for ALTER … OWNER TO.
@@ -20,12 +21,13 @@ type Object struct {
 // objectsSQL lists the user objects of the current database with their
 // owners: relations, routines, standalone types, schemas, collations,
 // conversions, operators, extended statistics and text search
-// configurations and dictionaries outside the system schemas, leaving out
+// configurations and dictionaries outside the system schemas, and the
+// database's large objects, publications and foreign servers, leaving out
 // what follows another object's owner (indexes, TOAST tables, a table's row
 // type and array types, serial and identity sequences) and members of
-// extensions. Large objects, publications and foreign servers are not
-// listed (REASSIGN OWNED at a role's retirement still moves them). Owner
-// filtering is left to the callers' WHERE on owner_oid.
+// extensions. Foreign-data wrappers and event triggers are left out: only a
+// superuser may own them. Owner filtering is left to the callers' WHERE on
+// owner_oid.
 var objectsSQL = `
 WITH user_ns AS (
   SELECT oid, nspname, nspowner FROM pg_namespace
@@ -63,6 +65,14 @@ WITH user_ns AS (
          format_type(o.oprright, NULL) || ')', o.oprowner
     FROM pg_operator o JOIN user_ns n ON n.oid = o.oprnamespace
    WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_operator'::regclass AND objid = o.oid)
+  UNION ALL
+  SELECT 'large object', m.oid::text, m.lomowner FROM pg_largeobject_metadata m
+  UNION ALL
+  SELECT 'publication', quote_ident(p.pubname), p.pubowner FROM pg_publication p
+   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_publication'::regclass AND objid = p.oid)
+  UNION ALL
+  SELECT 'server', quote_ident(s.srvname), s.srvowner FROM pg_foreign_server s
+   WHERE NOT EXISTS (SELECT FROM ext WHERE classid = 'pg_foreign_server'::regclass AND objid = s.oid)
 ` + namespacedObjectsSQL() + `)
 SELECT o.kind, o.name, pg_get_userbyid(o.owner_oid) FROM objects o `
 
