@@ -156,6 +156,56 @@ func TestTransactionModeWaitTimeout(t *testing.T) {
 	}
 }
 
+// A client that closes its connection while it waits for a server
+// connection, its statement sent, is forgotten at once: it stops counting
+// as waiting, and its statement never runs (PgBouncer drops such a client
+// too; served in its turn, it would take the connection from one that
+// stayed, to run what nobody reads).
+func TestTransactionModeWaitingClientThatLeaves(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, queryWait: "60s", goroutineRelay: r.goroutine})
+			ctx := ctxT(t)
+			holder := env.connect(t)
+			_, err := holder.Exec(ctx, "DROP TABLE IF EXISTS left_waiting; CREATE TABLE left_waiting (n int)")
+			must(t, err)
+			tx, err := holder.Begin(ctx)
+			must(t, err)
+			_, err = tx.Exec(ctx, "SELECT 1") // the pool's one connection is held from here
+			must(t, err)
+
+			quitter := env.connect(t).PgConn()
+			quitter.Frontend().Send(&pgproto3.Query{String: "INSERT INTO left_waiting VALUES (1)"})
+			must(t, quitter.Frontend().Flush())
+			waitWaiting(t, env, 1)
+			must(t, quitter.Conn().Close())
+			waitWaiting(t, env, 0)
+
+			must(t, tx.Commit(ctx))
+			if got := queryStrings(t, env.connect(t), "SELECT count(*) FROM left_waiting")[0]; got != "0" {
+				t.Errorf("the statement of a client that left while waiting ran: %s rows", got)
+			}
+		})
+	}
+}
+
+// waitWaiting waits up to 5 s for pgrotate to count n clients waiting for
+// a server connection.
+func waitWaiting(t *testing.T, env *proxyEnv, n float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _ := value(env.scrape(t), "pgrotate_database_waiting_clients", map[string]string{"database": dbName})
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v clients waiting for a server connection, want %v", got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // A cancel in transaction mode reaches the connection the client holds now.
 func TestTransactionModeCancel(t *testing.T) {
 	env := startProxy(t, setup{poolMode: "transaction", poolSize: 2})

@@ -447,6 +447,14 @@ func (r *evRelay) ready(side int, events uint32) {
 	if r.ended || r.fds[side] < 0 {
 		return
 	}
+	if side == 0 && r.tx != nil && r.tx.waiting && events&syscall.EPOLLRDHUP != 0 {
+		// A client that closed its connection while waiting for a server
+		// connection is forgotten at once, its waiting statement unrun:
+		// served in its turn, it would take a connection from one that
+		// stayed, to run what nobody reads.
+		r.end(0, io.EOF, false)
+		return
+	}
 	trouble := events&(syscall.EPOLLERR|syscall.EPOLLHUP) != 0
 	if events&syscall.EPOLLOUT != 0 || trouble {
 		// The direction writing to this side may go on.
@@ -515,8 +523,11 @@ func (r *evRelay) updateMasks() {
 			continue // a transaction's server side is edge-triggered for good
 		}
 		var m uint32
-		if len(r.dirs[side].out.spill) == 0 && !(side == 0 && r.tx != nil && r.tx.waiting) {
-			m |= syscall.EPOLLIN
+		switch {
+		case side == 0 && r.tx != nil && r.tx.waiting:
+			m = syscall.EPOLLRDHUP // its statement waits: only its leaving is looked for
+		case len(r.dirs[side].out.spill) == 0:
+			m = syscall.EPOLLIN
 		}
 		if len(r.dirs[1-side].out.spill) > 0 {
 			m |= syscall.EPOLLOUT

@@ -156,6 +156,7 @@ type poolCollector struct {
 	srv  *Server
 	desc *prometheus.Desc
 	cl   *prometheus.Desc
+	wait *prometheus.Desc
 }
 
 // NewPoolCollector returns a collector of srv's server connections.
@@ -167,17 +168,21 @@ func NewPoolCollector(srv *Server) prometheus.Collector {
 			[]string{"database", "generation", "role", "state"}, nil),
 		cl: prometheus.NewDesc("pgrotate_database_clients",
 			"Client sessions per database.", []string{"database"}, nil),
+		wait: prometheus.NewDesc("pgrotate_database_waiting_clients",
+			"Clients waiting for a server connection, per database.", []string{"database"}, nil),
 	}
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.desc
 	ch <- c.cl
+	ch <- c.wait
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for db, ps := range c.srv.Status() {
 		ch <- prometheus.MustNewConstMetric(c.cl, prometheus.GaugeValue, float64(ps.Clients), db)
+		ch <- prometheus.MustNewConstMetric(c.wait, prometheus.GaugeValue, float64(ps.Waiting), db)
 		for _, g := range ps.Generations {
 			gen := strconv.FormatUint(g.Generation, 10)
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(g.Idle), db, gen, g.Role, "idle")

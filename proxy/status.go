@@ -27,7 +27,9 @@ type GenerationStatus struct {
 
 // PoolStatus is the state of one database's pool.
 type PoolStatus struct {
-	Clients     int                `json:"clients"`
+	Clients int `json:"clients"`
+	// Waiting counts the clients waiting for a server connection.
+	Waiting     int                `json:"waiting"`
 	Generations []GenerationStatus `json:"generations"`
 }
 
@@ -35,7 +37,11 @@ type PoolStatus struct {
 func (s *Server) Status() map[string]PoolStatus {
 	out := make(map[string]PoolStatus, len(s.pools))
 	for name, p := range s.pools {
-		out[name] = PoolStatus{Clients: int(p.clients.Load()), Generations: p.conns.snapshot(p.currentGen())}
+		out[name] = PoolStatus{
+			Clients:     int(p.clients.Load()),
+			Waiting:     int(p.goWaiters.Load() + p.loopWaiting.Load()),
+			Generations: p.conns.snapshot(p.currentGen()),
+		}
 	}
 	return out
 }

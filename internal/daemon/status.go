@@ -26,6 +26,7 @@ type DatabaseStatus struct {
 	ValidationFailures uint64                   `json:"validation_failures"`
 	LastFailure        string                   `json:"last_failure,omitempty"`
 	Clients            int                      `json:"clients"`
+	Waiting            int                      `json:"waiting"`
 	Generations        []proxy.GenerationStatus `json:"generations"`
 }
 
@@ -59,6 +60,7 @@ func (d *Daemon) Status() Status {
 			ValidationFailures: ms.ValidationFailures,
 			LastFailure:        ms.LastFailure,
 			Clients:            ps.Clients,
+			Waiting:            ps.Waiting,
 			Generations:        proxy.GenerationsAsOf(ps.Generations, gens[i].N),
 		})
 	}
