@@ -3,10 +3,12 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Every way a client might try to stop acting as the owner is refused with
@@ -20,6 +22,13 @@ func TestRoleGuardRefusesEscapes(t *testing.T) {
 		"SELECT set_config('role', 'none', false)",
 		"SELECT 1; SET ROLE NONE; CREATE TABLE escaped (x int)",
 		"DO $$BEGIN PERFORM set_config('role', 'none', false); END$$",
+		// Spellings PostgreSQL reads as the same thing.
+		"SET/**/ROLE " + execRole1,
+		`SET "role" TO ` + execRole1,
+		"SET session_authorization = " + execRole1,
+		`SET U&"\0072ole" TO ` + execRole1,
+		"SELECT set_config(lower('ROLE'), 'none', false)",
+		`CREATE FUNCTION escape_fn() RETURNS int LANGUAGE sql SET "role" = '` + execRole1 + `' AS 'SELECT 1'`,
 	}
 	for _, mode := range []string{"session", "transaction"} {
 		t.Run(mode, func(t *testing.T) {
@@ -128,4 +137,105 @@ var escapeRoutes = []struct {
 			c.ExecPrepared(ctx, name, nil, nil, nil).Read().Err,
 		}
 	}},
+}
+
+// A FunctionCall message calls a function by its OID, with no statement
+// text: a call of set_config on the role is refused with 42501 too, in both
+// pool modes, and one on another setting runs.
+func TestRoleGuardRefusesFunctionCall(t *testing.T) {
+	const setConfigOID = 2078
+	call := func(c *pgx.Conn, setting, value string) (string, error) {
+		fe := c.PgConn().Frontend()
+		fe.Send(&pgproto3.FunctionCall{Function: setConfigOID,
+			Arguments: [][]byte{[]byte(setting), []byte(value), []byte("f")}, ArgFormatCodes: []uint16{0}})
+		must(t, fe.Flush())
+		var result string
+		var err error
+		for {
+			msg, rerr := fe.Receive()
+			must(t, rerr)
+			switch m := msg.(type) {
+			case *pgproto3.FunctionCallResponse:
+				result = string(m.Result)
+			case *pgproto3.ErrorResponse:
+				err = pgconn.ErrorResponseToPgError(m)
+			case *pgproto3.ReadyForQuery:
+				return result, err
+			}
+		}
+	}
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode, poolSize: 1})
+			c := env.connect(t)
+			for _, setting := range []string{"role", "ROLE", "session_authorization"} {
+				if _, err := call(c, setting, execRole1); sqlState(err) != "42501" {
+					t.Errorf("FunctionCall set_config(%q, …): %v; want SQLSTATE 42501", setting, err)
+				}
+			}
+			if got, err := call(c, "application_name", "by_call"); err != nil || got != "by_call" {
+				t.Errorf("FunctionCall set_config('application_name', …) = %q, %v; want it to run", got, err)
+			}
+			if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+				t.Fatalf("current_user = %s", got)
+			}
+		})
+	}
+}
+
+// Some role changes have no text the guard can read: a setting name bound
+// as a parameter or built at run time, dynamic SQL in a DO block, a
+// FunctionCall. In transaction mode the next client never inherits one: a
+// transaction that called set_config, ran SET, RESET or DO, or made a
+// FunctionCall has its connection's role reset before another client's
+// transaction, in the round trip that applies that client's settings.
+func TestTransactionModeResetsRolesTheGuardCannotRead(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	a, b := env.connect(t), env.connect(t)
+	escapes := []struct {
+		name string
+		run  func() error
+	}{
+		{"setting name bound as a parameter", func() error {
+			_, err := a.Exec(ctx, "SELECT set_config($1, $2, false)", "role", execRole1)
+			return err
+		}},
+		{"setting name built at run time", func() error {
+			_, err := a.Exec(ctx, "SELECT set_config('ro' || 'le', session_user, false)")
+			return err
+		}},
+		{"dynamic SQL in a DO block", func() error {
+			_, err := a.Exec(ctx, "DO $$BEGIN EXECUTE 'SET R' || 'OLE ' || session_user; END$$")
+			return err
+		}},
+		{"unnamed statement bound in a later transaction", func() error {
+			fe := a.PgConn().Frontend()
+			sendAll(t, fe, &pgproto3.Parse{Query: "SELECT set_config($1, $2, false)"}, &pgproto3.Sync{})
+			sendAll(t, fe, &pgproto3.Bind{Parameters: [][]byte{[]byte("role"), []byte(execRole1)}},
+				&pgproto3.Execute{}, &pgproto3.Sync{})
+			for _, seg := range segments(t, fe, 2) {
+				for _, r := range seg {
+					if strings.HasPrefix(r, "error:") {
+						return fmt.Errorf("%s", r)
+					}
+				}
+			}
+			return nil
+		}},
+	}
+	for _, e := range escapes {
+		must(t, e.run())
+		if got := queryStrings(t, b, "SELECT current_user")[0]; got != ownerRole {
+			t.Fatalf("after another client's %s, current_user = %s; want %s", e.name, got, ownerRole)
+		}
+	}
+	_, err := b.Exec(ctx, "CREATE TABLE after_escapes (x int)")
+	must(t, err)
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS after_escapes") })
+	owner, err := cluster.QueryStrings(ctx, dbName, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'after_escapes'")
+	must(t, err)
+	if len(owner) != 1 || owner[0][0] != ownerRole {
+		t.Fatalf("after_escapes owned by %v; want %s", owner, ownerRole)
+	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"regexp"
 	"strings"
 
@@ -19,12 +20,19 @@ import (
 const guardMessage = "changing the role is not allowed: sessions through pgrotate always act as the database's owner role"
 
 var (
-	// setRole matches SET [SESSION|LOCAL] ROLE <target>, capturing the target.
-	setRole = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?role\s*(?:to|=)?\s*("(?:[^"]|"")*"|[^\s;]+)`)
-	// setAuthorization matches SET [SESSION|LOCAL] SESSION AUTHORIZATION x.
-	setAuthorization = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?session\s+authorization\s+([^\s;]+)`)
-	// setConfigRole matches set_config('role' | 'session_authorization', …).
-	setConfigRole = regexp.MustCompile(`(?is)\bset_config\s*\(\s*(?:e?'(?:role|session_authorization)'|\$[^$]*\$(?:role|session_authorization)\$)`)
+	// setRole matches SET [SESSION|LOCAL] ROLE <target> (also as a
+	// function's SET clause, and with "role" quoted: setting names are
+	// case-insensitive), capturing the target.
+	setRole = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?(?:role\b|"role")\s*(?:to\b|=)?\s*("(?:[^"]|"")*"|[^\s;]+)`)
+	// setAuthorization matches SET [SESSION|LOCAL] SESSION AUTHORIZATION x
+	// and SET session_authorization TO x, capturing x.
+	setAuthorization = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?(?:session\s+authorization\b|(?:session_authorization\b|"session_authorization")\s*(?:to\b|=))\s*([^\s;]+)`)
+	// setUnicodeName matches a SET of a setting named with Unicode escapes
+	// (U&"\0072ole"), which no app writes and which hides the name.
+	setUnicodeName = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?u&"`)
+	// setConfigCall matches the start of a set_config call, quoted or
+	// schema-qualified, up to its parenthesis.
+	setConfigCall = regexp.MustCompile(`(?i)"?\bset_config"?\s*\(`)
 )
 
 // roleGuard checks statement text against the owner role of one database.
@@ -51,9 +59,9 @@ func raiseSQL(code, msg string) string {
 
 // mentions is what scanText found in statement text.
 type mentions struct {
-	// role: "role" or "authorization", the cheap first test of the guard
-	// (refuses); text with it is also reason to RESET ROLE a connection
-	// before reuse.
+	// role: "role" or "authorization", or a Unicode-escaped name, the
+	// cheap first test of the guard (refuses); text with it is also reason
+	// to RESET ROLE a connection before reuse.
 	role bool
 	// forget: "deallocate" or "discard", after which the server
 	// connection's prepared statements are unknown.
@@ -66,9 +74,10 @@ type mentions struct {
 	session bool
 	// settings: a statement that changes or resets settings for the
 	// session (SET or RESET opening a statement, not SET LOCAL or SET
-	// TRANSACTION; set_config). PostgreSQL reports only some parameters on
-	// the wire, so in transaction mode the connection is brought back to
-	// the next client's settings before its next transaction.
+	// TRANSACTION; set_config; a DO block). PostgreSQL reports only some
+	// parameters on the wire, so in transaction mode the connection is
+	// brought back to the owner role and the next client's settings before
+	// its next transaction.
 	settings bool
 }
 
@@ -79,6 +88,7 @@ type mentions struct {
 // or a comment counts too, which only costs a cleanup round trip.
 func scanText(sql []byte) (m mentions) {
 	m.settings = mentionsSettings(sql)
+	m.role = hasUnicodeName(sql)
 	for i := 0; i+4 <= len(sql); i++ {
 		if !wordStart[sql[i]] {
 			continue // most bytes get no further
@@ -137,6 +147,23 @@ func wordAt(sql []byte, i int, tail string, alone bool) bool {
 	return !alone || i == 0 || !identChar(sql[i-1])
 }
 
+// hasUnicodeName reports whether sql holds a name or string written with
+// Unicode escapes (U&"\0072ole"), which can spell "role" without the word:
+// the role guard reads such text. One vector search finds the rare
+// ampersands.
+func hasUnicodeName(sql []byte) bool {
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(sql[i:], '&')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i > 0 && i+1 < len(sql) && sql[i-1]|0x20 == 'u' && (sql[i+1] == '"' || sql[i+1] == '\'') {
+			return true
+		}
+	}
+}
+
 // mentionsSettings reports whether sql changes or resets settings for the
 // session (mentions.settings): a statement of it opens with SET or RESET
 // (setsSession), or it calls set_config. It is no part of scanText's byte
@@ -177,17 +204,17 @@ func containsSetConfig(sql []byte) bool {
 
 // setsSession reports whether the statement at the start of sql (after
 // white space) is a SET that lasts beyond its transaction (not SET LOCAL,
-// not SET TRANSACTION) or a RESET. Only a statement's first word counts:
-// UPDATE has a SET of its own. mentionsSettings asks at the text's start and after
-// every semicolon.
+// not SET TRANSACTION), a RESET, or a DO block, whose dynamic SQL may set
+// anything. Only a statement's first word counts: UPDATE has a SET of its
+// own. mentionsSettings asks at the text's start and after every semicolon.
 func setsSession(sql []byte) bool {
 	sql = skipSpace(sql)
-	if len(sql) == 0 || sql[0]|0x20 != 's' && sql[0]|0x20 != 'r' {
-		return false // most statements: SELECT is the one left to read
+	if len(sql) == 0 || sql[0]|0x20 != 's' && sql[0]|0x20 != 'r' && sql[0]|0x20 != 'd' {
+		return false // most statements: SELECT and DELETE are the ones left to read
 	}
 	w, rest := nextWord(sql)
 	switch {
-	case wordIs(w, "reset"):
+	case wordIs(w, "reset") || wordIs(w, "do"):
 		return true
 	case !wordIs(w, "set"):
 		return false
@@ -248,8 +275,10 @@ func hasPrefixFold(s []byte, word string) bool {
 // mention roles, and costs no call.
 func (g *roleGuard) refuses(sql []byte, m mentions) bool { return m.role && g.changesRole(sql) }
 
-// changesRole is refuses for text that mentions roles.
+// changesRole is refuses for text that mentions roles. Comments are taken
+// out first: PostgreSQL reads SET/**/ROLE as SET ROLE.
 func (g *roleGuard) changesRole(sql []byte) bool {
+	sql = withoutComments(sql)
 	for _, m := range setRole.FindAllSubmatch(sql, -1) {
 		if !g.isOwner(string(m[1])) {
 			return true
@@ -260,7 +289,143 @@ func (g *roleGuard) changesRole(sql []byte) bool {
 			return true
 		}
 	}
-	return setConfigRole.Match(sql)
+	return setUnicodeName.Match(sql) || setsConfigRole(sql)
+}
+
+// setsConfigRole reports whether sql calls set_config with a first
+// argument that names role or session_authorization, or that is not a
+// plain string literal at all (lower('ROLE'), 'ro' || 'le', $1): in text
+// that mentions roles, a setting name computed at run time is refused
+// rather than guessed at.
+func setsConfigRole(sql []byte) bool {
+	for _, loc := range setConfigCall.FindAllIndex(sql, -1) {
+		name, ok := literalArgument(sql[loc[1]:])
+		if !ok || isRoleSetting(string(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// literalArgument reads the first argument of a call whose parenthesis was
+// just passed: a string literal ('…' with doubled quotes inside, E'…' without
+// backslashes, $tag$…$tag$), maybe in parentheses, followed by a comma.
+// ok is false for anything else.
+func literalArgument(s []byte) (value []byte, ok bool) {
+	s = skipSpace(s)
+	for len(s) > 0 && s[0] == '(' {
+		s = skipSpace(s[1:])
+	}
+	value, s, ok = stringLiteral(s)
+	if !ok {
+		return nil, false
+	}
+	s = skipSpace(s)
+	for len(s) > 0 && s[0] == ')' {
+		s = skipSpace(s[1:])
+	}
+	return value, len(s) > 0 && s[0] == ','
+}
+
+// stringLiteral reads the string literal at the start of s: its value and
+// what follows it.
+func stringLiteral(s []byte) (value, rest []byte, ok bool) {
+	switch {
+	case len(s) > 1 && s[0]|0x20 == 'e' && s[1] == '\'':
+		v, rest, ok := quotedLiteral(s[1:])
+		return v, rest, ok && bytes.IndexByte(v, '\\') < 0
+	case len(s) > 0 && s[0] == '\'':
+		return quotedLiteral(s)
+	case len(s) > 0 && s[0] == '$':
+		end := bytes.IndexByte(s[1:], '$')
+		if end < 0 {
+			return nil, nil, false
+		}
+		tag := s[:end+2]
+		body := s[len(tag):]
+		i := bytes.Index(body, tag)
+		if i < 0 {
+			return nil, nil, false
+		}
+		return body[:i], body[i+len(tag):], true
+	}
+	return nil, nil, false
+}
+
+// quotedLiteral reads the '…' literal at the start of s, a doubled quote
+// standing for one in it.
+func quotedLiteral(s []byte) (value, rest []byte, ok bool) {
+	var v []byte
+	for i := 1; i < len(s); i++ {
+		if s[i] != '\'' {
+			v = append(v, s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '\'' {
+			v = append(v, '\'')
+			i++
+			continue
+		}
+		return v, s[i+1:], true
+	}
+	return nil, nil, false
+}
+
+// withoutComments is sql with each comment replaced by a space, as
+// PostgreSQL's lexer reads it. Quoted strings and names are kept as they
+// are; dollar quotes are not followed, so that a function's or a DO
+// block's body is read as the statements it holds.
+func withoutComments(sql []byte) []byte {
+	if bytes.Index(sql, []byte("--")) < 0 && bytes.Index(sql, []byte("/*")) < 0 {
+		return sql
+	}
+	out := make([]byte, 0, len(sql))
+	for i := 0; i < len(sql); {
+		switch {
+		case sql[i] == '\'' || sql[i] == '"':
+			j := i + 1
+			for j < len(sql) && sql[j] != sql[i] {
+				j++
+			}
+			j = min(j+1, len(sql)) // a doubled quote reads as two strings: the same text
+			out = append(out, sql[i:j]...)
+			i = j
+		case bytes.HasPrefix(sql[i:], []byte("--")):
+			j := bytes.IndexByte(sql[i:], '\n')
+			if j < 0 {
+				j = len(sql) - i
+			}
+			out = append(out, ' ')
+			i += j
+		case bytes.HasPrefix(sql[i:], []byte("/*")):
+			out = append(out, ' ')
+			i = blockCommentEnd(sql, i)
+		default:
+			out = append(out, sql[i])
+			i++
+		}
+	}
+	return out
+}
+
+// blockCommentEnd is where the /* comment at sql[start:] ends; PostgreSQL's
+// comments nest.
+func blockCommentEnd(sql []byte, start int) int {
+	depth := 0
+	for i := start; i+1 < len(sql); i++ {
+		switch {
+		case sql[i] == '/' && sql[i+1] == '*':
+			depth++
+			i++
+		case sql[i] == '*' && sql[i+1] == '/':
+			depth--
+			i++
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return len(sql)
 }
 
 // isOwner reports whether a role name as written in SQL names the owner.
@@ -270,6 +435,30 @@ func (g *roleGuard) isOwner(name string) bool {
 	}
 	name = strings.Trim(name, `'`)
 	return strings.EqualFold(name, g.owner)
+}
+
+// setConfigOID is set_config's OID, fixed in PostgreSQL's catalog.
+const setConfigOID = 2078
+
+// refusesCall reports whether a FunctionCall (body) calls set_config on the
+// role or the session authorization: the protocol's way to call a function
+// by its OID, with no statement text for the guard to read. A malformed
+// call of set_config is refused too; PostgreSQL would fail it anyway.
+func (g *roleGuard) refusesCall(body []byte) bool {
+	if len(body) < 6 || binary.BigEndian.Uint32(body) != setConfigOID {
+		return false
+	}
+	formats := int(binary.BigEndian.Uint16(body[4:]))
+	args := body[6:]
+	if len(args) < 2*formats+6 {
+		return true
+	}
+	args = args[2*formats+2:] // the formats, then the count of arguments
+	n := int32(binary.BigEndian.Uint32(args))
+	if n < 0 || int(n) > len(args)-4 {
+		return true
+	}
+	return isRoleSetting(string(args[4 : 4+n]))
 }
 
 // countRefusal counts a refusal of the role guard and logs it: the one line

@@ -22,6 +22,30 @@ func TestRoleGuard(t *testing.T) {
 		"select SET_CONFIG ( 'session_authorization', 'x', true)",
 		"SELECT set_config($$role$$, 'postgres', false)",
 		"DO $$BEGIN PERFORM set_config('role', 'x', false); END$$",
+		// What PostgreSQL reads as the same words.
+		"SET/**/ROLE bookstore_user_0001",
+		"SET -- a comment\n ROLE bookstore_user_0001",
+		"SET /* nested /* comment */ here */ ROLE x",
+		`SET "role" TO bookstore_user_0001`,
+		`SET "ROLE" TO x`,
+		"SET session_authorization = 'x'",
+		"SET session_authorization TO x",
+		`SET "session_authorization" TO x`,
+		"SET SESSION/**/AUTHORIZATION x",
+		`SET U&"\0072ole" TO bookstore_user_0001`,
+		"SELECT set_config(('role'), 'x', false)",
+		"SELECT set_config/**/('role', 'x', false)",
+		`SELECT "set_config"('role', 'x', false)`,
+		"SELECT pg_catalog.set_config('role', 'x', false)",
+		"SELECT set_config(E'role', 'x', false)",
+		"SELECT set_config($tag$role$tag$, 'x', false)",
+		// A name computed at run time, in text that mentions roles.
+		"SELECT set_config(lower('ROLE'), 'x', false)",
+		`SELECT set_config(E'r\157le', 'x', false) -- role`,
+		"SELECT set_config(U&'\0072ole', session_user, false)",
+		// A function's SET clause, run later as the function runs.
+		`CREATE FUNCTION f() RETURNS int LANGUAGE sql SET "role" = 'bookstore_user_0001' AS 'SELECT 1'`,
+		`ALTER FUNCTION f() SET U&"\0072ole" = 'x'`,
 	}
 	allowed := []string{
 		"SELECT 1",
@@ -32,6 +56,11 @@ func TestRoleGuard(t *testing.T) {
 		"SELECT rolname FROM pg_roles",
 		"CREATE TABLE user_roles (role text)",
 		"SELECT set_config('application_name', 'x', false)",
+		"SELECT set_config('app.user_role', $1, true)",
+		"SELECT set_config($1, $2, false)", // no role in the text: the transaction-mode reset covers it
+		"SELECT 1 -- SET ROLE x, in a comment",
+		"SET ROLE /* the owner */ bookstore_owner",
+		`SELECT a & b FROM t WHERE u & 1 = 0`,
 	}
 	for _, q := range refused {
 		if !g.refuses([]byte(q), scanText([]byte(q))) {

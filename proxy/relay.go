@@ -16,9 +16,9 @@ var (
 	// (relayState.batch); Parse and Close are read whole, to keep the
 	// unnamed statement (relayState.unnamed).
 	fromClient = newTypeSet('X', 'S', 'P', 'C').withHeaders('Q', 'F', 'B', 'D', 'E', 'H')
-	// fromClientGuarded: the same, with Query text read whole too, for the
-	// role guard.
-	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P', 'C').withHeaders('F', 'B', 'D', 'E', 'H')
+	// fromClientGuarded: the same, with Query text and FunctionCall read
+	// whole too, for the role guard.
+	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P', 'C', 'F').withHeaders('B', 'D', 'E', 'H')
 	// fromServer: ReadyForQuery (transaction status) and ParameterStatus (kept
 	// current so the next client is greeted with true values).
 	fromServer = newTypeSet('Z', 'S')
@@ -109,6 +109,11 @@ func (c *clientInspector) inspect(typ byte, body []byte) (verdict, error) {
 	c.st.pending.Add(1) // Sync, FunctionCall
 	c.st.batch = false
 	c.m.queries.Inc()
+	if typ == 'F' && c.guard != nil && c.guard.refusesCall(body) {
+		countRefusal(c.m, c.log)
+		c.scratch = c.guard.refusedQuery(c.scratch[:0]) // one ReadyForQuery, as for the call
+		return rewrite, nil
+	}
 	return forward, nil
 }
 

@@ -21,7 +21,7 @@ var (
 		}
 		// CopyDone and CopyFail are small; whole, they are never half
 		// forwarded (see txClient.streaming).
-		for _, t := range []byte{'X', 'S', 'Q', 'P', 'B', 'D', 'C', 'c', 'f'} {
+		for _, t := range []byte{'X', 'S', 'Q', 'P', 'B', 'D', 'C', 'F', 'c', 'f'} {
 			s[t] = whole
 		}
 		return &s
@@ -104,6 +104,9 @@ type txClient struct {
 	// that one (see onUnnamed).
 	unnamed     unnamedStmt
 	unnamedHere bool
+	// unnamedMentions is what scanText found in the unnamed statement's
+	// text: a Bind of it in a later transaction notes it again.
+	unnamedMentions mentions
 	// unnamedSeg is the segment of the lease (see segment) whose Parse
 	// made the leased connection's unnamed statement the client's.
 	unnamedSeg int
@@ -261,8 +264,17 @@ func (c *txClient) lease1() (*lease, error) {
 	return l, nil
 }
 
+// unknownSettings is the appliedKey of a connection whose settings a
+// statement may have changed: no client's settingsKey, not even the empty
+// one of a client without settings.
+const unknownSettings = "\xff"
+
 // applySettings brings a leased connection to the client's settings; if
-// that fails, the lease is given back.
+// that fails, the lease is given back. It resets the role too, in the same
+// round trip: the statements that make a connection's settings unknown
+// (SET, RESET, set_config, DO) may also have changed the role in ways the
+// role guard cannot read (a setting name bound as a parameter, or built
+// at run time).
 func (c *txClient) applySettings(l *lease) error {
 	sc := l.Value()
 	if sc.appliedKey == c.settingsKey {
@@ -270,7 +282,7 @@ func (c *txClient) applySettings(l *lease) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
-	if err := sc.exec(ctx, "RESET ALL; "+setConfigSQL(c.settings)); err != nil {
+	if err := sc.exec(ctx, "RESET ROLE; RESET ALL; "+setConfigSQL(c.settings)); err != nil {
 		c.p.releaseTx(l, cleanNone)
 		return refusedSetting(err, "applying client settings")
 	}
@@ -342,6 +354,7 @@ func (c *txClient) route(typ byte, body []byte) (verdict, error) {
 			c.unsynced = false // a Query ends the implicit transaction too
 			return c.onQuery(body), nil
 		}
+		return c.onCall(body), nil
 	case 'S':
 		c.pending++
 		c.syncsSent++
@@ -500,12 +513,12 @@ func (c *txClient) endLease(sc *serverConn) {
 		// again, so a statement whose words only look like DEALLOCATE or
 		// DISCARD (in a string) costs a Parse, not the client's cache.
 		clear(sc.stmts)
-		sc.appliedKey = ""
+		sc.appliedKey = unknownSettings
 	case c.seen.settings:
 		// A SET of a parameter PostgreSQL does not report (statement_timeout)
 		// would otherwise stay for whoever gets the connection next: the
 		// next lease resets the session's settings and applies its own.
-		sc.appliedKey = ""
+		sc.appliedKey = unknownSettings
 	default:
 		sc.appliedKey = c.settingsKey
 	}

@@ -30,6 +30,20 @@ func (c *txClient) onQuery(body []byte) verdict {
 	return forward
 }
 
+// onCall checks a FunctionCall: the role guard, which refuses set_config
+// of the role. Any function may set anything, and a call has no text to
+// read: the connection's role and settings are reset before the next
+// client (mentions.settings).
+func (c *txClient) onCall(body []byte) verdict {
+	if c.guard != nil && c.guard.refusesCall(body) {
+		countRefusal(c.p.m, c.s.log)
+		c.scratch = c.guard.refusedQuery(c.scratch[:0])
+		return rewrite
+	}
+	c.note(mentions{settings: true})
+	return forward
+}
+
 // note records what a statement run in the lease mentioned: a roles or
 // session-state word decides the connection's cleanup (see cleanup). After
 // DEALLOCATE or DISCARD, in any protocol (psycopg 3 sends DEALLOCATE ALL
@@ -78,7 +92,7 @@ func (c *txClient) onParse(body []byte) (verdict, error) {
 	c.note(m)
 	if len(name) == 0 {
 		c.queueParse(pendingParse{own: true})
-		c.keepUnnamed(body)
+		c.keepUnnamed(body, m)
 		return forward, nil
 	}
 	cs := c.register(body, m)
@@ -99,7 +113,7 @@ func (c *txClient) refuseParse(body []byte, unnamed bool) verdict {
 	if unnamed {
 		c.queueParse(pendingParse{own: true})
 		c.scratch, _ = refusal.Encode(c.scratch[:0])
-		c.keepUnnamed(c.scratch[5:])
+		c.keepUnnamed(c.scratch[5:], mentions{})
 		return rewrite
 	}
 	c.scratch = c.appendClientParse(c.scratch[:0], c.registerStmt(*refusal, mentions{}))
@@ -218,10 +232,11 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 }
 
 // keepUnnamed records body, a Parse of the unnamed statement sent on the
-// lease, as the client's unnamed statement, which the leased connection
-// now holds.
-func (c *txClient) keepUnnamed(body []byte) {
+// lease whose text scanText found m in, as the client's unnamed statement,
+// which the leased connection now holds.
+func (c *txClient) keepUnnamed(body []byte, m mentions) {
 	c.unnamed.keep(body)
+	c.unnamedMentions = m
 	c.unnamedHere, c.unnamedSeg = true, c.segment()
 }
 
@@ -239,6 +254,9 @@ func (c *txClient) dropUnnamed() {
 // connection holds is someone else's, so the client's is parsed first. A
 // client without one gets a statement that fails, never another client's.
 func (c *txClient) onUnnamed(typ byte, body []byte) verdict {
+	// Parsed in an earlier transaction, its text was read there; what it
+	// does, it does again in this one (as onBind notes a named one's).
+	c.note(c.unnamedMentions)
 	if c.unnamedHeld() {
 		return forward
 	}
@@ -455,7 +473,7 @@ func (c *txClient) appendDeallocate(dst []byte, name string) []byte {
 	c.queueParse(pendingParse{own: true})
 	start := len(dst)
 	dst, _ = (&pgproto3.Parse{Query: "DEALLOCATE " + deallocateName}).Encode(dst)
-	c.keepUnnamed(dst[start+5:])
+	c.keepUnnamed(dst[start+5:], mentions{})
 	gone, _ := (&pgproto3.Parse{Query: raiseSQL(codeInvalidStatementName, "prepared statement \""+name+"\" does not exist")}).Encode(nil)
 	c.unnamed.keep(gone[5:])
 	return dst
