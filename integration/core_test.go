@@ -360,3 +360,86 @@ func TestWaitingClientThatLeavesIsForgotten(t *testing.T) {
 		})
 	}
 }
+
+// A client's startup settings reach PostgreSQL in SQL that pgrotate writes,
+// on a server connection that another client may have left in its own
+// client_encoding. In some encodings (SJIS) the second byte of a character
+// can be a backslash: read in such an encoding, a value holding the right
+// bytes would end its string early and run the rest as SQL, past the role
+// guard, and a value in UTF-8 would be garbled. Neither happens, in either
+// pool mode.
+func TestStartupSettingsWhateverTheLastClientsEncoding(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode, poolSize: 1})
+			ctx := ctxT(t)
+			connectErr := func(params map[string]string) (*pgconn.PgConn, error) {
+				cfg, err := pgconn.ParseConfig(env.appURL())
+				must(t, err)
+				for k, v := range params {
+					cfg.RuntimeParams[k] = v
+				}
+				c, err := pgconn.ConnectConfig(ctx, cfg)
+				if err == nil {
+					t.Cleanup(func() { c.Close(context.Background()) })
+				}
+				return c, err
+			}
+			connect := func(params map[string]string) *pgconn.PgConn {
+				t.Helper()
+				c, err := connectErr(params)
+				must(t, err)
+				return c
+			}
+			queryErr := func(c *pgconn.PgConn, sql string) ([]string, error) {
+				res := c.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+				if res.Err != nil {
+					return nil, res.Err
+				}
+				var row []string
+				for _, v := range res.Rows[0] {
+					row = append(row, string(v))
+				}
+				return row, nil
+			}
+			query := func(c *pgconn.PgConn, sql string) []string {
+				t.Helper()
+				row, err := queryErr(c, sql)
+				must(t, err)
+				return row
+			}
+			// The SJIS client leaves the only server connection in SJIS: in
+			// session mode pgrotate applies its settings again at release.
+			sjis := connect(map[string]string{"client_encoding": "SJIS", "backslash_quote": "on"})
+			query(sjis, "SELECT 1")
+			if mode == "session" {
+				must(t, sjis.Close(ctx))
+			}
+			// Not UTF-8 either: it is refused as such (22021), at login or
+			// at its first statement, or it runs as the owner.
+			injected := "\x95\x5c', false), pg_catalog.set_config($$role$$, $$" + execRole1 + "$$, false) --"
+			c, err := connectErr(map[string]string{"application_name": injected})
+			var got []string
+			if err == nil {
+				got, err = queryErr(c, "SELECT current_user")
+			}
+			switch {
+			case err != nil && sqlState(err) != "22021":
+				t.Fatalf("a client whose application_name holds SQL: %v; want SQLSTATE 22021 or to run as %s", err, ownerRole)
+			case err == nil && got[0] != ownerRole:
+				t.Fatalf("a client whose application_name holds SQL runs as %s; want %s", got[0], ownerRole)
+			}
+
+			if mode == "transaction" {
+				query(sjis, "SELECT 1") // the connection is SJIS's again
+			} else {
+				sjis = connect(map[string]string{"client_encoding": "SJIS"})
+				must(t, sjis.Close(ctx))
+			}
+			city := connect(map[string]string{"options": "-c app.city=zürich"})
+			if got := query(city, "SELECT current_setting('app.city')")[0]; got != "zürich" {
+				t.Fatalf("app.city = %q after a client in SJIS; want zürich", got)
+			}
+		})
+	}
+}

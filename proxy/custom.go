@@ -22,9 +22,12 @@ const maxCustomSettings = 64
 // statement text (SET LOCAL lasts only for its transaction).
 var customSet = regexp.MustCompile(`(?is)\bset\s+(?:session\s+)?("?[a-z_][a-z0-9_$]*"?\s*\.\s*"?[a-z_][a-z0-9_$]*"?)|\bset_config\s*\(\s*'([^']+)'`)
 
-// note records name if it is a custom setting's.
+// note records name if it is a custom setting's. A name of other than
+// ASCII is left out: stateSQL's text is read in the client's own
+// client_encoding, where only ASCII is sure to read as written (see
+// settingsQueries).
 func (c *customSettings) note(name string) {
-	if !strings.Contains(name, ".") || len(*c) >= maxCustomSettings {
+	if !strings.Contains(name, ".") || !isASCII(name) || len(*c) >= maxCustomSettings {
 		return
 	}
 	if *c == nil {

@@ -94,7 +94,7 @@ func parsePrepared(name, textAndTypes string) (*pgproto3.Parse, error) {
 // restore re-creates cs on sc, which must be idle.
 func (cs *carriedState) restore(ctx context.Context, sc *serverConn) error {
 	if sql := setConfigSQL(cs.settings); sql != "" {
-		if err := sc.exec(ctx, sql); err != nil {
+		if err := sc.roundTrip(ctx, settingsQueries("", sql), nil); err != nil {
 			return fmt.Errorf("restoring settings: %w", err)
 		}
 	}

@@ -426,9 +426,9 @@ func (p *pool) release(l *lease, reusable bool, set *startupSettings) {
 	key := ""
 	if set != nil && set.sql != "" {
 		key = set.key
-		// A Query of its own: DISCARD ALL refuses to run in the implicit
-		// transaction of a multi-statement query.
-		msgs = append(msgs, &pgproto3.Query{String: set.sql})
+		// Queries of their own: DISCARD ALL refuses to run in the
+		// implicit transaction of a multi-statement query.
+		msgs = append(msgs, settingsQueries("", set.sql)...)
 	}
 	if err := sc.sendReset(msgs, time.Now().Add(resetTimeout)); err != nil {
 		p.resetFailed(sc, err)

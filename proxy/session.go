@@ -316,13 +316,13 @@ func (s *session) applySettings(ctx context.Context, sc *serverConn, set *startu
 	if sc.appliedKey == set.key {
 		return nil
 	}
-	sql := set.sql
+	reset := ""
 	if sc.appliedKey != "" {
-		sql = "RESET ALL; " + sql // another application's settings
+		reset = "RESET ALL" // another application's settings
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := sc.exec(ctx, sql); err != nil {
+	if err := sc.roundTrip(ctx, settingsQueries(reset, set.sql), nil); err != nil {
 		return refusedSetting(err, "applying startup parameters")
 	}
 	sc.appliedKey = set.key

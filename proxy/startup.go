@@ -185,6 +185,52 @@ func setConfigSQL(settings map[string]string) string {
 	return b.String()
 }
 
+// settingsQueries are the Queries that run reset (SQL, or "") and then
+// sql, a setConfigSQL text, on a server session whose client_encoding may
+// be any client's. PostgreSQL reads a Query in the session's
+// client_encoding, and in some (SJIS, BIG5, GBK) the second byte of a
+// character can be a backslash or a quote: a value holding such a
+// character, read in another encoding, would end its literal early and
+// run as SQL. Text of ASCII alone reads the same in every encoding, and
+// is sent at once. Other text is read in the server's own encoding, in
+// which no character holds an ASCII byte: the Query before it switches to
+// that, and it starts by going back to the session's default (the
+// client's own client_encoding, if it has one, is among the settings).
+func settingsQueries(reset, sql string) []pgproto3.FrontendMessage {
+	if sql == "" || isASCII(sql) {
+		return []pgproto3.FrontendMessage{&pgproto3.Query{String: joinSQL(reset, sql)}}
+	}
+	return []pgproto3.FrontendMessage{
+		&pgproto3.Query{String: joinSQL(reset, readInServerEncoding)},
+		&pgproto3.Query{String: "RESET client_encoding; " + sql},
+	}
+}
+
+// readInServerEncoding makes the session read what follows in the
+// server's encoding.
+const readInServerEncoding = "SELECT pg_catalog.set_config('client_encoding', pg_catalog.current_setting('server_encoding'), false)"
+
+// joinSQL joins two SQL texts, either of which may be empty, into one.
+func joinSQL(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+// isASCII reports whether s holds ASCII bytes alone.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // startupSettings are a session-mode client's startup settings as the pool
 // uses them, rendered once per login: key names them (see
 // serverConn.appliedKey), sql applies them. Both the login and the release

@@ -282,7 +282,7 @@ func (c *txClient) applySettings(l *lease) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
-	if err := sc.exec(ctx, "RESET ROLE; RESET ALL; "+setConfigSQL(c.settings)); err != nil {
+	if err := sc.roundTrip(ctx, settingsQueries("RESET ROLE; RESET ALL", setConfigSQL(c.settings)), nil); err != nil {
 		c.p.releaseTx(l, cleanNone)
 		return refusedSetting(err, "applying client settings")
 	}
