@@ -679,3 +679,35 @@ func loginsHoldNoGoroutine(t *testing.T, mode string) {
 		t.Errorf("auth failures: wrong_password %v, unknown_user %v; want 1 each", wrong, unknown)
 	}
 }
+
+// A server connection that PostgreSQL closed while it sat idle in the pool
+// (a restart, a failover, pg_terminate_backend) is never handed to a
+// client: the next transaction gets a working one, whichever relay serves
+// the client (TLS clients are relayed on goroutines).
+func TestTransactionModeSkipsConnectionsClosedWhileIdle(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: "transaction", poolSize: 2, goroutineRelay: r.goroutine})
+			ctx := ctxT(t)
+			c := env.connect(t)
+			queryStrings(t, c, "SELECT 1")
+			must(t, cluster.Exec(ctx, dbName, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", execRole1))
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				left, err := cluster.QueryStrings(ctx, dbName, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", execRole1)
+				must(t, err)
+				if left[0][0] == "0" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s backends of %s left after pg_terminate_backend", left[0][0], execRole1)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for i := range 3 {
+				if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+					t.Fatalf("transaction %d after the pool's connections were closed: %v", i+1, err)
+				}
+			}
+		})
+	}
+}

@@ -359,19 +359,22 @@ var idleOnly = func() context.Context {
 var errIdleOnly = errors.New("only an idle connection was asked for")
 
 // usable reports whether a connection just taken from the pool may be
-// handed out: not retiring (see retiring), and in session mode reset (the
+// handed out: not retiring (see retiring), in session mode reset (the
 // replies to release's reset are read here, and a failed reset closes the
-// connection) and not closed by the server while idle (after a failover
-// the first client would otherwise get the old server's FATAL; a login
-// pays one system call for it). Transaction mode relies on the idle health
-// check instead.
+// connection), and not closed by the server while idle: after a restart or
+// a failover the next client would otherwise get the old server's FATAL,
+// on a connection it never used. That costs a system call, paid per login
+// in session mode and per transaction by transaction-mode clients on
+// goroutines (TLS). The event loop takes its idle connections from a stack
+// of its own, which the look at dirty connections covers (see tryIdle),
+// and comes here only when that is empty.
 func (p *pool) usable(l *lease) bool {
 	sc := l.Value()
 	if p.retiring(sc) {
 		return false
 	}
 	if p.db.PoolMode != configs.PoolSession {
-		return true
+		return !p.closedWhileIdle(l)
 	}
 	if err := sc.settle(time.Now().Add(resetTimeout)); err != nil {
 		p.resetFailed(sc, err)
@@ -387,7 +390,7 @@ func (p *pool) resetFailed(sc *serverConn, err error) {
 }
 
 // closedWhileIdle reports, and logs, whether the server closed a settled
-// session-mode connection while it was idle in the pool.
+// connection while it was idle in the pool.
 func (p *pool) closedWhileIdle(l *lease) bool {
 	sc := l.Value()
 	if l.IdleDuration() > 0 && closedByServer(sc.conn) {
