@@ -148,3 +148,35 @@ func (g *upstreamGate) close() {
 	g.mu.Unlock()
 	g.wg.Wait()
 }
+
+// Clients waiting in transaction mode while PostgreSQL refuses every login
+// are told so when query_wait_timeout ends, each of them: 08006 and the
+// login failure, not 53300 with a hint to raise pool_size for a pool that
+// holds no connection.
+func TestWaitersAreToldLoginsFailed(t *testing.T) {
+	gate := startGate(t, fmt.Sprintf("127.0.0.1:%d", cluster.Port))
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, queryWait: "1s", upstreamPort: gate.port()})
+	ctx := ctxT(t)
+	holder := env.connect(t)
+	tx, err := holder.Begin(ctx)
+	must(t, err)
+	_, err = tx.Exec(ctx, "SELECT 1") // the pool's one connection is held
+	must(t, err)
+	const waiters = 3
+	errs := make(chan error, waiters)
+	for range waiters {
+		c := env.connect(t)
+		go func() {
+			_, err := c.Exec(ctx, "SELECT 1")
+			errs <- err
+		}()
+	}
+	waitWaiting(t, env, waiters)
+	gate.shut.Store(true)
+	must(t, cluster.Exec(ctx, dbName, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", execRole1))
+	for range waiters {
+		if err := <-errs; sqlState(err) != "08006" {
+			t.Errorf("a client waiting while logins failed: %v; want SQLSTATE 08006", err)
+		}
+	}
+}

@@ -35,6 +35,9 @@ func (p *pool) acquireRetrying(ctx context.Context) (*lease, error) {
 		l, err := p.acquire(ctx)
 		switch {
 		case err == nil:
+			if failed != nil {
+				p.lastLoginFailure.Store(nil)
+			}
 			return l, nil
 		case ctx.Err() != nil && failed != nil:
 			return nil, failed
@@ -44,10 +47,27 @@ func (p *pool) acquireRetrying(ctx context.Context) (*lease, error) {
 			return nil, err
 		}
 		failed = err
+		p.lastLoginFailure.Store(&loginFailure{err: err, at: time.Now()})
 		p.log.Debug("opening a server connection for a waiting client failed; trying again", "in", backoff, "err", err)
 		rest(ctx, backoff)
 		backoff = min(2*backoff, loginRetryMax)
 	}
+}
+
+// loginFailure is a passing login failure and when it happened.
+type loginFailure struct {
+	err error
+	at  time.Time
+}
+
+// loginFailedSince returns the last passing login failure of the pool's
+// waiting clients if it happened after since and no login succeeded after
+// it.
+func (p *pool) loginFailedSince(since time.Time) error {
+	if f := p.lastLoginFailure.Load(); f != nil && f.at.After(since) {
+		return f.err
+	}
+	return nil
 }
 
 // passingLoginFailure reports whether a failed login may succeed when tried

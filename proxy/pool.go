@@ -67,6 +67,11 @@ type pool struct {
 	goWaiters   atomic.Int32
 	goTurn      bool
 	evloop      atomic.Pointer[eventLoop]
+	// lastLoginFailure is the last passing login failure of a waiting
+	// client (see acquireRetrying), nil once a login succeeds: a client
+	// that waited on the loop while logins failed is told that failure,
+	// not that the pool stayed busy.
+	lastLoginFailure atomic.Pointer[loginFailure]
 	// loopIdle keeps the connections released on the event loop for its
 	// next transactions, newest last, without going back to puddle (see
 	// loopidle_linux.go); puddle counts them as acquired. Loop goroutine

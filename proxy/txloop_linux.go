@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -486,14 +487,19 @@ func (t *txRelay) serve(l *lease) {
 
 // expireWaiters ends the rounds of clients that waited on the loop for
 // query_wait_timeout: they get 53300, as a client waiting on its goroutine
-// does. Loop goroutine only.
+// does, or, if logins failed while they waited (PostgreSQL down), the
+// last failure (08006), as that client gets too. Loop goroutine only.
 func (l *eventLoop) expireWaiters(now time.Time) {
 	for p := range l.waitPools {
 		for len(p.loopWaiters) > 0 && now.After(p.loopWaiters[0].waitUntil) {
 			t := p.loopWaiters[0]
 			t.unwait()
 			p.m.poolWait.Observe(now.Sub(t.waitStart).Seconds())
-			t.r.end(0, p.waitTimeout(context.DeadlineExceeded), false)
+			err := p.waitTimeout(context.DeadlineExceeded)
+			if failed := p.loginFailedSince(t.waitStart); failed != nil {
+				err = fmt.Errorf("acquiring server connection: %w", failed)
+			}
+			t.r.end(0, err, false)
 		}
 		if len(p.loopWaiters) == 0 {
 			delete(l.waitPools, p)
