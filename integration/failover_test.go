@@ -89,6 +89,7 @@ type upstreamGate struct {
 	ln    net.Listener
 	to    string
 	shut  atomic.Bool
+	tries atomic.Int64 // connections accepted, shut or not
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns []net.Conn
@@ -114,6 +115,7 @@ func (g *upstreamGate) accept() {
 		if err != nil {
 			return
 		}
+		g.tries.Add(1)
 		if g.shut.Load() {
 			c.Close()
 			continue
@@ -176,7 +178,46 @@ func TestWaitersAreToldLoginsFailed(t *testing.T) {
 	must(t, cluster.Exec(ctx, dbName, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", execRole1))
 	for range waiters {
 		if err := <-errs; sqlState(err) != "08006" {
-			t.Errorf("a client waiting while logins failed: %v; want SQLSTATE 08006", err)
+			t.Errorf("a client waiting while logins failed: %v; want SQLSTATE 08006\n%s", err, env.logs.String())
+		}
+	}
+}
+
+// While PostgreSQL refuses logins (a restart, max_connections reached),
+// pgrotate tries them one at a time for the whole pool, with backoff, not
+// once per waiting client: a full server is not made to start and end a
+// backend a second for each of them. When logins work again, every
+// waiting client gets its connection.
+func TestLoginRetriesArePooled(t *testing.T) {
+	const clients = 10
+	gate := startGate(t, fmt.Sprintf("127.0.0.1:%d", cluster.Port))
+	env := startProxy(t, setup{poolSize: clients, queryWait: "30s", upstreamPort: gate.port()})
+	gate.shut.Store(true)
+	errs := make(chan error, clients)
+	for range clients {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := pgx.Connect(ctx, env.appURL())
+			if err == nil {
+				_, err = c.Exec(ctx, "SELECT 1")
+				c.Close(ctx)
+			}
+			errs <- err
+		}()
+	}
+	time.Sleep(time.Second) // the clients' first logins, all at once, have failed
+	before := gate.tries.Load()
+	time.Sleep(3 * time.Second)
+	// One at a time, resting 0.1, 0.2, 0.4, 0.8 s, then every second: about
+	// 5 tries in 3 s; each client on its own would make about 4 times 10.
+	if tries := gate.tries.Load() - before; tries > 8 {
+		t.Errorf("%d logins tried in 3 s for %d waiting clients; want them tried one at a time", tries, clients)
+	}
+	gate.shut.Store(false)
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Errorf("a client that waited while logins failed: %v", err)
 		}
 	}
 }
