@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -448,4 +449,55 @@ func startTLSCluster(t *testing.T, p *tlsPKI) *pgcluster.Cluster {
 	must(t, c.CreateBookstore(ctx, bookstore))
 	must(t, c.CreateExecutingRole(ctx, bookstore, execRole1, execPass1))
 	return c
+}
+
+// TLS clients (relayed on goroutines) and plaintext clients (on the event
+// loop) share a busy transaction-mode pool: neither kind starves. A
+// connection a TLS client gives back used to go to the next TLS client
+// waiting, every time, so a few plaintext clients among many TLS ones got
+// no turn and failed with 53300.
+func TestTLSAndPlaintextClientsShareABusyPool(t *testing.T) {
+	pki := newTLSPKI(t)
+	env := startTLSProxy(t, tlsProxyConfig{pki: pki, mode: "prefer", poolMode: "transaction", poolSize: 2, queryWait: "5s"})
+	base := fmt.Sprintf("postgres://%s:%s@%s/%s?sslrootcert=%s", appUser, appPass, env.addr, dbName, pki.caFile)
+	const tlsClients, plainClients = 8, 2
+	var wg sync.WaitGroup
+	counts := make([]int, tlsClients+plainClients)
+	errs := make([]error, len(counts))
+	stop := time.Now().Add(3 * time.Second)
+	for i := range counts {
+		sslmode := "verify-full"
+		if i >= tlsClients {
+			sslmode = "disable"
+		}
+		c := tlsConnect(t, env, base+"&sslmode="+sslmode)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if _, err := c.Exec(context.Background(), "SELECT pg_sleep(0.005)"); err != nil {
+					errs[i] = err
+					return
+				}
+				counts[i]++
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("client %d: %v", i, err)
+		}
+	}
+	tlsTotal := 0
+	for _, n := range counts[:tlsClients] {
+		tlsTotal += n
+	}
+	for i, n := range counts[tlsClients:] {
+		// A fair share is about the TLS clients' average; starving, it was
+		// one transaction against hundreds.
+		if 4*n < tlsTotal/tlsClients {
+			t.Errorf("plaintext client %d ran %d transactions; the TLS clients ran %d each on average", i, n, tlsTotal/tlsClients)
+		}
+	}
 }

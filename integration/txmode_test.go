@@ -683,7 +683,8 @@ func loginsHoldNoGoroutine(t *testing.T, mode string) {
 // A server connection that PostgreSQL closed while it sat idle in the pool
 // (a restart, a failover, pg_terminate_backend) is never handed to a
 // client: the next transaction gets a working one, whichever relay serves
-// the client (TLS clients are relayed on goroutines).
+// the client (TLS clients are relayed on goroutines). The operator reads
+// one log line for them all.
 func TestTransactionModeSkipsConnectionsClosedWhileIdle(t *testing.T) {
 	for _, r := range relays {
 		t.Run(r.name, func(t *testing.T) {
@@ -707,6 +708,10 @@ func TestTransactionModeSkipsConnectionsClosedWhileIdle(t *testing.T) {
 				if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
 					t.Fatalf("transaction %d after the pool's connections were closed: %v", i+1, err)
 				}
+			}
+			// One log line says it, not one per connection.
+			if n := strings.Count(env.logs.String(), "closing idle server connections found unusable"); n > 1 {
+				t.Errorf("%d log lines for the connections closed while idle; want at most one\n%s", n, env.logs.String())
 			}
 		})
 	}

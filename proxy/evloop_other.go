@@ -59,6 +59,8 @@ func (l *eventLoop) post(cmd func()) bool { return false }
 
 func (p *pool) serveLoopWaiters() {}
 
+func (p *pool) shareRelease(*lease) bool { return false }
+
 // pollConn exists on Linux only; toPollConn never makes one here.
 type pollConn struct{ net.Conn }
 

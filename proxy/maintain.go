@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -109,12 +111,13 @@ func (p *pool) checkAll(ctx context.Context, due []*lease) int {
 // checkOne checks one idle connection: given back if it passed, closed if
 // not.
 func (p *pool) checkOne(ctx context.Context, l *lease) bool {
-	if p.check(ctx, l.Value()) {
+	err := p.check(ctx, l.Value())
+	if err == nil {
 		l.ReleaseUnused()
 		p.wakeLoopWaiters()
 		return true
 	}
-	p.log.Warn("closing a server connection that failed its health check", "pid", l.Value().pid)
+	p.lostIdle(l.Value(), "health check: "+err.Error())
 	l.Destroy()
 	return false
 }
@@ -147,30 +150,40 @@ func (p *pool) checkDue(l *lease) bool {
 }
 
 // check runs the health check on sc and counts its result.
-func (p *pool) check(ctx context.Context, sc *serverConn) bool {
-	ok := p.healthy(ctx, sc)
+func (p *pool) check(ctx context.Context, sc *serverConn) error {
+	err := p.healthy(ctx, sc)
 	sc.checkedAt = time.Now()
-	if ok {
+	if err == nil {
 		p.m.healthOK.Inc()
 	} else {
 		p.m.healthFailed.Inc()
 	}
-	return ok
+	return err
 }
 
 // healthy checks that the server answers — and, when the pool wants a
 // primary (target_session_attrs read-write or primary), that it still is one:
 // after a failover a demoted primary's connections are retired.
-func (p *pool) healthy(ctx context.Context, sc *serverConn) bool {
+func (p *pool) healthy(ctx context.Context, sc *serverConn) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	var rows [][]string
+	var err error
 	switch p.up.cfg.TargetSessionAttrs {
 	case "read-write", "primary":
-		rows, err := sc.query(ctx, "SELECT pg_catalog.pg_is_in_recovery()")
-		return err == nil && sc.txStatus == 'I' && len(rows) == 1 && rows[0][0] == "f"
+		rows, err = sc.query(ctx, "SELECT pg_catalog.pg_is_in_recovery()")
 	default:
-		return sc.exec(ctx, "") == nil && sc.txStatus == 'I'
+		err = sc.exec(ctx, "")
 	}
+	switch {
+	case err != nil:
+		return err
+	case sc.txStatus != 'I':
+		return fmt.Errorf("transaction status %q after the check", sc.txStatus)
+	case rows != nil && (len(rows) != 1 || rows[0][0] != "f"):
+		return errors.New("the server is in recovery (a standby), and the pool wants a primary")
+	}
+	return nil
 }
 
 // jitteredLifetime is server_lifetime less up to lifetimeJitter of it.

@@ -43,8 +43,10 @@ type pool struct {
 	// newest connection; transaction-mode clients are greeted with them.
 	defaults atomic.Pointer[reportedParams]
 	log      *slog.Logger
-	// failures thins the log of failed logins to the server (failLog).
+	// failures thins the log of failed logins to the server (failLog),
+	// idleLost that of idle connections found dead (lostIdle).
 	failures failLog
+	idleLost failLog
 	// roleUser names the database that still uses a role, "" if none
 	// (Server.roleUser).
 	roleUser func(role string) string
@@ -66,12 +68,18 @@ type pool struct {
 	loopWaiting atomic.Int32
 	goWaiters   atomic.Int32
 	goTurn      bool
+	goReleases  atomic.Uint32 // releases on goroutines, for shareRelease's turns
 	evloop      atomic.Pointer[eventLoop]
 	// lastLoginFailure is the last passing login failure of a waiting
 	// client (see acquireRetrying), nil once a login succeeds: a client
 	// that waited on the loop while logins failed is told that failure,
 	// not that the pool stayed busy.
 	lastLoginFailure atomic.Pointer[loginFailure]
+	// loginTurn: a waiting client is trying a login while they fail, and
+	// loginBackoff (ns) is how long it rests after a failure (see
+	// acquireRetrying).
+	loginTurn    atomic.Bool
+	loginBackoff atomic.Int64
 	// loopIdle keeps the connections released on the event loop for its
 	// next transactions, newest last, without going back to puddle (see
 	// loopidle_linux.go); puddle counts them as acquired. Loop goroutine
@@ -156,6 +164,7 @@ func (p *pool) connect(ctx context.Context) (*serverConn, error) {
 		return nil, err
 	}
 	p.failures.reset()
+	p.loginsWork()
 	if p.onLoop {
 		sc.conn = toPollConn(sc.conn)
 		sc.rd.src = sc.conn
@@ -399,10 +408,20 @@ func (p *pool) resetFailed(sc *serverConn, err error) {
 func (p *pool) closedWhileIdle(l *lease) bool {
 	sc := l.Value()
 	if l.IdleDuration() > 0 && closedByServer(sc.conn) {
-		p.log.Info("discarding a server connection the server closed while idle", "pid", sc.pid)
+		p.lostIdle(sc, "the server closed it while idle")
 		return true
 	}
 	return false
+}
+
+// lostIdle logs that an idle server connection is closed, and why: one
+// line per failLogEvery with how many, since a restart or a failover ends
+// every idle connection at once.
+func (p *pool) lostIdle(sc *serverConn, why string) {
+	if n := p.idleLost.add(time.Now()); n > 0 {
+		p.log.Warn("closing idle server connections found unusable", "why", why, "pid", sc.pid,
+			"connections_since_last_logged", n)
+	}
 }
 
 // stale reports whether sc logged in with a generation older than the current.
@@ -477,6 +496,9 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 		}
 	}
 	sc.goIdle()
+	if p.shareRelease(l) {
+		return
+	}
 	l.Release()
 	p.wakeLoopWaiters()
 }

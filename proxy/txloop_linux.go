@@ -387,7 +387,7 @@ func (p *pool) tryIdle() *lease {
 		case p.retiring(l.Value()):
 			l.Destroy()
 		case isDirty(l):
-			p.log.Info("closing a server connection that spoke while idle", "pid", l.Value().pid)
+			p.lostIdle(l.Value(), "the server spoke on it while idle")
 			l.Destroy()
 		default:
 			l.Value().state.Store(int32(connLeased))
@@ -396,7 +396,7 @@ func (p *pool) tryIdle() *lease {
 	}
 	l := p.tryAcquire()
 	for l != nil && isDirty(l) {
-		p.log.Info("closing a server connection that spoke while idle", "pid", l.Value().pid)
+		p.lostIdle(l.Value(), "the server spoke on it while idle")
 		l.Destroy()
 		l = p.tryAcquire()
 	}
@@ -454,6 +454,34 @@ func (p *pool) handOff(l *lease) bool {
 	return true
 }
 
+// shareRelease gives a connection released on a goroutine to the clients
+// waiting on the loop, every other time while clients wait both there and
+// on goroutines. puddle hands a connection released to it to a goroutine
+// waiter first: TLS clients, relayed on goroutines, took every connection
+// they gave back among themselves, and plaintext clients waiting on the
+// loop got a turn only at the loop's own releases (handOff), or at none
+// (a pool of mostly TLS clients: 53300 after query_wait_timeout). It
+// reports whether the loop took l.
+func (p *pool) shareRelease(l *lease) bool {
+	if p.loopWaiting.Load() == 0 || p.goWaiters.Load() == 0 || p.goReleases.Add(1)%2 == 0 {
+		return false
+	}
+	loop := p.evloop.Load()
+	return loop != nil && loop.post(func() { p.serveReleased(l) })
+}
+
+// serveReleased hands l, released on a goroutine, to the first client
+// waiting on the loop, or back to puddle if none waits any more. Loop
+// goroutine only.
+func (p *pool) serveReleased(l *lease) {
+	if len(p.loopWaiters) == 0 {
+		l.Release()
+		return
+	}
+	l.Value().state.Store(int32(connLeased))
+	p.loopWaiters[0].serve(l)
+}
+
 // serveLoopWaiters hands idle connections to the clients waiting on the
 // loop; when none is idle but the pool has room (a connection was closed),
 // the first waiter's goroutine is asked to open one. Loop goroutine only.
@@ -488,7 +516,8 @@ func (t *txRelay) serve(l *lease) {
 // expireWaiters ends the rounds of clients that waited on the loop for
 // query_wait_timeout: they get 53300, as a client waiting on its goroutine
 // does, or, if logins failed while they waited (PostgreSQL down), the
-// last failure (08006), as that client gets too. Loop goroutine only.
+// last failure (08006), as that client gets too. The others are served if
+// the pool has an idle connection or room for one. Loop goroutine only.
 func (l *eventLoop) expireWaiters(now time.Time) {
 	for p := range l.waitPools {
 		for len(p.loopWaiters) > 0 && now.After(p.loopWaiters[0].waitUntil) {
@@ -500,6 +529,11 @@ func (l *eventLoop) expireWaiters(now time.Time) {
 				err = fmt.Errorf("acquiring server connection: %w", failed)
 			}
 			t.r.end(0, err, false)
+		}
+		if len(p.loopWaiters) > 0 {
+			// Room a closed connection left makes no release to wake
+			// them (puddle counts it gone only once its close is done).
+			p.serveLoopWaiters()
 		}
 		if len(p.loopWaiters) == 0 {
 			delete(l.waitPools, p)
