@@ -317,6 +317,34 @@ func TestSessionMoveCarriesCustomSettings(t *testing.T) {
 	}
 }
 
+// A client in another client_encoding than the server's (LATIN1) moves at
+// a rotation with its settings as it set them, letters beyond ASCII
+// included: they are read and applied in the server's encoding.
+func TestSessionMoveCarriesSettingsInTheClientsEncoding(t *testing.T) {
+	env := startProxy(t, setup{})
+	ctx := ctxT(t)
+	cfg, err := pgconn.ParseConfig(env.appURL())
+	must(t, err)
+	cfg.RuntimeParams["client_encoding"] = "LATIN1"
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	must(t, err)
+	t.Cleanup(func() { c.Close(context.Background()) })
+	const latin1 = "J\xfcrgen" // Jürgen in LATIN1
+	_, err = c.Exec(ctx, "SET app.uname = '"+latin1+"'").ReadAll()
+	must(t, err)
+
+	role, pw := nextRole(t, 1)
+	env.writeCredential(t, role, pw)
+	env.waitRotated(t, role, time.Now())
+
+	res, err := c.Exec(ctx, "SELECT session_user, current_setting('app.uname'), current_setting('client_encoding')").ReadAll()
+	must(t, err)
+	got := []string{string(res[0].Rows[0][0]), string(res[0].Rows[0][1]), string(res[0].Rows[0][2])}
+	if want := []string{role, latin1, "LATIN1"}; fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+		t.Fatalf("after the move: %q; want %q", got, want)
+	}
+}
+
 // wantUnnamed binds the client's unnamed statement to arg, as pgx's
 // describe-exec mode does, and wants want back.
 func wantUnnamed(t *testing.T, c *pgx.Conn, arg, want string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -160,7 +161,8 @@ func TestTransactionModeWaitTimeout(t *testing.T) {
 // connection, its statement sent, is forgotten at once: it stops counting
 // as waiting, and its statement never runs (PgBouncer drops such a client
 // too; served in its turn, it would take the connection from one that
-// stayed, to run what nobody reads).
+// stayed, to run what nobody reads). A client that sent Terminate after
+// its statement meant it to run, and it runs, as on PostgreSQL.
 func TestTransactionModeWaitingClientThatLeaves(t *testing.T) {
 	for _, r := range relays {
 		t.Run(r.name, func(t *testing.T) {
@@ -181,9 +183,19 @@ func TestTransactionModeWaitingClientThatLeaves(t *testing.T) {
 			must(t, quitter.Conn().Close())
 			waitWaiting(t, env, 0)
 
+			// One that says goodbye after its statement means it to run.
+			leaver := env.connect(t).PgConn()
+			leaver.Frontend().Send(&pgproto3.Query{String: "INSERT INTO left_waiting VALUES (2)"})
+			must(t, leaver.Frontend().Flush())
+			waitWaiting(t, env, 1)
+			leaver.Frontend().Send(&pgproto3.Terminate{})
+			must(t, leaver.Frontend().Flush())
+			must(t, leaver.Conn().Close())
+
 			must(t, tx.Commit(ctx))
-			if got := queryStrings(t, env.connect(t), "SELECT count(*) FROM left_waiting")[0]; got != "0" {
-				t.Errorf("the statement of a client that left while waiting ran: %s rows", got)
+			waitWaiting(t, env, 0)
+			if got := queryStrings(t, env.connect(t), "SELECT string_agg(n::text, ',') FROM left_waiting")[0]; got != "2" {
+				t.Errorf("rows %q; want only the one of the client that said goodbye (2), not that of the one that left without a word", got)
 			}
 		})
 	}
@@ -714,5 +726,85 @@ func TestTransactionModeSkipsConnectionsClosedWhileIdle(t *testing.T) {
 				t.Errorf("%d log lines for the connections closed while idle; want at most one\n%s", n, env.logs.String())
 			}
 		})
+	}
+}
+
+// A migration that changes a table under a prepared statement (SELECT *
+// after ADD COLUMN) fails the statement's next run with "cached plan must
+// not change result type" (0A000), and the driver prepares it again: once
+// for each client that had prepared it, as on direct connections, and the
+// client then reads the new shape. Shared between clients, the stale
+// statement used to fail on its connection for good, whoever prepared the
+// text again; prepared anew elsewhere, it would give a client that had not
+// seen the error rows of a shape it does not expect.
+func TestTransactionModePreparedStatementsOutliveAMigration(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS migrated") })
+	must(t, cluster.Exec(ctx, dbName, "DROP TABLE IF EXISTS migrated; CREATE TABLE migrated (a int); INSERT INTO migrated VALUES (1); ALTER TABLE migrated OWNER TO "+ownerRole))
+	a, b := env.connect(t), env.connect(t) // pgx's statement cache: named statements
+	if got, err := preparedRow(ctx, a, "SELECT * FROM migrated"); err != nil || fmt.Sprint(got) != "[1]" {
+		t.Fatalf("before the migration: %q, %v", got, err)
+	}
+	must(t, cluster.Exec(ctx, dbName, "ALTER TABLE migrated ADD COLUMN b int DEFAULT 7"))
+	// b never ran it before: on PostgreSQL it would get the new shape at
+	// once; through pgrotate it may meet the connection's stale statement
+	// once.
+	for _, c := range []*pgx.Conn{b, a, b, a} {
+		var got []string
+		for try := 1; ; try++ {
+			var err error
+			if got, err = preparedRow(ctx, c, "SELECT * FROM migrated"); err == nil {
+				break
+			}
+			if sqlState(err) != "0A000" || try == 2 {
+				t.Fatalf("after the migration, try %d: %v", try, err)
+			}
+		}
+		if fmt.Sprint(got) != "[1 7]" {
+			t.Fatalf("after the migration: %q; want [1 7]", got)
+		}
+	}
+}
+
+// preparedRow runs sql as pgx runs it by default (a prepared statement of
+// its cache) and returns its one row.
+func preparedRow(ctx context.Context, c *pgx.Conn, sql string) ([]string, error) {
+	rows, err := c.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectOneRow(rows, func(r pgx.CollectableRow) ([]string, error) {
+		vals, err := r.Values()
+		var out []string
+		for _, v := range vals {
+			out = append(out, fmt.Sprint(v))
+		}
+		return out, err
+	})
+}
+
+// PostgreSQL reads a prepared statement's constants with the session's
+// settings as it parses it: clients with different DateStyles that prepare
+// the same text each read '01/02/2020' their own way, as on direct
+// connections, though they share the server connection.
+func TestTransactionModePreparedStatementsFollowEachClientsSettings(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	connect := func(style string) *pgx.Conn {
+		c, err := pgx.Connect(ctx, env.appURL()+"&datestyle="+url.PathEscape(style))
+		must(t, err)
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	dmy, mdy := connect("ISO, DMY"), connect("ISO, MDY")
+	const sql = "SELECT '01/02/2020'::date::text"
+	for range 2 {
+		if got, err := preparedRow(ctx, dmy, sql); err != nil || got[0] != "2020-02-01" {
+			t.Errorf("a DMY client read 01/02/2020 as %q, %v", got, err)
+		}
+		if got, err := preparedRow(ctx, mdy, sql); err != nil || got[0] != "2020-01-02" {
+			t.Errorf("an MDY client read 01/02/2020 as %q, %v", got, err)
+		}
 	}
 }

@@ -63,7 +63,7 @@ func (c customSettings) stateSQL() string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("\nUNION ALL\nSELECT 'set', n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[")
+	b.WriteString("\nUNION ALL\nSELECT 'set', n, " + serverEncodedHex("pg_catalog.current_setting(n, true)") + " FROM pg_catalog.unnest(ARRAY[")
 	for i, name := range sortedKeys(c) {
 		if i > 0 {
 			b.WriteString(", ")

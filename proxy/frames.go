@@ -253,6 +253,23 @@ func (r *frameReader) holdsReadies(n int) bool {
 	return true
 }
 
+// holdsTerminate reports whether the buffered bytes hold a whole
+// Terminate message, after whole messages alone.
+func (r *frameReader) holdsTerminate() bool {
+	b := r.buf[r.start:r.end]
+	for len(b) >= headerLen {
+		size := int(binary.BigEndian.Uint32(b[1:headerLen]))
+		if size < 4 || len(b) < 1+size {
+			return false
+		}
+		if b[0] == 'X' {
+			return true
+		}
+		b = b[1+size:]
+	}
+	return false
+}
+
 // fillMore reads once more, keeping what is buffered.
 func (r *frameReader) fillMore() error { return r.fill(r.end - r.start + 1) }
 
@@ -371,7 +388,14 @@ const (
 	// whole: the inspector sees the whole body before anything of the
 	// message is forwarded. Bodies are capped at maxInspectedBody.
 	whole
+	// smallWhole: whole up to maxSmallWhole bytes of body, header beyond:
+	// FunctionCall, whose calls of set_config the role guard reads, and
+	// whose calls of lo_write carry large objects of any size.
+	smallWhole
 )
+
+// maxSmallWhole is the largest body a smallWhole message is read whole with.
+const maxSmallWhole = 64 << 10
 
 // typeSet says how closely the relay looks at each message type.
 type typeSet [256]interest
@@ -383,6 +407,13 @@ func newTypeSet(types ...byte) *typeSet {
 		s[t] = whole
 	}
 	return &s
+}
+
+// with returns s with typ inspected as i says.
+func (s *typeSet) with(typ byte, i interest) *typeSet {
+	c := *s
+	c[typ] = i
+	return &c
 }
 
 // withHeaders returns s with the given types inspected by header only.
@@ -488,7 +519,14 @@ func (r *frameReader) scan(interest *typeSet, in inspector) (pos int, v verdict,
 			return pos, forward, err
 		}
 		typ := r.buf[pos]
-		switch interest[typ] {
+		mode := interest[typ]
+		if mode == smallWhole {
+			mode = whole
+			if n-headerLen > maxSmallWhole {
+				mode = header
+			}
+		}
+		switch mode {
 		case header:
 			if _, err := in.inspect(typ, nil); err != nil {
 				return pos, forward, err

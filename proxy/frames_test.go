@@ -386,3 +386,25 @@ func TestHoldsReadies(t *testing.T) {
 		t.Error("an impossible length must count as held, for the reader to report it")
 	}
 }
+
+// A FunctionCall is inspected whole when small (the role guard reads its
+// set_config calls) and by header when large: lo_write carries a large
+// object of any size in one, beyond what the relay holds whole.
+func TestSmallWholeReadsLargeMessagesByHeader(t *testing.T) {
+	small := &pgproto3.FunctionCall{Function: 2078, Arguments: [][]byte{[]byte("application_name"), []byte("x"), []byte("f")}}
+	large := &pgproto3.FunctionCall{Function: 955, Arguments: [][]byte{[]byte("1"), bytes.Repeat([]byte("y"), maxSmallWhole+1)}}
+	stream := encode(t, small, large, &pgproto3.Sync{})
+	rd := newFrameReader(bytes.NewReader(stream), 64)
+	rec := &recorder{verdic: map[byte]verdict{'S': forwardStop}}
+	var out bytes.Buffer
+	if err := rd.pump(&out, newTypeSet('S').with('F', smallWhole), rec); err != nil {
+		t.Fatalf("pump: %v", err)
+	}
+	if !bytes.Equal(out.Bytes(), stream) {
+		t.Fatalf("forwarded %d bytes, want the %d of the stream unchanged", out.Len(), len(stream))
+	}
+	smallBody := encode(t, small)[5:]
+	if len(rec.seen) != 3 || rec.seen[0] != "F:"+string(smallBody) || rec.seen[1] != "F:" || rec.seen[2] != "S:" {
+		t.Fatalf("inspected %d messages (%.20q…); want the small call whole, the large one by header, then Sync", len(rec.seen), rec.seen)
+	}
+}

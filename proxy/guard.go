@@ -275,22 +275,82 @@ func hasPrefixFold(s []byte, word string) bool {
 // mention roles, and costs no call.
 func (g *roleGuard) refuses(sql []byte, m mentions) bool { return m.role && g.changesRole(sql) }
 
-// changesRole is refuses for text that mentions roles. Comments are taken
-// out first: PostgreSQL reads SET/**/ROLE as SET ROLE.
+// changesRole is refuses for text that mentions roles, read each way
+// readings gives: a text that hides a role change from one reading shows
+// it to another.
 func (g *roleGuard) changesRole(sql []byte) bool {
-	sql = withoutComments(sql)
-	for _, m := range setRole.FindAllSubmatch(sql, -1) {
-		if !g.isOwner(string(m[1])) {
+	for _, text := range readings(sql) {
+		if g.changesRoleIn(text) {
 			return true
 		}
 	}
-	for _, m := range setAuthorization.FindAllSubmatch(sql, -1) {
-		if !strings.EqualFold(string(m[1]), "default") {
+	return false
+}
+
+// changesRoleIn is changesRole for one reading of the text. An UPDATE's
+// SET of a column named role (users.role, in many apps) is no role change.
+func (g *roleGuard) changesRoleIn(sql []byte) bool {
+	for _, m := range setRole.FindAllSubmatchIndex(sql, -1) {
+		if !g.isOwner(string(sql[m[2]:m[3]])) && !updatesColumn(sql[:m[0]]) {
+			return true
+		}
+	}
+	for _, m := range setAuthorization.FindAllSubmatchIndex(sql, -1) {
+		if !strings.EqualFold(string(sql[m[2]:m[3]]), "default") && !updatesColumn(sql[:m[0]]) {
 			return true
 		}
 	}
 	return setUnicodeName.Match(sql) || setsConfigRole(sql)
 }
+
+// updateSet matches the end of the text before an UPDATE's SET: UPDATE
+// [ONLY] table [*] [[AS] alias], or the bare UPDATE of ON CONFLICT … DO
+// UPDATE and MERGE … THEN UPDATE.
+var updateSet = regexp.MustCompile(`(?is)\bupdate(?:\s+(?:only\s+)?` + sqlName + `(?:\s*\.\s*` + sqlName + `)*\s*\*?(?:\s+(?:as\s+)?` + sqlName + `)?)?\s+$`)
+
+// sqlName matches an identifier, plain or quoted.
+const sqlName = `(?:"(?:[^"]|"")*"|[\w$]+)`
+
+// updatesColumn reports whether the SET that follows before is an UPDATE's.
+func updatesColumn(before []byte) bool {
+	// The statement's start is enough to look at, and bounds the search.
+	if i := bytes.LastIndexByte(before, ';'); i >= 0 {
+		before = before[i+1:]
+	}
+	return updateSet.Match(before)
+}
+
+// readings are the ways the guard reads a text: without its comments, as
+// PostgreSQL's lexer takes them out (SET/**/ROLE is SET ROLE). Where a
+// comment starts depends on where strings end, so they are taken out four
+// ways: as the lexer does with standard_conforming_strings on, and off (a
+// client may turn it off: a backslash then escapes a quote); following
+// dollar quotes into the bodies of functions and DO blocks, whose
+// statements run too; and into every string, which EXECUTE runs.
+func readings(sql []byte) [][]byte {
+	if !bytes.Contains(sql, []byte("--")) && !bytes.Contains(sql, []byte("/*")) {
+		return [][]byte{sql}
+	}
+	return [][]byte{
+		withoutComments(sql, lexed),
+		withoutComments(sql, lexed|backslashes),
+		withoutComments(sql, lexed|intoDollars),
+		withoutComments(sql, 0)}
+}
+
+// commentReading says how withoutComments finds where strings end.
+type commentReading uint8
+
+const (
+	// lexed: strings and quoted names are kept whole, comment markers in
+	// them are none; else every marker starts a comment.
+	lexed commentReading = 1 << iota
+	// backslashes: a backslash escapes the next byte in every string, not
+	// only in E'…' ones.
+	backslashes
+	// intoDollars: dollar-quoted text is read as statements, not kept.
+	intoDollars
+)
 
 // setsConfigRole reports whether sql calls set_config with a first
 // argument that names role or session_authorization, or that is not a
@@ -309,7 +369,8 @@ func setsConfigRole(sql []byte) bool {
 
 // literalArgument reads the first argument of a call whose parenthesis was
 // just passed: a string literal ('…' with doubled quotes inside, E'…' without
-// backslashes, $tag$…$tag$), maybe in parentheses, followed by a comma.
+// backslashes, $tag$…$tag$), maybe cast or in parentheses, followed by a
+// comma.
 // ok is false for anything else.
 func literalArgument(s []byte) (value []byte, ok bool) {
 	s = skipSpace(s)
@@ -320,11 +381,23 @@ func literalArgument(s []byte) (value []byte, ok bool) {
 	if !ok {
 		return nil, false
 	}
-	s = skipSpace(s)
+	s = skipCasts(skipSpace(s))
 	for len(s) > 0 && s[0] == ')' {
-		s = skipSpace(s[1:])
+		s = skipCasts(skipSpace(s[1:]))
 	}
 	return value, len(s) > 0 && s[0] == ','
+}
+
+// skipCasts drops the casts (::text, :: pg_catalog.text) at the start of s.
+func skipCasts(s []byte) []byte {
+	for bytes.HasPrefix(s, []byte("::")) {
+		s = skipSpace(s[2:])
+		for len(s) > 0 && (identChar(s[0]) || s[0] == '.' || s[0] == '"') {
+			s = s[1:]
+		}
+		s = skipSpace(s)
+	}
+	return s
 }
 
 // stringLiteral reads the string literal at the start of s: its value and
@@ -371,41 +444,72 @@ func quotedLiteral(s []byte) (value, rest []byte, ok bool) {
 	return nil, nil, false
 }
 
-// withoutComments is sql with each comment replaced by a space, as
-// PostgreSQL's lexer reads it. Quoted strings and names are kept as they
-// are; dollar quotes are not followed, so that a function's or a DO
-// block's body is read as the statements it holds.
-func withoutComments(sql []byte) []byte {
-	if bytes.Index(sql, []byte("--")) < 0 && bytes.Index(sql, []byte("/*")) < 0 {
-		return sql
-	}
+// withoutComments is sql with each comment replaced by a space, strings
+// read as how says (see commentReading). An E'…' string's backslash
+// escapes are followed in every lexed reading.
+func withoutComments(sql []byte, how commentReading) []byte {
 	out := make([]byte, 0, len(sql))
+	lex := how&lexed != 0
 	for i := 0; i < len(sql); {
-		switch {
-		case sql[i] == '\'' || sql[i] == '"':
-			j := i + 1
-			for j < len(sql) && sql[j] != sql[i] {
-				j++
-			}
-			j = min(j+1, len(sql)) // a doubled quote reads as two strings: the same text
-			out = append(out, sql[i:j]...)
-			i = j
+		j := i + 1
+		switch c := sql[i]; {
+		case lex && c == '\'':
+			escapes := how&backslashes != 0 || i > 0 && sql[i-1]|0x20 == 'e' && (i == 1 || !identChar(sql[i-2]))
+			j = quotedEnd(sql, i, escapes)
+		case lex && c == '"':
+			j = quotedEnd(sql, i, false)
+		case lex && c == '$' && how&intoDollars == 0 && (i == 0 || !identChar(sql[i-1])):
+			j = dollarQuotedEnd(sql, i)
 		case bytes.HasPrefix(sql[i:], []byte("--")):
-			j := bytes.IndexByte(sql[i:], '\n')
-			if j < 0 {
-				j = len(sql) - i
+			j = len(sql)
+			if k := bytes.IndexByte(sql[i:], '\n'); k >= 0 {
+				j = i + k
 			}
 			out = append(out, ' ')
-			i += j
+			i = j
+			continue
 		case bytes.HasPrefix(sql[i:], []byte("/*")):
 			out = append(out, ' ')
 			i = blockCommentEnd(sql, i)
-		default:
-			out = append(out, sql[i])
-			i++
+			continue
 		}
+		out = append(out, sql[i:j]...)
+		i = j
 	}
 	return out
+}
+
+// quotedEnd is where the string or name quoted at sql[start] ends: after
+// its closing quote (a doubled quote reads as two strings, the same text),
+// a backslash escaping the next byte if escapes.
+func quotedEnd(sql []byte, start int, escapes bool) int {
+	q := sql[start]
+	for i := start + 1; i < len(sql); i++ {
+		switch {
+		case escapes && sql[i] == '\\':
+			i++
+		case sql[i] == q:
+			return i + 1
+		}
+	}
+	return len(sql)
+}
+
+// dollarQuotedEnd is where the dollar-quoted string at sql[start] ends, or
+// start+1 if no tag starts there ($1 is a parameter).
+func dollarQuotedEnd(sql []byte, start int) int {
+	k := start + 1
+	for k < len(sql) && sql[k] != '$' && identChar(sql[k]) && !(k == start+1 && sql[k] >= '0' && sql[k] <= '9') {
+		k++
+	}
+	if k >= len(sql) || sql[k] != '$' {
+		return start + 1
+	}
+	tag := sql[start : k+1]
+	if end := bytes.Index(sql[k+1:], tag); end >= 0 {
+		return k + 1 + end + len(tag)
+	}
+	return len(sql)
 }
 
 // blockCommentEnd is where the /* comment at sql[start:] ends; PostgreSQL's

@@ -46,6 +46,16 @@ func TestRoleGuard(t *testing.T) {
 		// A function's SET clause, run later as the function runs.
 		`CREATE FUNCTION f() RETURNS int LANGUAGE sql SET "role" = 'bookstore_user_0001' AS 'SELECT 1'`,
 		`ALTER FUNCTION f() SET U&"\0072ole" = 'x'`,
+		// Comment markers inside strings, which a reading that ends
+		// strings in the wrong place would take as comments.
+		"SELECT $$--$$; SET ROLE NONE; SELECT current_user",
+		"SELECT $$--$$; SET/**/ROLE NONE",
+		"SELECT E'\\'--'; SET ROLE NONE",
+		"SELECT E'\\'--'; SET/**/ROLE NONE",
+		"SELECT '\\'--'; SET/**/ROLE NONE", // standard_conforming_strings off
+		"DO $$BEGIN EXECUTE 'SET/**/ROLE x'; END$$",
+		// A function's SET clause after a body that updates a column.
+		"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'UPDATE t SET x = 1' SET role = 'x'",
 	}
 	allowed := []string{
 		"SELECT 1",
@@ -58,7 +68,14 @@ func TestRoleGuard(t *testing.T) {
 		"SELECT set_config('application_name', 'x', false)",
 		"SELECT set_config('app.user_role', $1, true)",
 		"SELECT set_config($1, $2, false)", // no role in the text: the transaction-mode reset covers it
-		"SELECT 1 -- SET ROLE x, in a comment",
+		// A column named role, as ORMs update it.
+		`UPDATE "users" SET "role" = $1 WHERE "users"."id" = $2`,
+		"UPDATE users SET role = 'admin' WHERE id = 1",
+		"update only public.users * as u set role = 'x'",
+		"INSERT INTO users (id, role) VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role",
+		"MERGE INTO users u USING s ON s.id = u.id WHEN MATCHED THEN UPDATE SET role = s.role",
+		"DO $$BEGIN UPDATE users SET role = 'x'; END$$",
+		"SELECT set_config('app.role'::text, $1::text, true)",
 		"SET ROLE /* the owner */ bookstore_owner",
 		`SELECT a & b FROM t WHERE u & 1 = 0`,
 	}

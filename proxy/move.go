@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -15,18 +16,26 @@ import (
 // what cannot be carried over (tag "block"), the settings the session changed
 // ("set") and the protocol-level prepared statements ("prepare") — pgx, JDBC
 // and psycopg 3 cache those, so carrying them is what makes moves routine.
-const sessionStateSQL = `SELECT 'block', concat_ws(', ',
+var sessionStateSQL = `SELECT 'block', concat_ws(', ',
   CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END,
   CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temporary tables' END,
   CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'WITH HOLD cursors' END,
   CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory locks' END,
   CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'SQL PREPARE statements' END), NULL
 UNION ALL
-SELECT 'set', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings
+SELECT 'set', name, ` + serverEncodedHex("pg_catalog.current_setting(name)") + ` FROM pg_catalog.pg_settings
   WHERE source = 'session' AND name NOT IN ('role', 'session_authorization')
 UNION ALL
 SELECT 'prepare', name, statement || E'\x01' || parameter_types::oid[]::text FROM pg_catalog.pg_prepared_statements
   WHERE NOT from_sql`
+
+// serverEncodedHex is SQL for the value of expr in the server's encoding,
+// as hex: the session's client_encoding (LATIN1, say) would otherwise
+// convert it, and settingsQueries sends other than ASCII in the server's
+// encoding.
+func serverEncodedHex(expr string) string {
+	return "pg_catalog.encode(pg_catalog.convert_to(" + expr + ", pg_catalog.current_setting('server_encoding')), 'hex')"
+}
 
 // carriedState is what a client's session holds that pgrotate re-creates on
 // the connection it moves to.
@@ -57,7 +66,11 @@ func readCarriedState(ctx context.Context, sc *serverConn, custom customSettings
 				return nil, fmt.Errorf("%w: %s", errUnmovable, r[1])
 			}
 		case "set":
-			cs.settings[r[1]] = r[2]
+			v, err := hex.DecodeString(r[2])
+			if err != nil {
+				return nil, fmt.Errorf("reading setting %s: %w", r[1], err)
+			}
+			cs.settings[r[1]] = string(v)
 		case "prepare":
 			p, err := parsePrepared(r[1], r[2])
 			if err != nil {

@@ -220,9 +220,12 @@ func (c *pollConn) handBack() (net.Conn, error) {
 func (c *pollConn) pending() bool { return c.peek() != peekQuiet }
 
 // peek looks at the socket without blocking or consuming (see peek).
-func (c *pollConn) peek() peekState {
+func (c *pollConn) peek() peekState { return peekFD(c.fd) }
+
+// peekFD looks at socket fd without blocking or consuming.
+func peekFD(fd int) peekState {
 	var b [1]byte
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), 1,
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
 		return peekResult(0, errno)

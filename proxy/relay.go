@@ -16,9 +16,9 @@ var (
 	// (relayState.batch); Parse and Close are read whole, to keep the
 	// unnamed statement (relayState.unnamed).
 	fromClient = newTypeSet('X', 'S', 'P', 'C').withHeaders('Q', 'F', 'B', 'D', 'E', 'H')
-	// fromClientGuarded: the same, with Query text and FunctionCall read
-	// whole too, for the role guard.
-	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P', 'C', 'F').withHeaders('B', 'D', 'E', 'H')
+	// fromClientGuarded: the same, with Query text and small FunctionCalls
+	// read whole too, for the role guard.
+	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P', 'C').withHeaders('B', 'D', 'E', 'H').with('F', smallWhole)
 	// fromServer: ReadyForQuery (transaction status) and ParameterStatus (kept
 	// current so the next client is greeted with true values).
 	fromServer = newTypeSet('Z', 'S')

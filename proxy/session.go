@@ -322,6 +322,7 @@ func (s *session) applySettings(ctx context.Context, sc *serverConn, set *startu
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	sc.appliedKey = unknownSettings // until every Query ran (see txClient.applySettings)
 	if err := sc.roundTrip(ctx, settingsQueries(reset, set.sql), nil); err != nil {
 		return refusedSetting(err, "applying startup parameters")
 	}

@@ -19,25 +19,58 @@ import (
 // Describe that needs it.
 
 // stmtRegistry gives each distinct statement (text and parameter types) of a
-// database one server-side name.
+// database, prepared under the same client settings, one server-side name.
+// PostgreSQL reads a statement's constants as it parses it, with the
+// session's TimeZone, DateStyle, IntervalStyle…: '2020-01-02'::date or
+// '00:00'::timestamptz in a statement one client prepared would otherwise
+// mean the same to every client that shares it, whatever its own settings.
 type stmtRegistry struct {
 	mu    sync.Mutex
 	names map[string]string
-	next  uint64
+	// old: names retired after their plan went stale (see retire).
+	old  map[string]bool
+	next uint64
 }
 
 func newStmtRegistry() *stmtRegistry {
-	return &stmtRegistry{names: make(map[string]string)}
+	return &stmtRegistry{names: make(map[string]string), old: make(map[string]bool)}
 }
 
-// serverName returns the shared server-side name of a statement.
-func (r *stmtRegistry) serverName(query string, types []uint32) string {
-	key := make([]byte, 0, len(query)+1+4*len(types))
+// retire takes a shared name out of use: its statement's plan went stale
+// (see isStalePlan). The next client to prepare its text gets a new name.
+func (r *stmtRegistry) retire(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.old[name] {
+		return
+	}
+	r.old[name] = true
+	for key, n := range r.names {
+		if n == name {
+			delete(r.names, key)
+			return
+		}
+	}
+}
+
+// retired reports whether name was retired.
+func (r *stmtRegistry) retired(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.old[name]
+}
+
+// serverName returns the shared server-side name of a statement, for a
+// client whose settings settingsKey names.
+func (r *stmtRegistry) serverName(query string, types []uint32, settingsKey string) string {
+	key := make([]byte, 0, len(query)+2+4*len(types)+len(settingsKey))
 	key = append(key, query...)
 	key = append(key, 0)
 	for _, t := range types {
 		key = binary.BigEndian.AppendUint32(key, t)
 	}
+	key = append(key, 0)
+	key = append(key, settingsKey...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if n, ok := r.names[string(key)]; ok {

@@ -409,7 +409,7 @@ func (p *pool) tryIdle() *lease {
 // only.
 func (t *txRelay) wait() {
 	p := t.c.p
-	t.waiting = true
+	t.waiting, t.saidGoodbye = true, false
 	t.waitStart = time.Now()
 	t.waitUntil = t.waitStart.Add(p.db.QueryWaitTimeout.Duration)
 	p.loopWaiters = append(p.loopWaiters, t)

@@ -21,14 +21,16 @@ var (
 		}
 		// CopyDone and CopyFail are small; whole, they are never half
 		// forwarded (see txClient.streaming).
-		for _, t := range []byte{'X', 'S', 'Q', 'P', 'B', 'D', 'C', 'F', 'c', 'f'} {
+		for _, t := range []byte{'X', 'S', 'Q', 'P', 'B', 'D', 'C', 'c', 'f'} {
 			s[t] = whole
 		}
+		s['F'] = smallWhole
 		return &s
 	}()
 	// txFromServer: ReadyForQuery ends transactions, ParameterStatus keeps
-	// the client's settings, ParseComplete confirms prepared statements.
-	txFromServer = newTypeSet('Z', 'S', '1')
+	// the client's settings, ParseComplete confirms prepared statements,
+	// ErrorResponse may say the connection's statements are stale.
+	txFromServer = newTypeSet('Z', 'S', '1', 'E')
 )
 
 // unsyncedParams are reported parameters a client cannot set: they are not
@@ -96,8 +98,12 @@ type txClient struct {
 	seen      mentions
 	closing   bool // the client is leaving: finish, not the server goroutine, ends the lease
 	forgetAll bool // the client ran DEALLOCATE or DISCARD: statements are gone
-	stmts     map[string]*clientStmt
-	parses    []pendingParse // Parses sent on the lease, awaiting ParseComplete
+	// bound lists the shared statements bound in the lease's segments
+	// still unanswered: an error of the segment names them (see
+	// staleStatement).
+	bound  []boundStmt
+	stmts  map[string]*clientStmt
+	parses []pendingParse // Parses sent on the lease, awaiting ParseComplete
 	// unnamed is the body of the Parse that made the client's unnamed
 	// statement, as sent to the server (empty when it has none), and
 	// unnamedHere whether the leased connection's unnamed statement is
@@ -264,11 +270,6 @@ func (c *txClient) lease1() (*lease, error) {
 	return l, nil
 }
 
-// unknownSettings is the appliedKey of a connection whose settings a
-// statement may have changed: no client's settingsKey, not even the empty
-// one of a client without settings.
-const unknownSettings = "\xff"
-
 // applySettings brings a leased connection to the client's settings; if
 // that fails, the lease is given back. It resets the role too, in the same
 // round trip: the statements that make a connection's settings unknown
@@ -282,6 +283,9 @@ func (c *txClient) applySettings(l *lease) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
+	// Its Queries may fail after the first reset the session: whatever
+	// happens, the connection holds settings of its own until they all ran.
+	sc.appliedKey = unknownSettings
 	if err := sc.roundTrip(ctx, settingsQueries("RESET ROLE; RESET ALL", setConfigSQL(c.settings)), nil); err != nil {
 		c.p.releaseTx(l, cleanNone)
 		return refusedSetting(err, "applying client settings")
@@ -412,7 +416,7 @@ func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.mu.Lock()
 	c.lease, c.srvDone = l, srvDone
 	c.pending, c.unsynced, c.syncsSent, c.syncsDone, c.streaming = 0, false, 0, 0, false
-	c.seen, c.forgetAll, c.parses = mentions{}, false, c.parses[:0]
+	c.seen, c.forgetAll, c.parses, c.bound = mentions{}, false, c.parses[:0], c.bound[:0]
 	c.unnamedHere, c.unsure = false, false
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
@@ -476,10 +480,15 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 				return dropContinue, nil
 			}
 		}
+	case 'E':
+		if isStalePlan(body) {
+			c.staleStatements()
+		}
 	case 'Z':
 		c.status = readyStatus(body)
 		c.pending--
 		c.syncsDone++
+		c.bound = settledBinds(c.bound, c.syncsDone)
 		c.settleParses(i.sc)
 		if c.status == 'I' {
 			c.p.m.transactions.Inc()

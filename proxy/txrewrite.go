@@ -135,7 +135,7 @@ func (c *txClient) register(body []byte, m mentions) *clientStmt {
 // server-side name.
 func (c *txClient) registerStmt(p pgproto3.Parse, m mentions) *clientStmt {
 	cs := &clientStmt{name: p.Name, parse: p, mentions: m}
-	cs.parse.Name = c.p.stmts.serverName(p.Query, p.ParameterOIDs)
+	cs.parse.Name = c.p.stmts.serverName(p.Query, p.ParameterOIDs, c.settingsKey)
 	c.stmts[cs.name] = cs
 	return cs
 }
@@ -193,6 +193,7 @@ func (c *txClient) onBind(body []byte) (verdict, error) {
 	c.note(cs.mentions)
 	var target string
 	c.scratch, target = c.injectParse(c.scratch[:0], cs)
+	c.noteBound(target)
 	c.scratch = appendMessage(c.scratch, 'B', portal, []byte{0}, []byte(target), []byte{0}, params)
 	return rewrite, nil
 }
@@ -226,6 +227,7 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 		delete(c.stmts, string(name))
 	} else {
 		c.scratch, target = c.injectParse(c.scratch, cs)
+		c.noteBound(target)
 	}
 	c.scratch = appendMessage(c.scratch, typ, []byte{'S'}, []byte(target), []byte{0})
 	return rewrite, nil
@@ -318,7 +320,11 @@ func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 	case !sc.stmts[cs.parse.Name]:
 		sc.stmts[cs.parse.Name] = true
 		c.queueParse(pendingParse{server: cs.parse.Name, injected: true})
-		dst, _ = cs.parse.Encode(dst)
+		parse := &cs.parse
+		if c.p.stmts.retired(cs.parse.Name) {
+			parse = stalePlanStandIn(parse)
+		}
+		dst, _ = parse.Encode(dst)
 		return dst, cs.parse.Name
 	case c.unsure || c.parsedBefore(cs.parse.Name):
 		c.queueParse(pendingParse{injected: true})
@@ -327,6 +333,69 @@ func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 		return dst, ""
 	}
 	return dst, cs.parse.Name
+}
+
+// A migration that changes a table under a prepared statement (SELECT *
+// after ADD COLUMN) makes PostgreSQL fail the statement's next use with
+// "cached plan must not change result type" (0A000), once per session:
+// the client then prepares it again (pgx, JDBC do), and learns its new
+// result shape. Shared statements must keep that. A statement that failed
+// so is retired: a client that prepares its text again gets a new shared
+// name, and one still using the old name gets the same error wherever it
+// runs it, also on connections where it was never prepared (prepared
+// there afresh, it would return rows of a shape the client does not
+// expect, without a word).
+
+// boundStmt is a shared statement bound or described in segment seg of
+// the lease: PostgreSQL checks a plan at both.
+type boundStmt struct {
+	seg  int
+	name string
+}
+
+// isStalePlan reports whether an ErrorResponse body is PostgreSQL's
+// "cached plan must not change result type", by its SQLSTATE and the
+// routine that raises it (the message may be translated).
+func isStalePlan(body []byte) bool {
+	return errorField(body, 'C') == codeFeatureNotSupported && errorField(body, 'R') == "RevalidateCachedQuery"
+}
+
+// staleStatements retires the shared statements bound in the segment an
+// error answers: it is one of them whose plan went stale. Called with mu
+// held.
+func (c *txClient) staleStatements() {
+	seg := c.syncsDone + 1
+	for _, b := range c.bound {
+		if b.seg == seg {
+			c.p.stmts.retire(b.name)
+		}
+	}
+}
+
+// noteBound records that the segment binds or describes the shared
+// statement name ("": the unnamed one). Called with mu held.
+func (c *txClient) noteBound(name string) {
+	if name != "" {
+		c.bound = append(c.bound, boundStmt{seg: c.segment(), name: name})
+	}
+}
+
+// settledBinds drops from bound the segments up to done, answered.
+func settledBinds(bound []boundStmt, done int) []boundStmt {
+	n := 0
+	for _, b := range bound {
+		if b.seg > done {
+			bound[n] = b
+			n++
+		}
+	}
+	return bound[:n]
+}
+
+// stalePlanStandIn is a Parse under p's name and with its parameters of a
+// statement that fails as a retired one does.
+func stalePlanStandIn(p *pgproto3.Parse) *pgproto3.Parse {
+	return standIn(p, raiseSQL(codeFeatureNotSupported, "cached plan must not change result type"))
 }
 
 // parsedBefore reports whether a Parse of the server-side name waits for
