@@ -96,7 +96,7 @@ func splitSecrets(secrets []Secret) (scramSecrets, md5Secrets []Secret) {
 		switch {
 		case s.method == MethodMD5:
 			md5Secrets = append(md5Secrets, s)
-		case s.method == MethodSCRAM && (len(scramSecrets) == 0 || s.sameKeyFactors(scramSecrets[0])):
+		case s.method == MethodSCRAM && (len(scramSecrets) == 0 || s.SameKeyFactors(scramSecrets[0])):
 			scramSecrets = append(scramSecrets, s)
 		}
 	}

@@ -169,9 +169,9 @@ func (s Secret) format() string {
 	return ""
 }
 
-// sameKeyFactors reports whether s and o are SCRAM secrets with the same
+// SameKeyFactors reports whether s and o are SCRAM secrets with the same
 // salt and iteration count, i.e. whether one SCRAM exchange can check both.
-func (s Secret) sameKeyFactors(o Secret) bool {
+func (s Secret) SameKeyFactors(o Secret) bool {
 	return s.method == MethodSCRAM && o.method == MethodSCRAM &&
 		s.iterations == o.iterations && bytes.Equal(s.salt, o.salt)
 }

@@ -30,10 +30,22 @@ func newClientDirectory(clients []configs.Client, fromFiles map[string][]string)
 	d := &clientDirectory{users: make(map[string]clientEntry, len(clients))}
 	for _, c := range clients {
 		e := clientEntry{databases: c.Databases}
+		first := -1 // the first SCRAM verifier
 		for i, raw := range append(c.Secrets(), fromFiles[c.User]...) {
 			sec, err := auth.ParseSecret(raw)
 			if err != nil {
 				return nil, fmt.Errorf("client %q: verifier %d: %w", c.User, i+1, err)
+			}
+			switch {
+			case sec.Method() != auth.MethodSCRAM:
+			case first < 0:
+				first = len(e.secrets)
+			case !sec.SameKeyFactors(e.secrets[first]):
+				// A SCRAM login shows the client one salt before it proves
+				// its password: a verifier with another could never log in.
+				return nil, fmt.Errorf("client %q: verifier %d has another salt or iteration count than verifier %d, "+
+					"so its password could never log in: make it with pgrotate passwd -overlap '<verifier %d>'",
+					c.User, i+1, first+1, first+1)
 			}
 			e.secrets = append(e.secrets, sec)
 		}
