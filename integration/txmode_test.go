@@ -808,3 +808,35 @@ func TestTransactionModePreparedStatementsFollowEachClientsSettings(t *testing.T
 		}
 	}
 }
+
+// A cancel that comes while the client's statement waits for a server
+// connection is not lost: the statement is cancelled as soon as it runs
+// (57014), as PostgreSQL cancels it, instead of running in full (JDBC's
+// setQueryTimeout, psql's Ctrl-C on a busy pool).
+func TestTransactionModeCancelWhileWaiting(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, queryWait: "30s", goroutineRelay: r.goroutine})
+			ctx := ctxT(t)
+			holder := env.connect(t)
+			tx, err := holder.Begin(ctx)
+			must(t, err)
+			_, err = tx.Exec(ctx, "SELECT 1") // the pool's one connection is held
+			must(t, err)
+			waiter := env.connect(t)
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := waiter.Exec(context.Background(), "SELECT pg_sleep(5)")
+				done <- err
+			}()
+			waitWaiting(t, env, 1)
+			must(t, waiter.PgConn().CancelRequest(ctx))
+			time.Sleep(100 * time.Millisecond)
+			must(t, tx.Commit(ctx))
+			if err := <-done; sqlState(err) != "57014" {
+				t.Fatalf("a statement cancelled while it waited: %v after %v; want SQLSTATE 57014", err, time.Since(start).Round(time.Millisecond))
+			}
+		})
+	}
+}

@@ -260,9 +260,23 @@ func (s *Server) forwardCancel(ctx context.Context, cr *pgproto3.CancelRequest) 
 		return
 	}
 	sc := sess.server.Load()
+	if sc == nil && sess.waitStart.Load() != 0 {
+		// Its statement waits for a server connection: the cancel goes
+		// out once it has one, unless it got one meanwhile.
+		at := time.Now().UnixNano()
+		sess.cancelAt.Store(at)
+		if sc = sess.server.Load(); sc == nil || !sess.cancelAt.CompareAndSwap(at, 0) {
+			return
+		}
+	}
 	if sc == nil {
 		return
 	}
+	s.cancelOn(ctx, sess, sc)
+}
+
+// cancelOn forwards a cancel to sc, the connection sess held when it came.
+func (s *Server) cancelOn(ctx context.Context, sess *session, sc *serverConn) {
 	sc.cancels.Add(1)
 	defer sc.cancels.Add(-1)
 	if sess.server.Load() != sc {

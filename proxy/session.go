@@ -60,6 +60,11 @@ type session struct {
 	state    atomic.Int32
 	// server is the connection the client holds now, for cancel routing.
 	server atomic.Pointer[serverConn]
+	// waitStart (Unix ns, 0: none) is when the transaction-mode client
+	// began to wait for a server connection, its statement sent; cancelAt
+	// is when a cancel came for it meanwhile, to forward once it has one
+	// (see txClient.beginLease).
+	waitStart, cancelAt atomic.Int64
 	// overLimit marks a client accepted beyond max_client_conn: it is told
 	// so after its startup packet, as PostgreSQL does.
 	overLimit bool

@@ -411,6 +411,7 @@ func (t *txRelay) wait() {
 	p := t.c.p
 	t.waiting, t.saidGoodbye = true, false
 	t.waitStart = time.Now()
+	t.c.s.waitStart.Store(t.waitStart.UnixNano())
 	t.waitUntil = t.waitStart.Add(p.db.QueryWaitTimeout.Duration)
 	p.loopWaiters = append(p.loopWaiters, t)
 	p.loopWaiting.Store(int32(len(p.loopWaiters)))

@@ -260,11 +260,13 @@ func (c *txClient) greetParams() (reportedParams, error) {
 
 // lease1 leases a server connection and brings it to the client's settings.
 func (c *txClient) lease1() (*lease, error) {
+	c.s.waitStart.Store(time.Now().UnixNano())
 	l, err := c.s.acquire(c.ctx, c.p)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = c.applySettings(l)
 	}
-	if err := c.applySettings(l); err != nil {
+	if err != nil {
+		c.s.waitStart.Store(0)
 		return nil, err
 	}
 	return l, nil
@@ -420,6 +422,21 @@ func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.unnamedHere, c.unsure = false, false
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
+	if c.s.waitStart.Load() != 0 {
+		c.cancelAfterWait(l.Value())
+	}
+}
+
+// cancelAfterWait forwards to sc a cancel that came while the client
+// waited for it: the statement it was meant for is about to run there.
+// The cancel travels on a new connection, well after the statement, which
+// is written right after this. Without it the statement ran in full
+// (JDBC's setQueryTimeout, psql's Ctrl-C).
+func (c *txClient) cancelAfterWait(sc *serverConn) {
+	start := c.s.waitStart.Swap(0)
+	if at := c.s.cancelAt.Swap(0); start != 0 && at >= start {
+		go c.s.srv.cancelOn(c.ctx, c.s, sc)
+	}
 }
 
 // awaitWrites waits until the last lease's replies are all written.
