@@ -71,7 +71,7 @@ func decodeObject(data []byte) (map[string]json.RawMessage, string) {
 		return nil, reasonNotObject // the literal null
 	case err == nil:
 		return obj, ""
-	case errors.As(err, &syntax) && syntax.Offset >= int64(len(bytes.TrimRight(data, " \t\r\n"))):
+	case errors.As(err, &syntax) && isCut(data, syntax.Offset):
 		return nil, reasonTruncatedJSON
 	case errors.As(err, &syntax):
 		return nil, "invalid JSON at byte offset " + strconv.FormatInt(syntax.Offset, 10)
@@ -79,6 +79,14 @@ func decodeObject(data []byte) (map[string]json.RawMessage, string) {
 		return nil, reasonNotObject
 	}
 	return nil, "invalid JSON"
+}
+
+// isCut reports whether a JSON syntax error at offset is the end of a text
+// cut short (a file half-written): at its end, with no closing brace. A
+// mistake such as a trailing comma also fails at the end, before the brace.
+func isCut(data []byte, offset int64) bool {
+	text := bytes.TrimRight(data, " \t\r\n")
+	return offset >= int64(len(text)) && !bytes.HasSuffix(text, []byte("}"))
 }
 
 // has reports whether obj holds any of keys with a non-null value.

@@ -95,6 +95,7 @@ func TestRead(t *testing.T) {
 		{name: "missing username", setup: fileWith(`{"password":"` + secret + `"}`), wantReason: "missing username"},
 		{name: "garbage JSON", setup: fileWith(`{"username":"u", "password": ` + secret + `}`), wantReason: "invalid JSON at byte offset"},
 		{name: "truncated JSON", setup: fileWith(`{"username":"u","password":"` + secret), wantReason: "truncated JSON"},
+		{name: "trailing comma", setup: fileWith(`{"username":"u","password":"` + secret + `",}`), wantReason: "invalid JSON at byte offset"},
 		{name: "JSON array", setup: fileWith(`["u","` + secret + `"]`), format: FormatJSON, wantReason: "not an object"},
 		{name: "password not a string", setup: fileWith(`{"username":"u","password":12345678}`), wantReason: `field "password" is not a string`},
 		{name: "port out of range", setup: fileWith(`{"username":"u","password":"` + secret + `","port":70000}`), wantReason: "port is not a number"},

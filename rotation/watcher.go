@@ -171,6 +171,6 @@ func (w *Watcher) logReadError(err error, loud bool) {
 	}
 	if loud && !w.warned {
 		w.warned = true
-		w.log.Warn("credential source unreadable; keeping the current credential", "err", msg)
+		w.log.Warn("credential source unreadable; nothing taken from it (a current credential, if any, stays)", "err", msg)
 	}
 }

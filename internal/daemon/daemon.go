@@ -67,7 +67,7 @@ func New(cfg *configs.Config, log *slog.Logger) (*Daemon, error) {
 			return nil, fmt.Errorf("database %q: %w", name, err)
 		}
 		for _, warn := range rotation.Warnings(db.Credentials.Path, rotation.Format(db.Credentials.Format)) {
-			dbl.Warn("credential source: " + warn)
+			dbl.Warn(warn)
 		}
 		d.dbs = append(d.dbs, &database{cfg: db, manager: m, watcher: w, rotator: rotation.NewScheduler(cfg, db, dbl)})
 		creds[name] = m
