@@ -44,7 +44,13 @@ func (l *Lifecycle) Rotate(ctx context.Context) (RotateResult, error) {
 	if err := l.switchTo(ctx, p, &res); err != nil {
 		return res, err
 	}
-	return res, l.retireAll(ctx, p, &res)
+	if err := l.retireAll(ctx, p, &res); err != nil {
+		return res, err
+	}
+	if p.pending && res.Created == "" {
+		l.say("finished the interrupted rotation to %s; no new role was made: run rotate again to rotate", p.target)
+	}
+	return res, nil
 }
 
 // switchTo runs steps 1 and 2: the target role exists with a fresh
