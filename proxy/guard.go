@@ -300,13 +300,25 @@ func (g *roleGuard) changesRoleIn(sql []byte) bool {
 			return true
 		}
 	}
-	return setUnicodeName.Match(sql) || setsConfigRole(sql)
+	return setUnicodeName.Match(sql) || unicodeCall.Match(sql) || setsConfigRole(sql)
 }
 
-// updateSet matches the end of the text before an UPDATE's SET: UPDATE
-// [ONLY] table [*] [[AS] alias], or the bare UPDATE of ON CONFLICT … DO
-// UPDATE and MERGE … THEN UPDATE.
-var updateSet = regexp.MustCompile(`(?is)\bupdate(?:\s+(?:only\s+)?` + sqlName + `(?:\s*\.\s*` + sqlName + `)*\s*\*?(?:\s+(?:as\s+)?` + sqlName + `)?)?\s+$`)
+// unicodeCall matches a call of a function named with Unicode escapes
+// (U&"set\005fconfig"(…)), which hides its name as setUnicodeName's SET
+// does a setting's.
+var unicodeCall = regexp.MustCompile(`(?is)u&"(?:[^"]|"")*"\s*(?:uescape\s*'[^']*'\s*)?\(`)
+
+// updateSet matches the end of the text before an UPDATE's SET, from
+// what comes before the UPDATE: UPDATE [ONLY] table [*] [[AS] alias] at a
+// statement's start (the text's, after a semicolon, a parenthesis or a
+// CTE's closing one, a dollar quote opening a function's body, or BEGIN,
+// THEN, ELSE, LOOP in PL/pgSQL), or the bare UPDATE of ON CONFLICT … DO
+// UPDATE and MERGE … THEN UPDATE. UPDATE is no reserved word: a function
+// may be named update (ALTER FUNCTION update SET role = …), so what
+// precedes it counts.
+var updateSet = regexp.MustCompile(`(?is)(?:^|[;()$]|\b(?:begin|then|else|loop))\s*update(?:\s+(?:only\s+)?` +
+	sqlName + `(?:\s*\.\s*` + sqlName + `)*\s*\*?(?:\s+(?:as\s+)?` + sqlName + `)?)?\s+$` +
+	`|\b(?:do|then)\s+update\s+$`)
 
 // sqlName matches an identifier, plain or quoted.
 const sqlName = `(?:"(?:[^"]|"")*"|[\w$]+)`
@@ -315,7 +327,7 @@ const sqlName = `(?:"(?:[^"]|"")*"|[\w$]+)`
 func updatesColumn(before []byte) bool {
 	// The statement's start is enough to look at, and bounds the search.
 	if i := bytes.LastIndexByte(before, ';'); i >= 0 {
-		before = before[i+1:]
+		before = before[i:]
 	}
 	return updateSet.Match(before)
 }
@@ -331,7 +343,7 @@ func readings(sql []byte) [][]byte {
 	if !bytes.Contains(sql, []byte("--")) && !bytes.Contains(sql, []byte("/*")) {
 		return [][]byte{sql}
 	}
-	return [][]byte{
+	return [][]byte{sql, // and as it is, where a SET ROLE written plainly stands in any case
 		withoutComments(sql, lexed),
 		withoutComments(sql, lexed|backslashes),
 		withoutComments(sql, lexed|intoDollars),
@@ -450,12 +462,17 @@ func quotedLiteral(s []byte) (value, rest []byte, ok bool) {
 func withoutComments(sql []byte, how commentReading) []byte {
 	out := make([]byte, 0, len(sql))
 	lex := how&lexed != 0
+	// eString: the last string read was an E'…' one, its end at lastEnd:
+	// a string that continues it on another line is one too.
+	eString, lastEnd := false, 0
 	for i := 0; i < len(sql); {
 		j := i + 1
 		switch c := sql[i]; {
 		case lex && c == '\'':
-			escapes := how&backslashes != 0 || i > 0 && sql[i-1]|0x20 == 'e' && (i == 1 || !identChar(sql[i-2]))
-			j = quotedEnd(sql, i, escapes)
+			eString = how&backslashes != 0 || i > 0 && sql[i-1]|0x20 == 'e' && (i == 1 || !identChar(sql[i-2])) ||
+				eString && continuesString(sql[lastEnd:i])
+			j = quotedEnd(sql, i, eString)
+			lastEnd = j
 		case lex && c == '"':
 			j = quotedEnd(sql, i, false)
 		case lex && c == '$' && how&intoDollars == 0 && (i == 0 || !identChar(sql[i-1])):
@@ -477,6 +494,14 @@ func withoutComments(sql []byte, how commentReading) []byte {
 		i = j
 	}
 	return out
+}
+
+// continuesString reports whether between, the text between two quoted
+// strings, makes the second continue the first: white space with a newline
+// in it (PostgreSQL's 'a'
+// 'b' is 'ab').
+func continuesString(between []byte) bool {
+	return len(skipSpace(between)) == 0 && bytes.ContainsAny(between, "\n\r")
 }
 
 // quotedEnd is where the string or name quoted at sql[start] ends: after

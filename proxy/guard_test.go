@@ -54,6 +54,14 @@ func TestRoleGuard(t *testing.T) {
 		"SELECT E'\\'--'; SET/**/ROLE NONE",
 		"SELECT '\\'--'; SET/**/ROLE NONE", // standard_conforming_strings off
 		"DO $$BEGIN EXECUTE 'SET/**/ROLE x'; END$$",
+		// A string continued on the next line after E'' is an E string too.
+		"SELECT E''\n'\\'--', '\\', '--'; SET/**/ROLE NONE",
+		// set_config named with Unicode escapes.
+		`SELECT U&"set\005fconfig"('role', 'none', false)`,
+		// UPDATE is no reserved word: a function may be named update.
+		"ALTER FUNCTION update SET role = bookstore_user_0001",
+		"ALTER FUNCTION public.update SET role = x",
+		"CREATE FUNCTION f() RETURNS update LANGUAGE sql SET role = x AS 'select 1'",
 		// A function's SET clause after a body that updates a column.
 		"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'UPDATE t SET x = 1' SET role = 'x'",
 	}
@@ -75,8 +83,9 @@ func TestRoleGuard(t *testing.T) {
 		"INSERT INTO users (id, role) VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role",
 		"MERGE INTO users u USING s ON s.id = u.id WHEN MATCHED THEN UPDATE SET role = s.role",
 		"DO $$BEGIN UPDATE users SET role = 'x'; END$$",
+		"WITH x AS (SELECT 1) UPDATE users SET role = 'a'",
+		"SELECT 1; update users set role = 'b' -- after another statement",
 		"SELECT set_config('app.role'::text, $1::text, true)",
-		"SET ROLE /* the owner */ bookstore_owner",
 		`SELECT a & b FROM t WHERE u & 1 = 0`,
 	}
 	for _, q := range refused {

@@ -27,37 +27,11 @@ import (
 type stmtRegistry struct {
 	mu    sync.Mutex
 	names map[string]string
-	// old: names retired after their plan went stale (see retire).
-	old  map[string]bool
-	next uint64
+	next  uint64
 }
 
 func newStmtRegistry() *stmtRegistry {
-	return &stmtRegistry{names: make(map[string]string), old: make(map[string]bool)}
-}
-
-// retire takes a shared name out of use: its statement's plan went stale
-// (see isStalePlan). The next client to prepare its text gets a new name.
-func (r *stmtRegistry) retire(name string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.old[name] {
-		return
-	}
-	r.old[name] = true
-	for key, n := range r.names {
-		if n == name {
-			delete(r.names, key)
-			return
-		}
-	}
-}
-
-// retired reports whether name was retired.
-func (r *stmtRegistry) retired(name string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.old[name]
+	return &stmtRegistry{names: make(map[string]string)}
 }
 
 // serverName returns the shared server-side name of a statement, for a

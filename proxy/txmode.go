@@ -98,12 +98,14 @@ type txClient struct {
 	seen      mentions
 	closing   bool // the client is leaving: finish, not the server goroutine, ends the lease
 	forgetAll bool // the client ran DEALLOCATE or DISCARD: statements are gone
-	// bound lists the shared statements bound in the lease's segments
-	// still unanswered: an error of the segment names them (see
-	// staleStatement).
-	bound  []boundStmt
-	stmts  map[string]*clientStmt
-	parses []pendingParse // Parses sent on the lease, awaiting ParseComplete
+	// stalePlans: PostgreSQL said a prepared statement's plan no longer
+	// fits its tables (isStalePlan). The statements are shared: on this
+	// connection every client would get the error, again and again, and a
+	// driver's own Close and Parse (pgx, JDBC) would not help. The lease's
+	// end deallocates them all; whoever binds them next prepares them anew.
+	stalePlans bool
+	stmts      map[string]*clientStmt
+	parses     []pendingParse // Parses sent on the lease, awaiting ParseComplete
 	// unnamed is the body of the Parse that made the client's unnamed
 	// statement, as sent to the server (empty when it has none), and
 	// unnamedHere whether the leased connection's unnamed statement is
@@ -418,7 +420,7 @@ func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.mu.Lock()
 	c.lease, c.srvDone = l, srvDone
 	c.pending, c.unsynced, c.syncsSent, c.syncsDone, c.streaming = 0, false, 0, 0, false
-	c.seen, c.forgetAll, c.parses, c.bound = mentions{}, false, c.parses[:0], c.bound[:0]
+	c.seen, c.forgetAll, c.stalePlans, c.parses = mentions{}, false, false, c.parses[:0]
 	c.unnamedHere, c.unsure = false, false
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
@@ -498,14 +500,11 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 			}
 		}
 	case 'E':
-		if isStalePlan(body) {
-			c.staleStatements()
-		}
+		c.stalePlans = c.stalePlans || isStalePlan(body)
 	case 'Z':
 		c.status = readyStatus(body)
 		c.pending--
 		c.syncsDone++
-		c.bound = settledBinds(c.bound, c.syncsDone)
 		c.settleParses(i.sc)
 		if c.status == 'I' {
 			c.p.m.transactions.Inc()
@@ -533,7 +532,7 @@ func (c *txClient) idle() bool {
 func (c *txClient) endLease(sc *serverConn) {
 	sc.cleanup = c.cleanup()
 	switch {
-	case c.forgetAll:
+	case c.forgetAll || c.stalePlans:
 		// The connection's statements and settings are gone. The
 		// client's own stay registered: one it uses again is prepared
 		// again, so a statement whose words only look like DEALLOCATE or

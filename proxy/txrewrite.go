@@ -193,7 +193,6 @@ func (c *txClient) onBind(body []byte) (verdict, error) {
 	c.note(cs.mentions)
 	var target string
 	c.scratch, target = c.injectParse(c.scratch[:0], cs)
-	c.noteBound(target)
 	c.scratch = appendMessage(c.scratch, 'B', portal, []byte{0}, []byte(target), []byte{0}, params)
 	return rewrite, nil
 }
@@ -227,7 +226,6 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 		delete(c.stmts, string(name))
 	} else {
 		c.scratch, target = c.injectParse(c.scratch, cs)
-		c.noteBound(target)
 	}
 	c.scratch = appendMessage(c.scratch, typ, []byte{'S'}, []byte(target), []byte{0})
 	return rewrite, nil
@@ -320,11 +318,7 @@ func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 	case !sc.stmts[cs.parse.Name]:
 		sc.stmts[cs.parse.Name] = true
 		c.queueParse(pendingParse{server: cs.parse.Name, injected: true})
-		parse := &cs.parse
-		if c.p.stmts.retired(cs.parse.Name) {
-			parse = stalePlanStandIn(parse)
-		}
-		dst, _ = parse.Encode(dst)
+		dst, _ = cs.parse.Encode(dst)
 		return dst, cs.parse.Name
 	case c.unsure || c.parsedBefore(cs.parse.Name):
 		c.queueParse(pendingParse{injected: true})
@@ -335,67 +329,12 @@ func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 	return dst, cs.parse.Name
 }
 
-// A migration that changes a table under a prepared statement (SELECT *
-// after ADD COLUMN) makes PostgreSQL fail the statement's next use with
-// "cached plan must not change result type" (0A000), once per session:
-// the client then prepares it again (pgx, JDBC do), and learns its new
-// result shape. Shared statements must keep that. A statement that failed
-// so is retired: a client that prepares its text again gets a new shared
-// name, and one still using the old name gets the same error wherever it
-// runs it, also on connections where it was never prepared (prepared
-// there afresh, it would return rows of a shape the client does not
-// expect, without a word).
-
-// boundStmt is a shared statement bound or described in segment seg of
-// the lease: PostgreSQL checks a plan at both.
-type boundStmt struct {
-	seg  int
-	name string
-}
-
 // isStalePlan reports whether an ErrorResponse body is PostgreSQL's
 // "cached plan must not change result type", by its SQLSTATE and the
-// routine that raises it (the message may be translated).
+// routine that raises it (the message may be translated): a migration
+// changed a table under a prepared statement (SELECT * after ADD COLUMN).
 func isStalePlan(body []byte) bool {
 	return errorField(body, 'C') == codeFeatureNotSupported && errorField(body, 'R') == "RevalidateCachedQuery"
-}
-
-// staleStatements retires the shared statements bound in the segment an
-// error answers: it is one of them whose plan went stale. Called with mu
-// held.
-func (c *txClient) staleStatements() {
-	seg := c.syncsDone + 1
-	for _, b := range c.bound {
-		if b.seg == seg {
-			c.p.stmts.retire(b.name)
-		}
-	}
-}
-
-// noteBound records that the segment binds or describes the shared
-// statement name ("": the unnamed one). Called with mu held.
-func (c *txClient) noteBound(name string) {
-	if name != "" {
-		c.bound = append(c.bound, boundStmt{seg: c.segment(), name: name})
-	}
-}
-
-// settledBinds drops from bound the segments up to done, answered.
-func settledBinds(bound []boundStmt, done int) []boundStmt {
-	n := 0
-	for _, b := range bound {
-		if b.seg > done {
-			bound[n] = b
-			n++
-		}
-	}
-	return bound[:n]
-}
-
-// stalePlanStandIn is a Parse under p's name and with its parameters of a
-// statement that fails as a retired one does.
-func stalePlanStandIn(p *pgproto3.Parse) *pgproto3.Parse {
-	return standIn(p, raiseSQL(codeFeatureNotSupported, "cached plan must not change result type"))
 }
 
 // parsedBefore reports whether a Parse of the server-side name waits for
@@ -494,7 +433,7 @@ func (c *txClient) cleanup() txCleanup {
 	if c.seen.role {
 		k |= cleanRole
 	}
-	if c.forgetAll {
+	if c.forgetAll || c.stalePlans {
 		k |= cleanStatements
 	}
 	return k
