@@ -159,11 +159,7 @@ func TestWaitersAreToldLoginsFailed(t *testing.T) {
 	gate := startGate(t, fmt.Sprintf("127.0.0.1:%d", cluster.Port))
 	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, queryWait: "1s", upstreamPort: gate.port()})
 	ctx := ctxT(t)
-	holder := env.connect(t)
-	tx, err := holder.Begin(ctx)
-	must(t, err)
-	_, err = tx.Exec(ctx, "SELECT 1") // the pool's one connection is held
-	must(t, err)
+	holdTheConnection(t, env)
 	const waiters = 3
 	errs := make(chan error, waiters)
 	for range waiters {

@@ -168,13 +168,9 @@ func TestTransactionModeWaitingClientThatLeaves(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, queryWait: "60s", goroutineRelay: r.goroutine})
 			ctx := ctxT(t)
-			holder := env.connect(t)
-			_, err := holder.Exec(ctx, "DROP TABLE IF EXISTS left_waiting; CREATE TABLE left_waiting (n int)")
+			_, err := env.connect(t).Exec(ctx, "DROP TABLE IF EXISTS left_waiting; CREATE TABLE left_waiting (n int)")
 			must(t, err)
-			tx, err := holder.Begin(ctx)
-			must(t, err)
-			_, err = tx.Exec(ctx, "SELECT 1") // the pool's one connection is held from here
-			must(t, err)
+			tx := holdTheConnection(t, env)
 
 			quitter := env.connect(t).PgConn()
 			quitter.Frontend().Send(&pgproto3.Query{String: "INSERT INTO left_waiting VALUES (1)"})
@@ -199,6 +195,17 @@ func TestTransactionModeWaitingClientThatLeaves(t *testing.T) {
 			}
 		})
 	}
+}
+
+// holdTheConnection has a new client hold a server connection, in an open
+// transaction: with a pool of one, the others wait.
+func holdTheConnection(t *testing.T, env *proxyEnv) pgx.Tx {
+	t.Helper()
+	tx, err := env.connect(t).Begin(ctxT(t))
+	must(t, err)
+	_, err = tx.Exec(ctxT(t), "SELECT 1")
+	must(t, err)
+	return tx
 }
 
 // waitWaiting waits up to 5 s for pgrotate to count n clients waiting for
@@ -817,11 +824,7 @@ func TestTransactionModeCancelWhileWaiting(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, queryWait: "30s", goroutineRelay: r.goroutine})
 			ctx := ctxT(t)
-			holder := env.connect(t)
-			tx, err := holder.Begin(ctx)
-			must(t, err)
-			_, err = tx.Exec(ctx, "SELECT 1") // the pool's one connection is held
-			must(t, err)
+			tx := holdTheConnection(t, env)
 			waiter := env.connect(t)
 			done := make(chan error, 1)
 			start := time.Now()
