@@ -279,8 +279,9 @@ func (g *roleGuard) refuses(sql []byte, m mentions) bool { return m.role && g.ch
 // readings gives: a text that hides a role change from one reading shows
 // it to another.
 func (g *roleGuard) changesRole(sql []byte) bool {
-	for _, text := range readings(sql) {
-		if g.changesRoleIn(text) {
+	texts := readings(sql)
+	for _, text := range texts {
+		if g.changesRoleIn(text, texts) {
 			return true
 		}
 	}
@@ -288,15 +289,23 @@ func (g *roleGuard) changesRole(sql []byte) bool {
 }
 
 // changesRoleIn is changesRole for one reading of the text. An UPDATE's
-// SET of a column named role (users.role, in many apps) is no role change.
-func (g *roleGuard) changesRoleIn(sql []byte) bool {
+// SET of a column named role (users.role, in many apps) is no role change:
+// whether the text before a SET is an UPDATE's is read without comments
+// (a query tag or sqlc's name line may come first), in the readings that
+// stop at dollar quotes or follow them (every reading has the text's
+// length, so a position means the same in all).
+func (g *roleGuard) changesRoleIn(sql []byte, texts [][]byte) bool {
+	updates := func(at int) bool {
+		return len(texts) == 1 && updatesColumn(sql[:at]) ||
+			len(texts) > 1 && (updatesColumn(texts[1][:at]) || updatesColumn(texts[3][:at]))
+	}
 	for _, m := range setRole.FindAllSubmatchIndex(sql, -1) {
-		if !g.isOwner(string(sql[m[2]:m[3]])) && !updatesColumn(sql[:m[0]]) {
+		if !g.isOwner(string(sql[m[2]:m[3]])) && !updates(m[0]) {
 			return true
 		}
 	}
 	for _, m := range setAuthorization.FindAllSubmatchIndex(sql, -1) {
-		if !strings.EqualFold(string(sql[m[2]:m[3]]), "default") && !updatesColumn(sql[:m[0]]) {
+		if !strings.EqualFold(string(sql[m[2]:m[3]]), "default") && !updates(m[0]) {
 			return true
 		}
 	}
@@ -316,12 +325,14 @@ var unicodeCall = regexp.MustCompile(`(?is)u&"(?:[^"]|"")*"\s*(?:uescape\s*'[^']
 // UPDATE and MERGE … THEN UPDATE. UPDATE is no reserved word: a function
 // may be named update (ALTER FUNCTION update SET role = …), so what
 // precedes it counts.
-var updateSet = regexp.MustCompile(`(?is)(?:^|[;()$]|\b(?:begin|then|else|loop))\s*update(?:\s+(?:only\s+)?` +
+var updateSet = regexp.MustCompile(`(?is)(?:^|[;()$]|\b(?:begin|then|else|loop|as|explain|analy[sz]e|verbose))\s*update(?:\s+(?:only\s+)?` +
 	sqlName + `(?:\s*\.\s*` + sqlName + `)*\s*\*?(?:\s+(?:as\s+)?` + sqlName + `)?)?\s+$` +
 	`|\b(?:do|then)\s+update\s+$`)
 
-// sqlName matches an identifier, plain or quoted.
-const sqlName = `(?:"(?:[^"]|"")*"|[\w$]+)`
+// sqlName matches an identifier, plain or quoted. A dollar sign, which
+// PostgreSQL allows after an identifier's first letter, is left out: a
+// dollar quote's closing tag after "update x" must not pass for a name.
+const sqlName = `(?:"(?:[^"]|"")*"|\w+)`
 
 // updatesColumn reports whether the SET that follows before is an UPDATE's.
 func updatesColumn(before []byte) bool {
@@ -456,7 +467,7 @@ func quotedLiteral(s []byte) (value, rest []byte, ok bool) {
 	return nil, nil, false
 }
 
-// withoutComments is sql with each comment replaced by a space, strings
+// withoutComments is sql with each comment replaced by spaces, strings
 // read as how says (see commentReading). An E'…' string's backslash
 // escapes are followed in every lexed reading.
 func withoutComments(sql []byte, how commentReading) []byte {
@@ -482,12 +493,13 @@ func withoutComments(sql []byte, how commentReading) []byte {
 			if k := bytes.IndexByte(sql[i:], '\n'); k >= 0 {
 				j = i + k
 			}
-			out = append(out, ' ')
+			out = appendSpaces(out, j-i)
 			i = j
 			continue
 		case bytes.HasPrefix(sql[i:], []byte("/*")):
-			out = append(out, ' ')
-			i = blockCommentEnd(sql, i)
+			j = blockCommentEnd(sql, i)
+			out = appendSpaces(out, j-i)
+			i = j
 			continue
 		}
 		out = append(out, sql[i:j]...)
@@ -496,12 +508,34 @@ func withoutComments(sql []byte, how commentReading) []byte {
 	return out
 }
 
+// appendSpaces appends n spaces to b: a comment's place, kept so that a
+// position in a reading is the same in the text.
+func appendSpaces(b []byte, n int) []byte {
+	for range n {
+		b = append(b, ' ')
+	}
+	return b
+}
+
 // continuesString reports whether between, the text between two quoted
-// strings, makes the second continue the first: white space with a newline
-// in it (PostgreSQL's 'a'
+// strings, makes the second continue the first: white space and -- comments
+// with a newline in them (PostgreSQL's 'a'
 // 'b' is 'ab').
 func continuesString(between []byte) bool {
-	return len(skipSpace(between)) == 0 && bytes.ContainsAny(between, "\n\r")
+	newline := false
+	for {
+		rest := skipSpace(between)
+		newline = newline || bytes.ContainsAny(between[:len(between)-len(rest)], "\n\r")
+		if !bytes.HasPrefix(rest, []byte("--")) {
+			return len(rest) == 0 && newline
+		}
+		// A -- comment counts as white space there, up to its newline.
+		k := bytes.IndexAny(rest, "\n\r")
+		if k < 0 {
+			return false
+		}
+		between = rest[k:]
+	}
 }
 
 // quotedEnd is where the string or name quoted at sql[start] ends: after
@@ -559,6 +593,9 @@ func blockCommentEnd(sql []byte, start int) int {
 
 // isOwner reports whether a role name as written in SQL names the owner.
 func (g *roleGuard) isOwner(name string) bool {
+	if strings.EqualFold(name, "default") {
+		return true // SET ROLE TO DEFAULT: the reset value, the owner (startup option)
+	}
 	if strings.HasPrefix(name, `"`) {
 		return strings.ReplaceAll(strings.Trim(name, `"`), `""`, `"`) == g.owner
 	}

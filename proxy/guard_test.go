@@ -62,6 +62,12 @@ func TestRoleGuard(t *testing.T) {
 		"ALTER FUNCTION update SET role = bookstore_user_0001",
 		"ALTER FUNCTION public.update SET role = x",
 		"CREATE FUNCTION f() RETURNS update LANGUAGE sql SET role = x AS 'select 1'",
+		// A string continued after a -- comment and a newline.
+		"SELECT E'a'--\n'\\' x', '--\\' ; SET/**/ROLE none;",
+		// An UPDATE in a dollar-quoted body or setting value, before a
+		// function's SET clause.
+		"CREATE OR REPLACE FUNCTION h() RETURNS text LANGUAGE sql AS $$select current_user::text -- ; update x$$ SET role TO none",
+		"ALTER FUNCTION g() SET application_name TO $$-- ;update x$$ SET role TO none",
 		// A function's SET clause after a body that updates a column.
 		"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'UPDATE t SET x = 1' SET role = 'x'",
 	}
@@ -84,6 +90,14 @@ func TestRoleGuard(t *testing.T) {
 		"MERGE INTO users u USING s ON s.id = u.id WHEN MATCHED THEN UPDATE SET role = s.role",
 		"DO $$BEGIN UPDATE users SET role = 'x'; END$$",
 		"WITH x AS (SELECT 1) UPDATE users SET role = 'a'",
+		// Comments before the UPDATE: sqlc's name line, Hibernate, Rails'
+		// query log tags.
+		"-- name: UpdateUserRole :exec\nUPDATE users SET role = $1 WHERE id = $2",
+		"/* update com.example.User */ update users set role=? where id=?",
+		`/*action='update',controller='users'*/ UPDATE "users" SET "role" = $1 WHERE "users"."id" = $2`,
+		"EXPLAIN ANALYZE UPDATE users SET role = 'admin' WHERE id = 1",
+		"PREPARE upd(text, int) AS UPDATE users SET role = $1 WHERE id = $2",
+		"SET ROLE TO DEFAULT",
 		"SELECT 1; update users set role = 'b' -- after another statement",
 		"SELECT set_config('app.role'::text, $1::text, true)",
 		`SELECT a & b FROM t WHERE u & 1 = 0`,
