@@ -279,9 +279,9 @@ func (g *roleGuard) refuses(sql []byte, m mentions) bool { return m.role && g.ch
 // readings gives: a text that hides a role change from one reading shows
 // it to another.
 func (g *roleGuard) changesRole(sql []byte) bool {
-	texts := readings(sql)
-	for _, text := range texts {
-		if g.changesRoleIn(text, texts) {
+	r := readText(sql)
+	for _, text := range r.all {
+		if g.changesRoleIn(text, r) {
 			return true
 		}
 	}
@@ -289,23 +289,16 @@ func (g *roleGuard) changesRole(sql []byte) bool {
 }
 
 // changesRoleIn is changesRole for one reading of the text. An UPDATE's
-// SET of a column named role (users.role, in many apps) is no role change:
-// whether the text before a SET is an UPDATE's is read without comments
-// (a query tag or sqlc's name line may come first), in the readings that
-// stop at dollar quotes or follow them (every reading has the text's
-// length, so a position means the same in all).
-func (g *roleGuard) changesRoleIn(sql []byte, texts [][]byte) bool {
-	updates := func(at int) bool {
-		return len(texts) == 1 && updatesColumn(sql[:at]) ||
-			len(texts) > 1 && (updatesColumn(texts[1][:at]) || updatesColumn(texts[3][:at]))
-	}
+// SET of a column named role (users.role, in many apps) is no role change
+// (see textReadings.updates).
+func (g *roleGuard) changesRoleIn(sql []byte, r textReadings) bool {
 	for _, m := range setRole.FindAllSubmatchIndex(sql, -1) {
-		if !g.isOwner(string(sql[m[2]:m[3]])) && !updates(m[0]) {
+		if !g.isOwner(string(sql[m[2]:m[3]])) && !r.updates(m[0]) {
 			return true
 		}
 	}
 	for _, m := range setAuthorization.FindAllSubmatchIndex(sql, -1) {
-		if !strings.EqualFold(string(sql[m[2]:m[3]]), "default") && !updates(m[0]) {
+		if !strings.EqualFold(string(sql[m[2]:m[3]]), "default") && !r.updates(m[0]) {
 			return true
 		}
 	}
@@ -343,22 +336,37 @@ func updatesColumn(before []byte) bool {
 	return updateSet.Match(before)
 }
 
-// readings are the ways the guard reads a text: without its comments, as
+// textReadings are the ways the guard reads a text: as it is (where a SET
+// ROLE written plainly stands in any case), and without its comments, as
 // PostgreSQL's lexer takes them out (SET/**/ROLE is SET ROLE). Where a
 // comment starts depends on where strings end, so they are taken out four
 // ways: as the lexer does with standard_conforming_strings on, and off (a
 // client may turn it off: a backslash then escapes a quote); following
 // dollar quotes into the bodies of functions and DO blocks, whose
-// statements run too; and into every string, which EXECUTE runs.
-func readings(sql []byte) [][]byte {
+// statements run too; and into every string, which EXECUTE runs. Every
+// reading has the text's length: a position means the same in all.
+type textReadings struct {
+	all [][]byte
+	// lexed and intoDollars are the readings that tell an UPDATE's SET
+	// (see updates). A text without comments is its only reading: lexed,
+	// and no intoDollars.
+	lexed, intoDollars []byte
+}
+
+func readText(sql []byte) textReadings {
 	if !bytes.Contains(sql, []byte("--")) && !bytes.Contains(sql, []byte("/*")) {
-		return [][]byte{sql}
+		return textReadings{all: [][]byte{sql}, lexed: sql}
 	}
-	return [][]byte{sql, // and as it is, where a SET ROLE written plainly stands in any case
-		withoutComments(sql, lexed),
-		withoutComments(sql, lexed|backslashes),
-		withoutComments(sql, lexed|intoDollars),
-		withoutComments(sql, 0)}
+	r := textReadings{lexed: withoutComments(sql, lexed), intoDollars: withoutComments(sql, lexed|intoDollars)}
+	r.all = [][]byte{sql, r.lexed, withoutComments(sql, lexed|backslashes), r.intoDollars, withoutComments(sql, 0)}
+	return r
+}
+
+// updates reports whether the SET at position at is an UPDATE's, read
+// without comments (a query tag or sqlc's name line may come first), in
+// the reading that stops at dollar quotes or in the one that follows them.
+func (r textReadings) updates(at int) bool {
+	return updatesColumn(r.lexed[:at]) || r.intoDollars != nil && updatesColumn(r.intoDollars[:at])
 }
 
 // commentReading says how withoutComments finds where strings end.
@@ -432,12 +440,8 @@ func stringLiteral(s []byte) (value, rest []byte, ok bool) {
 		return v, rest, ok && bytes.IndexByte(v, '\\') < 0
 	case len(s) > 0 && s[0] == '\'':
 		return quotedLiteral(s)
-	case len(s) > 0 && s[0] == '$':
-		end := bytes.IndexByte(s[1:], '$')
-		if end < 0 {
-			return nil, nil, false
-		}
-		tag := s[:end+2]
+	case dollarTag(s) != nil:
+		tag := dollarTag(s)
 		body := s[len(tag):]
 		i := bytes.Index(body, tag)
 		if i < 0 {
@@ -557,18 +561,27 @@ func quotedEnd(sql []byte, start int, escapes bool) int {
 // dollarQuotedEnd is where the dollar-quoted string at sql[start] ends, or
 // start+1 if no tag starts there ($1 is a parameter).
 func dollarQuotedEnd(sql []byte, start int) int {
-	k := start + 1
-	for k < len(sql) && sql[k] != '$' && identChar(sql[k]) && !(k == start+1 && sql[k] >= '0' && sql[k] <= '9') {
-		k++
-	}
-	if k >= len(sql) || sql[k] != '$' {
+	tag := dollarTag(sql[start:])
+	if tag == nil {
 		return start + 1
 	}
-	tag := sql[start : k+1]
-	if end := bytes.Index(sql[k+1:], tag); end >= 0 {
-		return k + 1 + end + len(tag)
+	if end := bytes.Index(sql[start+len(tag):], tag); end >= 0 {
+		return start + 2*len(tag) + end
 	}
 	return len(sql)
+}
+
+// dollarTag is the dollar quote's opening tag ($$, $body$) at the start of
+// s, nil if none starts there.
+func dollarTag(s []byte) []byte {
+	k := 1
+	for k < len(s) && s[k] != '$' && identChar(s[k]) && !(k == 1 && s[k] >= '0' && s[k] <= '9') {
+		k++
+	}
+	if len(s) == 0 || s[0] != '$' || k >= len(s) || s[k] != '$' {
+		return nil
+	}
+	return s[:k+1]
 }
 
 // blockCommentEnd is where the /* comment at sql[start:] ends; PostgreSQL's

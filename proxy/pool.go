@@ -62,13 +62,12 @@ type pool struct {
 	// in arrival order (loop goroutine only; see txRelay.wait), and how
 	// many, for the goroutines that release connections. goWaiters counts
 	// the goroutines blocked in acquire; while both kinds wait, connections
-	// released on the loop go to each in turn (goTurn, loop goroutine
-	// only).
+	// released, on the loop or on goroutines, go to each in turn
+	// (goTurns; see handOff and shareRelease).
 	loopWaiters []*txRelay
 	loopWaiting atomic.Int32
 	goWaiters   atomic.Int32
-	goTurn      bool
-	goReleases  atomic.Uint32 // releases on goroutines, for shareRelease's turns
+	goTurns     atomic.Uint32 // releases while both kinds wait: odd ones go to goroutines
 	evloop      atomic.Pointer[eventLoop]
 	// lastLoginFailure is the last passing login failure of a waiting
 	// client (see acquireRetrying), nil once a login succeeds: a client

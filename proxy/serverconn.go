@@ -275,23 +275,6 @@ func (s *serverConn) cancel(ctx context.Context) error {
 // settings.
 const unknownSettings = "\xff"
 
-// errorField is the field of an ErrorResponse body whose type is field
-// ('C': the SQLSTATE), "" if it has none.
-func errorField(body []byte, field byte) string {
-	for len(body) > 1 && body[0] != 0 {
-		typ := body[0]
-		v, rest, ok := cstring(body[1:])
-		if !ok {
-			return ""
-		}
-		if typ == field {
-			return string(v)
-		}
-		body = rest
-	}
-	return ""
-}
-
 // readyStatus extracts the transaction status of a ReadyForQuery body.
 func readyStatus(body []byte) byte {
 	if len(body) != 1 {

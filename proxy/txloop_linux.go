@@ -445,11 +445,8 @@ func (p *pool) handOff(l *lease) bool {
 	if len(p.loopWaiters) == 0 {
 		return false
 	}
-	if p.goWaiters.Load() > 0 {
-		p.goTurn = !p.goTurn
-		if p.goTurn {
-			return false
-		}
+	if p.goWaiters.Load() > 0 && p.goTurns.Add(1)%2 == 1 {
+		return false
 	}
 	p.loopWaiters[0].serve(l)
 	return true
@@ -464,7 +461,7 @@ func (p *pool) handOff(l *lease) bool {
 // (a pool of mostly TLS clients: 53300 after query_wait_timeout). It
 // reports whether the loop took l.
 func (p *pool) shareRelease(l *lease) bool {
-	if p.loopWaiting.Load() == 0 || p.goWaiters.Load() == 0 || p.goReleases.Add(1)%2 == 0 {
+	if p.loopWaiting.Load() == 0 || p.goWaiters.Load() == 0 || p.goTurns.Add(1)%2 == 1 {
 		return false
 	}
 	loop := p.evloop.Load()

@@ -334,7 +334,8 @@ func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 // routine that raises it (the message may be translated): a migration
 // changed a table under a prepared statement (SELECT * after ADD COLUMN).
 func isStalePlan(body []byte) bool {
-	return errorField(body, 'C') == codeFeatureNotSupported && errorField(body, 'R') == "RevalidateCachedQuery"
+	var e pgproto3.ErrorResponse
+	return e.Decode(body) == nil && e.Code == codeFeatureNotSupported && e.Routine == "RevalidateCachedQuery"
 }
 
 // parsedBefore reports whether a Parse of the server-side name waits for
