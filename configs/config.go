@@ -138,6 +138,11 @@ type Database struct {
 	// RoleGuard rejects statements that change role (SET ROLE, …); nil means
 	// the default, true. Read it with RoleGuardEnabled.
 	RoleGuard *bool `yaml:"role_guard"`
+	// MaxPreparedStatements caps the named prepared statements transaction
+	// pooling keeps on one server connection (PgBouncer's setting of that
+	// name): past it, the least recently used are deallocated when the
+	// connection is given back. 0: no cap. Default 200.
+	MaxPreparedStatements int `yaml:"max_prepared_statements"`
 }
 
 // CredentialSource is where a database's login credential lives.

@@ -25,6 +25,7 @@ const (
 	defaultDrainTimeout       = 5 * time.Minute
 	defaultPollInterval       = 10 * time.Second
 	defaultDrainWait          = 10 * time.Minute
+	defaultMaxPrepared        = 200
 )
 
 // adminOff is how admin_listen is switched off in YAML.
@@ -70,5 +71,7 @@ func (d *Database) setDefaults(name string) {
 		Credentials:       CredentialSource{Format: "auto", PollInterval: Duration{defaultPollInterval}},
 		DrainTimeout:      Duration{defaultDrainTimeout},
 		RoleGuard:         &guard,
+
+		MaxPreparedStatements: defaultMaxPrepared,
 	}
 }

@@ -45,6 +45,7 @@ func TestDefaults(t *testing.T) {
 		{"Database.Credentials.Format", db.Credentials.Format, "auto"},
 		{"Database.Credentials.PollInterval", db.Credentials.PollInterval.Duration, 10 * time.Second},
 		{"Database.RoleGuardEnabled", db.RoleGuardEnabled(), true},
+		{"Database.MaxPreparedStatements", db.MaxPreparedStatements, 200},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

@@ -221,6 +221,20 @@ func TestParseErrors(t *testing.T) {
 			"pgrotate.yaml:3: databases.b.pool_size: must be from 1 to 10000, got 10001",
 		},
 	}, {
+		name: "prepared statement cap bounds",
+		doc: yamlLines(
+			"databases:",
+			"  a: {owner_role: o, credentials: {path: /c}, max_prepared_statements: -1}",
+			"  b: {owner_role: o, credentials: {path: /c}, max_prepared_statements: 100001}",
+			"  c: {owner_role: o, credentials: {path: /c}, max_prepared_statements: 0}",
+			"clients:",
+			"  - {user: bookstore_app, password_verifier: VERIFIER}",
+		),
+		want: []string{
+			"pgrotate.yaml:2: databases.a.max_prepared_statements: must be from 0 (no cap) to 100000, got -1",
+			"pgrotate.yaml:3: databases.b.max_prepared_statements: must be from 0 (no cap) to 100000, got 100001",
+		},
+	}, {
 		name: "YAML syntax error",
 		doc:  "databases:\n  bookstore: {owner_role: o\nclients: []\n",
 		want: []string{"pgrotate.yaml:2: did not find expected ',' or '}'"},

@@ -23,6 +23,10 @@ var (
 // accepts by default (max_connections=100), low enough to catch a typo.
 const maxPoolSize = 10000
 
+// maxPrepared bounds max_prepared_statements, like maxPoolSize a guard
+// against a typo: each statement costs the server connection memory.
+const maxPrepared = 100000
+
 // validate records every problem of a decoded, defaulted config in c.meta.
 func (c *Config) validate() {
 	m := c.meta
@@ -126,6 +130,9 @@ func (c *Config) validateDatabase(p string, d *Database) {
 		m.invalid(p+".pool_size", "must be from 1 to %d, got %d", maxPoolSize, d.PoolSize)
 	} else if d.MinPoolSize < 0 || d.MinPoolSize > d.PoolSize {
 		m.invalid(p+".min_pool_size", "must be from 0 to pool_size (%d), got %d", d.PoolSize, d.MinPoolSize)
+	}
+	if d.MaxPreparedStatements < 0 || d.MaxPreparedStatements > maxPrepared {
+		m.invalid(p+".max_prepared_statements", "must be from 0 (no cap) to %d, got %d", maxPrepared, d.MaxPreparedStatements)
 	}
 	c.positive(p+".query_wait_timeout", d.QueryWaitTimeout)
 	c.positive(p+".server_idle_timeout", d.ServerIdleTimeout)

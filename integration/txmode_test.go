@@ -842,3 +842,78 @@ func TestTransactionModeCancelWhileWaiting(t *testing.T) {
 		})
 	}
 }
+
+// A transaction-mode server connection holds every distinct statement its
+// clients prepared, shared by text. An app that builds statement texts as
+// it goes (literals in the text; pgx caches each as a named statement)
+// would grow each backend without end: past max_prepared_statements the
+// least recently used are deallocated as the connection is given back, and
+// a client whose statement was evicted gets it prepared again, unaware.
+// One transaction may use more than the cap (a pipeline of them): eviction
+// waits for its end.
+func TestTransactionModePreparedStatementsAreCapped(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, goroutineRelay: r.goroutine,
+				extraDB: "max_prepared_statements: 8"})
+			ctx := ctxT(t)
+			a, b := env.connect(t), env.connect(t) // pgx's statement cache: a named statement per text
+			sum := func(c *pgx.Conn, i int) {
+				t.Helper()
+				var got int
+				sql := fmt.Sprintf("SELECT $1::int + %d", i)
+				if err := c.QueryRow(ctx, sql, 1000).Scan(&got); err != nil || got != 1000+i {
+					t.Fatalf("%s: %d, %v", sql, got, err)
+				}
+			}
+			for i := range 40 {
+				sum(a, i)
+			}
+			held := serverStatements(t, ctx, a)
+			if held == 0 || held > 8 {
+				t.Fatalf("the server connection holds %d shared statements; want 1 to 8 (max_prepared_statements)", held)
+			}
+			for i := range 40 { // evicted long ago, still in both clients' caches: prepared again
+				sum(a, i)
+				sum(b, 39-i)
+			}
+
+			tx, err := a.Begin(ctx)
+			must(t, err)
+			batch := &pgx.Batch{}
+			for i := 100; i < 120; i++ {
+				batch.Queue(fmt.Sprintf("SELECT $1::int + %d", i), 1000)
+			}
+			br := tx.SendBatch(ctx, batch)
+			for i := 100; i < 120; i++ {
+				var got int
+				if err := br.QueryRow().Scan(&got); err != nil || got != 1000+i {
+					t.Fatalf("pipelined statement %d of 20 in one transaction: %d, %v", i-99, got, err)
+				}
+			}
+			must(t, br.Close())
+			must(t, tx.Commit(ctx))
+			if held := serverStatements(t, ctx, b); held > 8 {
+				t.Fatalf("after the pipeline the server connection holds %d shared statements; want at most 8", held)
+			}
+
+			m := env.scrape(t)
+			evicted, _ := value(m, "pgrotate_prepared_statements_evicted_total", map[string]string{"database": dbName})
+			rounds, _ := value(m, "pgrotate_transaction_cleanups_total", map[string]string{"database": dbName, "kind": "statement_cap"})
+			if evicted < 40 || rounds < 5 {
+				t.Errorf("metrics: %v statements evicted in %v cleanups; want at least 40 in 5", evicted, rounds)
+			}
+		})
+	}
+}
+
+// serverStatements counts the shared statements pgrotate prepared on the
+// server connection that runs the query (simple protocol: it prepares none).
+func serverStatements(t *testing.T, ctx context.Context, c *pgx.Conn) int {
+	t.Helper()
+	var n int
+	err := c.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgrotate\_%'`,
+		pgx.QueryExecModeSimpleProtocol).Scan(&n)
+	must(t, err)
+	return n
+}

@@ -22,6 +22,7 @@ type Metrics struct {
 	guardRefusals *prometheus.CounterVec
 	healthChecks  *prometheus.CounterVec
 	cleanups      *prometheus.CounterVec
+	evictedStmts  *prometheus.CounterVec
 }
 
 // NewMetrics creates the proxy's metrics and registers them, with a
@@ -63,14 +64,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"database", "result"}),
 		cleanups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgrotate_transaction_cleanups_total",
-			Help: "Transaction-mode server connections cleaned after a transaction before serving another client, by kind (role: RESET ROLE; session_state: LISTEN, temporary tables, WITH HOLD cursors, advisory locks, SQL PREPARE undone; statements: DEALLOCATE ALL after text that mentioned DEALLOCATE or DISCARD).",
+			Help: "Transaction-mode server connections cleaned after a transaction before serving another client, by kind (role: RESET ROLE; session_state: LISTEN, temporary tables, WITH HOLD cursors, advisory locks, SQL PREPARE undone; statements: DEALLOCATE ALL after text that mentioned DEALLOCATE or DISCARD; statement_cap: the least recently used shared prepared statements deallocated past max_prepared_statements).",
 		}, []string{"database", "kind"}),
+		evictedStmts: perDB("pgrotate_prepared_statements_evicted_total",
+			"Shared prepared statements deallocated from transaction-mode server connections that held more than max_prepared_statements. Steady growth means the cap is below the app's working set of statements: each eviction costs a Parse when the statement is used again."),
 	}
 	for st, l := range stateLabels {
 		m.byState[st] = m.clients.WithLabelValues(l)
 	}
 	reg.MustRegister(m.clients, m.authFailures, m.poolWait, m.waitTimeouts, m.transactions,
-		m.queries, m.clientMoves, m.drainTimeouts, m.guardRefusals, m.healthChecks, m.cleanups)
+		m.queries, m.clientMoves, m.drainTimeouts, m.guardRefusals, m.healthChecks, m.cleanups, m.evictedStmts)
 	return m
 }
 
@@ -83,6 +86,7 @@ type dbMetrics struct {
 	clientMoves, drainTimeouts, guardRefusals prometheus.Counter
 	healthOK, healthFailed                    prometheus.Counter
 	cleanups                                  []prometheus.Counter // by kind, as cleanupKinds
+	evictedStmts                              prometheus.Counter
 }
 
 func (m *Metrics) forDatabase(db string) *dbMetrics {
@@ -99,6 +103,7 @@ func (m *Metrics) forDatabase(db string) *dbMetrics {
 		guardRefusals: m.guardRefusals.WithLabelValues(db),
 		healthOK:      m.healthChecks.WithLabelValues(db, "ok"),
 		healthFailed:  m.healthChecks.WithLabelValues(db, "failed"),
+		evictedStmts:  m.evictedStmts.WithLabelValues(db),
 	}
 	for _, k := range cleanupKinds {
 		d.cleanups = append(d.cleanups, m.cleanups.WithLabelValues(db, k.label))

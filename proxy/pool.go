@@ -488,11 +488,13 @@ func (p *pool) releaseTx(l *lease, cleanup txCleanup) {
 		p.countCleanup(cleanup)
 		ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 		defer cancel()
-		if err := sc.exec(ctx, cleanup.query()); err != nil || sc.txStatus != 'I' {
+		if err := sc.exec(ctx, cleanup.query(sc.evicted)); err != nil || sc.txStatus != 'I' {
 			p.log.Warn("cleaning up after a transaction failed; closing the server connection", "pid", sc.pid, "cleanup", cleanup.kinds(), "err", err)
 			l.Destroy()
 			return
 		}
+		p.m.evictedStmts.Add(float64(len(sc.evicted)))
+		sc.evicted = nil
 	}
 	sc.goIdle()
 	if p.shareRelease(l) {

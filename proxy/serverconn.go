@@ -43,10 +43,12 @@ type serverConn struct {
 	// applies the departing client's again after DISCARD ALL (see
 	// pool.release), so the next login of the same application finds them.
 	appliedKey string
-	// stmts: transaction pooling's server-side names of the statements
-	// prepared on this connection.
-	stmts   map[string]bool
+	// stmts: transaction pooling's shared statements prepared on this
+	// connection.
+	stmts   connStmts
 	cleanup txCleanup // what the last transaction leaves for releaseTx to undo
+	// evicted: the statements the cleanup deallocates (cleanEvict).
+	evicted []string
 	// unread counts the ReadyForQuery replies to a session reset that were
 	// not read yet (see sendReset).
 	unread     int
@@ -83,7 +85,7 @@ func dialServer(ctx context.Context, up *Upstream, gen rotation.Generation) (*se
 		db:         up.db.Name,
 		createdAt:  time.Now(),
 		txStatus:   hc.TxStatus,
-		stmts:      make(map[string]bool),
+		stmts:      newConnStmts(),
 		cancelNet:  network,
 		cancelAddr: addr,
 	}, nil

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -24,14 +26,27 @@ import (
 // session's TimeZone, DateStyle, IntervalStyle…: '2020-01-02'::date or
 // '00:00'::timestamptz in a statement one client prepared would otherwise
 // mean the same to every client that shares it, whatever its own settings.
+//
+// It remembers the statements of the last two generations of
+// registryGeneration distinct statements (a statement prepared again moves
+// to the current one), so that an app that makes up statement texts as it
+// goes does not grow pgrotate's memory without end. A statement forgotten
+// and prepared again gets a new name: names are never reused, so a
+// connection that still holds the old one is only holding a duplicate,
+// which max_prepared_statements evicts like any other.
 type stmtRegistry struct {
-	mu    sync.Mutex
-	names map[string]string
-	next  uint64
+	mu           sync.Mutex
+	names, older map[string]string // this generation's, and the one before
+	generation   int               // distinct statements per generation
+	next         uint64
 }
 
+// registryGeneration: far above the statements any app prepares on
+// purpose, and at most a few MiB of statement text.
+const registryGeneration = 4096
+
 func newStmtRegistry() *stmtRegistry {
-	return &stmtRegistry{names: make(map[string]string)}
+	return &stmtRegistry{names: make(map[string]string), generation: registryGeneration}
 }
 
 // serverName returns the shared server-side name of a statement, for a
@@ -50,8 +65,14 @@ func (r *stmtRegistry) serverName(query string, types []uint32, settingsKey stri
 	if n, ok := r.names[string(key)]; ok {
 		return n
 	}
-	r.next++
-	n := "pgrotate_" + strconv.FormatUint(r.next, 10)
+	n, ok := r.older[string(key)]
+	if !ok {
+		r.next++
+		n = "pgrotate_" + strconv.FormatUint(r.next, 10)
+	}
+	if len(r.names) >= r.generation {
+		r.older, r.names = r.names, make(map[string]string)
+	}
 	r.names[string(key)] = n
 	return n
 }
@@ -106,3 +127,64 @@ func (u *unnamedStmt) keep(body []byte) { *u = append((*u)[:0], body...) }
 
 // drop records that the server holds none.
 func (u *unnamedStmt) drop() { *u = (*u)[:0] }
+
+// connStmts are the shared statements prepared on one server connection
+// (transaction pooling), each with when it was last used. Statements are
+// shared by text, so a connection gathers every distinct statement of every
+// client that used it; an app that prepares statements it makes up as it
+// goes (literals in the text, IN lists of every length) would grow each
+// backend's memory without end. Past max_prepared_statements the least
+// recently used are deallocated when the connection is given back (evict).
+// The lease's holder only.
+type connStmts struct {
+	used map[string]uint64 // server-side name → tick of its last use
+	tick uint64
+}
+
+func newConnStmts() connStmts { return connStmts{used: make(map[string]uint64)} }
+
+// use reports whether the connection holds the statement, and if it does,
+// records a use of it.
+func (s *connStmts) use(name string) bool {
+	if _, ok := s.used[name]; !ok {
+		return false
+	}
+	s.tick++
+	s.used[name] = s.tick
+	return true
+}
+
+// add records a statement prepared on the connection.
+func (s *connStmts) add(name string) {
+	s.tick++
+	s.used[name] = s.tick
+}
+
+// forget records that the connection does not hold the statement.
+func (s *connStmts) forget(name string) { delete(s.used, name) }
+
+// forgetAll records that the connection holds none.
+func (s *connStmts) forgetAll() { clear(s.used) }
+
+func (s *connStmts) len() int { return len(s.used) }
+
+// evict forgets the least recently used statements when there are more
+// than max (0: no cap) and returns their names, for the server to
+// deallocate. It evicts down to an eighth below max, so that a connection
+// at the cap costs that round trip once every max/8 new statements rather
+// than at every one.
+func (s *connStmts) evict(max int) []string {
+	if max <= 0 || len(s.used) <= max {
+		return nil
+	}
+	byUse := make([]string, 0, len(s.used))
+	for name := range s.used {
+		byUse = append(byUse, name)
+	}
+	slices.SortFunc(byUse, func(a, b string) int { return cmp.Compare(s.used[a], s.used[b]) })
+	gone := byUse[:len(byUse)-(max-max/8)]
+	for _, name := range gone {
+		delete(s.used, name)
+	}
+	return gone
+}

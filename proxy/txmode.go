@@ -537,7 +537,7 @@ func (c *txClient) endLease(sc *serverConn) {
 		// client's own stay registered: one it uses again is prepared
 		// again, so a statement whose words only look like DEALLOCATE or
 		// DISCARD (in a string) costs a Parse, not the client's cache.
-		clear(sc.stmts)
+		sc.stmts.forgetAll()
 		sc.appliedKey = unknownSettings
 	case c.seen.settings:
 		// A SET of a parameter PostgreSQL does not report (statement_timeout)
@@ -546,6 +546,10 @@ func (c *txClient) endLease(sc *serverConn) {
 		sc.appliedKey = unknownSettings
 	default:
 		sc.appliedKey = c.settingsKey
+	}
+	if evicted := sc.stmts.evict(c.p.db.MaxPreparedStatements); len(evicted) > 0 {
+		sc.evicted = evicted
+		sc.cleanup |= cleanEvict
 	}
 	c.lease = nil
 	c.s.server.Store(nil)
@@ -578,7 +582,7 @@ func (c *txClient) settleParses(sc *serverConn) {
 			}
 			continue
 		}
-		delete(sc.stmts, p.server)
+		sc.stmts.forget(p.server)
 		if cs, ok := c.stmts[p.client]; ok && p.client != "" && cs.parse.Name == p.server {
 			delete(c.stmts, p.client)
 		}

@@ -144,7 +144,7 @@ func (c *txClient) registerStmt(p pgproto3.Parse, m mentions) *clientStmt {
 // ParseComplete the client awaits.
 func (c *txClient) appendClientParse(dst []byte, cs *clientStmt) []byte {
 	sc := c.lease.Value()
-	if sc.stmts[cs.parse.Name] {
+	if sc.stmts.use(cs.parse.Name) {
 		// This connection has the statement already. Parse it as the unnamed
 		// statement instead: the client gets its ParseComplete in order, and
 		// nothing else changes.
@@ -153,7 +153,7 @@ func (c *txClient) appendClientParse(dst []byte, cs *clientStmt) []byte {
 		dst, _ = (&pgproto3.Parse{Query: cs.parse.Query, ParameterOIDs: cs.parse.ParameterOIDs}).Encode(dst)
 		return dst
 	}
-	sc.stmts[cs.parse.Name] = true
+	sc.stmts.add(cs.parse.Name)
 	c.queueParse(pendingParse{server: cs.parse.Name, client: cs.name})
 	dst, _ = cs.parse.Encode(dst)
 	return dst
@@ -315,8 +315,8 @@ func (c *txClient) lookup(name []byte, ok bool) *clientStmt {
 func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 	sc := c.lease.Value()
 	switch {
-	case !sc.stmts[cs.parse.Name]:
-		sc.stmts[cs.parse.Name] = true
+	case !sc.stmts.use(cs.parse.Name):
+		sc.stmts.add(cs.parse.Name)
 		c.queueParse(pendingParse{server: cs.parse.Name, injected: true})
 		dst, _ = cs.parse.Encode(dst)
 		return dst, cs.parse.Name
@@ -370,6 +370,10 @@ const (
 	// forgets the connection's statements, and DEALLOCATE ALL makes the
 	// server forget them too, where the words were only in a string.
 	cleanStatements
+	// cleanEvict: the connection holds more shared statements than
+	// max_prepared_statements; the least recently used are deallocated
+	// (see connStmts.evict).
+	cleanEvict
 
 	cleanNone txCleanup = 0
 )
@@ -386,13 +390,15 @@ const sessionCleanup = "RESET ROLE; UNLISTEN *; SELECT pg_catalog.pg_advisory_un
 	"LOOP EXECUTE pg_catalog.format('DEALLOCATE %I', s); END LOOP; END$pgrotate$"
 
 // cleanupKinds are the kinds of cleanup in the order they run: each one's
-// bit, its label in pgrotate_transaction_cleanups_total and its SQL.
+// bit, its label in pgrotate_transaction_cleanups_total and its SQL (the
+// evicted statements' is made for the statements, see query).
 var cleanupKinds = []struct {
 	bit        txCleanup
 	label, sql string
 }{
 	{cleanSession, "session_state", sessionCleanup},
 	{cleanRole, "role", "RESET ROLE"},
+	{cleanEvict, "statement_cap", ""},
 	{cleanStatements, "statements", "DEALLOCATE ALL"},
 }
 
@@ -410,10 +416,19 @@ func (k txCleanup) each(f func(i int)) {
 	}
 }
 
-// query is the cleanup's SQL.
-func (k txCleanup) query() string {
+// query is the cleanup's SQL; evicted are the server-side names of the
+// statements cleanEvict deallocates (pgrotate's own: no quoting needed).
+func (k txCleanup) query(evicted []string) string {
 	var parts []string
-	k.each(func(i int) { parts = append(parts, cleanupKinds[i].sql) })
+	k.each(func(i int) {
+		if cleanupKinds[i].bit != cleanEvict {
+			parts = append(parts, cleanupKinds[i].sql)
+			return
+		}
+		for _, name := range evicted {
+			parts = append(parts, "DEALLOCATE "+name)
+		}
+	})
 	return strings.Join(parts, "; ")
 }
 

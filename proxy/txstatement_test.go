@@ -125,7 +125,7 @@ func exchange(b testing.TB, c, srv inspector, client, server []frame) {
 func benchTxClient(b testing.TB) (*txClient, txServerInspector) {
 	res, err := puddle.NewPool(&puddle.Config[*serverConn]{
 		Constructor: func(context.Context) (*serverConn, error) {
-			return &serverConn{params: map[string]string{}, stmts: map[string]bool{}}, nil
+			return &serverConn{params: map[string]string{}, stmts: newConnStmts()}, nil
 		},
 		Destructor: func(*serverConn) {},
 		MaxSize:    1,
