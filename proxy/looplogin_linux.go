@@ -217,14 +217,10 @@ func (lg *loopLogin) need() int {
 	return n
 }
 
-// maxStartupPacket is PostgreSQL's MAX_STARTUP_PACKET_LENGTH, which
-// pgproto3 enforces on the goroutine login.
-const maxStartupPacket = 10000
-
 // tooLong ends a login whose next message has a length out of bounds.
 func (lg *loopLogin) tooLong() {
 	if lg.phase == loginStartup {
-		lg.quit(errors.New("reading startup packet: invalid length of startup packet"))
+		lg.fail(errStartupLength)
 		return
 	}
 	lg.fail(lg.authFailed(&auth.ProtocolError{Reason: "invalid authentication message length"}))
@@ -247,14 +243,14 @@ func (lg *loopLogin) startup(body []byte) bool {
 	switch code {
 	case sslRequestCode, gssEncRequestCode:
 		if len(body) != 4 || lg.answered(code) {
-			lg.fail(fatal(codeProtocolViolation, "unexpected encryption request: encryption was already negotiated"))
+			lg.fail(errEncryptionAgain)
 			return false
 		}
 		return lg.write([]byte{'N'})
 	case cancelRequestCode:
 		var cr pgproto3.CancelRequest
 		if err := cr.Decode(body); err != nil {
-			lg.quit(fmt.Errorf("reading startup packet: %w", err))
+			lg.fail(malformedStartup(err))
 			return false
 		}
 		// The client waits for nothing but the close: forwarding it is a
@@ -267,17 +263,16 @@ func (lg *loopLogin) startup(body []byte) bool {
 			s.end(nil)
 		})
 		return false
-	case pgproto3.ProtocolVersion30, pgproto3.ProtocolVersion32:
-	default:
-		lg.quit(fmt.Errorf("reading startup packet: unknown startup message code: %d", code))
+	}
+	m, npv, err := decodeStartupMessage(body)
+	if err != nil {
+		lg.fail(err)
 		return false
 	}
-	var m pgproto3.StartupMessage
-	if err := m.Decode(body); err != nil {
-		lg.quit(fmt.Errorf("reading startup packet: %w", err))
+	if npv != nil && !lg.send(npv) {
 		return false
 	}
-	params, err := parseStartup(&m)
+	params, err := parseStartup(m)
 	if err != nil {
 		lg.fail(err)
 		return false

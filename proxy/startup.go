@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -9,32 +12,124 @@ import (
 )
 
 // readStartup negotiates encryption (see negotiate) and reads the client's
-// StartupMessage or CancelRequest. pgproto3 enforces PostgreSQL's startup
-// packet size cap (MAX_STARTUP_PACKET_LENGTH, 10000 bytes). Transport
-// failures come back as *disconnect.
+// StartupMessage or CancelRequest, answering a newer protocol version with
+// NegotiateProtocolVersion (see decodeStartupMessage). Transport failures
+// come back as *disconnect; a packet that is no startup packet as a
+// WireError the client is told.
 func (s *session) readStartup() (pgproto3.FrontendMessage, error) {
-	if err := s.negotiate(); err != nil {
+	head, err := s.negotiate()
+	if err != nil {
 		return nil, err
 	}
-	msg, err := s.be.ReceiveStartupMessage()
+	body, err := readStartupPacket(io.MultiReader(bytes.NewReader(head), s.conn))
 	if err != nil {
-		return nil, &disconnect{fmt.Errorf("reading startup packet: %w", err)}
+		return nil, err
 	}
-	switch m := msg.(type) {
-	case *pgproto3.StartupMessage:
-		if s.srv.tls.required() && !s.isTLS() {
-			// As a pg_hba.conf with only hostssl lines: refused after the
-			// startup packet, so the client sees why.
-			return nil, fatal(codeInvalidAuthSpec, "pgrotate requires TLS (tls.mode: require)")
-		}
-		return m, nil
-	case *pgproto3.CancelRequest:
+	switch binary.BigEndian.Uint32(body) {
+	case cancelRequestCode:
 		// Accepted in plaintext whatever the mode: libpq before 17 sends
 		// cancel requests unencrypted, and PostgreSQL accepts them so.
-		return m, nil
-	default:
-		return nil, fatal(codeProtocolViolation, "unexpected encryption request: encryption was already negotiated")
+		var cr pgproto3.CancelRequest
+		if err := cr.Decode(body); err != nil {
+			return nil, malformedStartup(err)
+		}
+		return &cr, nil
+	case sslRequestCode, gssEncRequestCode:
+		return nil, errEncryptionAgain
 	}
+	m, npv, err := decodeStartupMessage(body)
+	if err != nil {
+		return nil, err
+	}
+	if s.srv.tls.required() && !s.isTLS() {
+		// As a pg_hba.conf with only hostssl lines: refused after the
+		// startup packet, so the client sees why.
+		return nil, fatal(codeInvalidAuthSpec, "pgrotate requires TLS (tls.mode: require)")
+	}
+	if npv != nil {
+		if err := s.send(npv); err != nil {
+			return nil, &disconnect{err}
+		}
+	}
+	return m, nil
+}
+
+// errEncryptionAgain answers an encryption request after one was answered.
+var errEncryptionAgain = fatal(codeProtocolViolation, "unexpected encryption request: encryption was already negotiated")
+
+// maxStartupPacket is PostgreSQL's MAX_STARTUP_PACKET_LENGTH.
+const maxStartupPacket = 10000
+
+// errStartupLength is PostgreSQL's answer to a startup packet whose length
+// is out of bounds: often no PostgreSQL client at all (an HTTP request, a
+// TLS ClientHello where TLS is off).
+var errStartupLength = fatal(codeProtocolViolation, "invalid length of startup packet")
+
+// readStartupPacket reads one startup packet from r and returns its body,
+// the bytes after its length.
+func readStartupPacket(r io.Reader) ([]byte, error) {
+	var length [4]byte
+	if _, err := io.ReadFull(r, length[:]); err != nil {
+		return nil, &disconnect{fmt.Errorf("reading startup packet: %w", err)}
+	}
+	n := int(int32(binary.BigEndian.Uint32(length[:])))
+	if n < 8 || n > 4+maxStartupPacket {
+		return nil, errStartupLength
+	}
+	body := make([]byte, n-4)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, &disconnect{fmt.Errorf("reading startup packet: %w", err)}
+	}
+	return body, nil
+}
+
+// malformedStartup is the error of a startup packet of the right length
+// whose contents are not what its code says.
+func malformedStartup(cause error) error {
+	return withCause(fatal(codeProtocolViolation, "invalid startup packet layout"), cause)
+}
+
+// newestMinor is the newest minor version of protocol 3 pgrotate speaks
+// with clients: 3.2 differs from 3.0 only by longer cancel keys, which a
+// 3.2 client reads whatever their length.
+const newestMinor = 2
+
+// decodeStartupMessage reads the body of a StartupMessage as PostgreSQL's
+// ProcessStartupPacket does. Protocol 3.0 and 3.2 are taken as they are.
+// A newer 3.x, or protocol options (_pq_.*, none of which pgrotate knows),
+// get a NegotiateProtocolVersion (npv) that says what pgrotate speaks, and
+// the login goes on in that version without the options: a client that
+// asked for more decides itself whether that will do. Another major
+// version is refused (0A000), and a malformed packet (08P01).
+func decodeStartupMessage(body []byte) (m *pgproto3.StartupMessage, npv *pgproto3.NegotiateProtocolVersion, err error) {
+	code := binary.BigEndian.Uint32(body)
+	major, minor := code>>16, code&0xffff
+	if major != 3 {
+		return nil, nil, fatal(codeFeatureNotSupported,
+			"unsupported frontend protocol %d.%d: server supports 3.0 to 3.%d", major, minor, newestMinor)
+	}
+	agreed := uint32(0)
+	if minor >= newestMinor {
+		agreed = newestMinor
+	}
+	fixed := bytes.Clone(body)
+	binary.BigEndian.PutUint32(fixed, 3<<16|agreed)
+	m = new(pgproto3.StartupMessage)
+	if err := m.Decode(fixed); err != nil {
+		return nil, nil, malformedStartup(err)
+	}
+	var unknown []string
+	for name := range m.Parameters {
+		if strings.HasPrefix(name, "_pq_.") {
+			unknown = append(unknown, name)
+			delete(m.Parameters, name)
+		}
+	}
+	if minor == agreed && len(unknown) == 0 {
+		return m, nil, nil
+	}
+	slices.Sort(unknown)
+	return m, &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: agreed, UnrecognizedOptions: unknown}, nil
 }
 
 // startupParams are the parameters of a StartupMessage, split into what

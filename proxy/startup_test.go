@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -128,4 +130,52 @@ func FuzzStartup(f *testing.F) {
 			return
 		}
 	})
+}
+
+// A StartupMessage is read as PostgreSQL reads it: 3.0 and 3.2 as they
+// are; another 3.x, or protocol options, answered with the version pgrotate
+// speaks and the options it does not know (which the login then goes on
+// without); another major version refused.
+func TestDecodeStartupMessageNegotiates(t *testing.T) {
+	body := func(version uint32, params string) []byte {
+		return append(binary.BigEndian.AppendUint32(nil, version), params...)
+	}
+	const user = "user\x00app\x00"
+	for _, c := range []struct {
+		name        string
+		body        []byte
+		newest      uint32 // the NegotiateProtocolVersion's, if any
+		unknown     []string
+		negotiates  bool
+		code        string // of the error, if any
+		wantVersion uint32
+	}{
+		{name: "3.0", body: body(3<<16, user+"\x00"), wantVersion: 3 << 16},
+		{name: "3.2", body: body(3<<16|2, user+"\x00"), wantVersion: 3<<16 | 2},
+		{name: "3.0 with options", body: body(3<<16, "_pq_.b\x00x\x00"+user+"_pq_.a\x00y\x00\x00"),
+			negotiates: true, newest: 0, unknown: []string{"_pq_.a", "_pq_.b"}, wantVersion: 3 << 16},
+		{name: "3.1", body: body(3<<16|1, user+"\x00"), negotiates: true, newest: 0, wantVersion: 3 << 16},
+		{name: "3.99", body: body(3<<16|99, user+"\x00"), negotiates: true, newest: 2, wantVersion: 3<<16 | 2},
+		{name: "4.0", body: body(4<<16, user+"\x00"), code: codeFeatureNotSupported},
+		{name: "no terminator", body: body(3<<16, user), code: codeProtocolViolation},
+	} {
+		m, npv, err := decodeStartupMessage(c.body)
+		if c.code != "" {
+			if w, ok := err.(*WireError); !ok || w.Code != c.code {
+				t.Errorf("%s: %v; want SQLSTATE %s", c.name, err, c.code)
+			}
+			continue
+		}
+		if err != nil || m.ProtocolVersion != c.wantVersion || m.Parameters["user"] != "app" || len(m.Parameters) != 1 {
+			t.Errorf("%s: %+v, %v; want version %#x and only the user", c.name, m, err, c.wantVersion)
+			continue
+		}
+		if (npv != nil) != c.negotiates {
+			t.Errorf("%s: NegotiateProtocolVersion %+v; want one: %v", c.name, npv, c.negotiates)
+			continue
+		}
+		if npv != nil && (npv.NewestMinorProtocol != c.newest || !slices.Equal(npv.UnrecognizedOptions, c.unknown)) {
+			t.Errorf("%s: NegotiateProtocolVersion %+v; want 3.%d and %q", c.name, npv, c.newest, c.unknown)
+		}
+	}
 }

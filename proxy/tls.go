@@ -117,8 +117,9 @@ func (c *ClientTLS) connConfig(served **certPair) *tls.Config {
 
 // negotiate answers what a client may send before its StartupMessage — an
 // SSLRequest, a GSSENCRequest, or (direct TLS) a ClientHello — and upgrades
-// the session to TLS when asked and configured. When it returns, s.be is
-// ready to read the first real startup packet.
+// the session to TLS when asked and configured. It returns the first bytes
+// of the real startup packet that it read (none after TLS, which starts
+// afresh).
 //
 // It reads these 8-byte requests itself, exactly 8 bytes at a time, straight
 // from the socket, rather than through pgproto3, whose reader buffers ahead.
@@ -127,42 +128,43 @@ func (c *ClientTLS) connConfig(served **certPair) *tls.Config {
 // (CVE-2021-23222, PostgreSQL's "received unencrypted data after SSL
 // request"): such bytes stay in the socket, become the start of the TLS
 // handshake, and fail it.
-func (s *session) negotiate() error {
+func (s *session) negotiate() ([]byte, error) {
 	hdr := make([]byte, 8)
 	sslDone, gssDone := false, false
 	for {
 		if _, err := io.ReadFull(s.conn, hdr); err != nil {
-			return &disconnect{fmt.Errorf("reading startup packet: %w", err)}
+			return nil, &disconnect{fmt.Errorf("reading startup packet: %w", err)}
 		}
 		// A ClientHello (direct TLS) is longer than 8 bytes, so reading 8
 		// takes nothing that is not the handshake's, and it costs one
 		// system call per login less than reading its first byte alone.
 		if hdr[0] == tlsHandshakeRecord && !sslDone && !gssDone && s.srv.tls.enabled() {
-			return s.startTLS(&replayConn{Conn: s.conn, r: io.MultiReader(bytes.NewReader(hdr), s.conn)}, true)
+			return nil, s.startTLS(&replayConn{Conn: s.conn, r: io.MultiReader(bytes.NewReader(hdr), s.conn)}, true)
 		}
 		length, code := binary.BigEndian.Uint32(hdr), binary.BigEndian.Uint32(hdr[4:])
 		switch {
 		case length == 8 && code == sslRequestCode && !sslDone && s.srv.tls.enabled():
 			if err := s.answer('S'); err != nil {
-				return err
+				return nil, err
 			}
-			return s.startTLS(s.conn, false)
+			return nil, s.startTLS(s.conn, false)
 		case length == 8 && code == sslRequestCode && !sslDone:
 			sslDone = true
 			if err := s.answer('N'); err != nil {
-				return err
+				return nil, err
 			}
 		case length == 8 && code == gssEncRequestCode && !gssDone:
 			// libpq with gssencmode=prefer asks for GSS first, then SSL on
 			// the same connection.
 			gssDone = true
 			if err := s.answer('N'); err != nil {
-				return err
+				return nil, err
 			}
 		default:
-			// The start of the real startup packet: give those 8 bytes back.
-			s.be = pgproto3.NewBackend(io.MultiReader(bytes.NewReader(hdr), s.conn), s.conn)
-			return nil
+			// The start of the real startup packet: readStartup reads the
+			// rest straight from the socket, and s.be what follows it.
+			s.be = pgproto3.NewBackend(s.conn, s.conn)
+			return hdr, nil
 		}
 	}
 }
