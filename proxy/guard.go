@@ -313,19 +313,21 @@ var unicodeCall = regexp.MustCompile(`(?is)u&"(?:[^"]|"")*"\s*(?:uescape\s*'[^']
 // updateSet matches the end of the text before an UPDATE's SET, from
 // what comes before the UPDATE: UPDATE [ONLY] table [*] [[AS] alias] at a
 // statement's start (the text's, after a semicolon, a parenthesis or a
-// CTE's closing one, a dollar quote opening a function's body, or BEGIN,
-// THEN, ELSE, LOOP in PL/pgSQL), or the bare UPDATE of ON CONFLICT … DO
-// UPDATE and MERGE … THEN UPDATE. UPDATE is no reserved word: a function
-// may be named update (ALTER FUNCTION update SET role = …), so what
-// precedes it counts.
-var updateSet = regexp.MustCompile(`(?is)(?:^|[;()$]|\b(?:begin|then|else|loop|as|explain|analy[sz]e|verbose))\s*update(?:\s+(?:only\s+)?` +
+// CTE's closing one, a dollar quote's opening tag where a function's body
+// starts, or the words BEGIN, THEN, ELSE, LOOP in PL/pgSQL), or the bare
+// UPDATE of ON CONFLICT … DO UPDATE and MERGE … THEN UPDATE. UPDATE is no
+// reserved word: a function may be named update (ALTER FUNCTION update SET
+// role = …), so what precedes it counts, as whole words (asupdate and
+// f$update are names).
+var updateSet = regexp.MustCompile(`(?is)(?:^|[;()]|(?:^|[^\w$])\$(?:[a-z_][a-z_0-9]*)?\$|\b(?:begin|then|else|loop|as|explain|analy[sz]e|verbose)\b)\s*update(?:\s+(?:only\s+)?` +
 	sqlName + `(?:\s*\.\s*` + sqlName + `)*\s*\*?(?:\s+(?:as\s+)?` + sqlName + `)?)?\s+$` +
 	`|\b(?:do|then)\s+update\s+$`)
 
-// sqlName matches an identifier, plain or quoted. A dollar sign, which
-// PostgreSQL allows after an identifier's first letter, is left out: a
-// dollar quote's closing tag after "update x" must not pass for a name.
-const sqlName = `(?:"(?:[^"]|"")*"|\w+)`
+// sqlName matches an identifier, plain (letters, any non-ASCII ones too)
+// or quoted. A dollar sign, which PostgreSQL allows after an identifier's
+// first letter, is left out: a dollar quote's closing tag after "update x"
+// must not pass for a name.
+const sqlName = `(?:"(?:[^"]|"")*"|[\w\x{80}-\x{10FFFF}]+)`
 
 // updatesColumn reports whether the SET that follows before is an UPDATE's.
 func updatesColumn(before []byte) bool {
@@ -347,26 +349,41 @@ func updatesColumn(before []byte) bool {
 // reading has the text's length: a position means the same in all.
 type textReadings struct {
 	all [][]byte
-	// lexed and intoDollars are the readings that tell an UPDATE's SET
-	// (see updates). A text without comments is its only reading: lexed,
-	// and no intoDollars.
-	lexed, intoDollars []byte
+	// lexings are the readings that take comments out as a lexer would,
+	// each way strings may end: they tell an UPDATE's SET (see updates).
+	// A text without comments is its own only reading.
+	lexings [][]byte
 }
 
 func readText(sql []byte) textReadings {
 	if !bytes.Contains(sql, []byte("--")) && !bytes.Contains(sql, []byte("/*")) {
-		return textReadings{all: [][]byte{sql}, lexed: sql}
+		return textReadings{all: [][]byte{sql}, lexings: [][]byte{sql}}
 	}
-	r := textReadings{lexed: withoutComments(sql, lexed), intoDollars: withoutComments(sql, lexed|intoDollars)}
-	r.all = [][]byte{sql, r.lexed, withoutComments(sql, lexed|backslashes), r.intoDollars, withoutComments(sql, 0)}
+	r := textReadings{lexings: [][]byte{
+		withoutComments(sql, lexed),
+		withoutComments(sql, lexed|backslashes),
+		withoutComments(sql, lexed|intoDollars),
+		withoutComments(sql, lexed|intoDollars|backslashes),
+	}}
+	r.all = append([][]byte{sql, withoutComments(sql, 0)}, r.lexings...)
 	return r
 }
 
 // updates reports whether the SET at position at is an UPDATE's, read
-// without comments (a query tag or sqlc's name line may come first), in
-// the reading that stops at dollar quotes or in the one that follows them.
+// without comments (a query tag or sqlc's name line may come first): in
+// every lexed reading, whichever way the client's standard_conforming_strings
+// and the dollar quotes make strings and comments end. Where the readings
+// disagree, one of them may be how PostgreSQL reads the text, and the SET
+// is refused: a text that shows an UPDATE to one reading only is made to
+// hide a SET ROLE (a dollar quote or a backslash ending a string early
+// turns the semicolon before it into a comment).
 func (r textReadings) updates(at int) bool {
-	return updatesColumn(r.lexed[:at]) || r.intoDollars != nil && updatesColumn(r.intoDollars[:at])
+	for _, text := range r.lexings {
+		if !updatesColumn(text[:at]) {
+			return false
+		}
+	}
+	return true
 }
 
 // commentReading says how withoutComments finds where strings end.
@@ -493,8 +510,9 @@ func withoutComments(sql []byte, how commentReading) []byte {
 		case lex && c == '$' && how&intoDollars == 0 && (i == 0 || !identChar(sql[i-1])):
 			j = dollarQuotedEnd(sql, i)
 		case bytes.HasPrefix(sql[i:], []byte("--")):
+			// It ends at a newline or a carriage return, as PostgreSQL's.
 			j = len(sql)
-			if k := bytes.IndexByte(sql[i:], '\n'); k >= 0 {
+			if k := bytes.IndexAny(sql[i:], "\n\r"); k >= 0 {
 				j = i + k
 			}
 			out = appendSpaces(out, j-i)
@@ -604,16 +622,32 @@ func blockCommentEnd(sql []byte, start int) int {
 	return len(sql)
 }
 
-// isOwner reports whether a role name as written in SQL names the owner.
+// isOwner reports whether a role name as written in SQL names the owner,
+// as PostgreSQL reads it: a quoted name ("…", '…') as it is, a doubled
+// quote standing for one; a plain name folded to lower case, ASCII letters
+// only (Unicode folding would make bookſtore_owner the owner).
 func (g *roleGuard) isOwner(name string) bool {
-	if strings.EqualFold(name, "default") {
+	if asciiLower(name) == "default" {
 		return true // SET ROLE TO DEFAULT: the reset value, the owner (startup option)
 	}
-	if strings.HasPrefix(name, `"`) {
-		return strings.ReplaceAll(strings.Trim(name, `"`), `""`, `"`) == g.owner
+	for _, q := range []string{`"`, `'`} {
+		if len(name) >= 2 && strings.HasPrefix(name, q) && strings.HasSuffix(name, q) {
+			return strings.ReplaceAll(name[1:len(name)-1], q+q, q) == g.owner
+		}
 	}
-	name = strings.Trim(name, `'`)
-	return strings.EqualFold(name, g.owner)
+	return asciiLower(name) == g.owner
+}
+
+// asciiLower folds ASCII letters to lower case, as PostgreSQL folds a
+// plain identifier.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // setConfigOID is set_config's OID, fixed in PostgreSQL's catalog.

@@ -70,6 +70,28 @@ func TestRoleGuard(t *testing.T) {
 		"ALTER FUNCTION g() SET application_name TO $$-- ;update x$$ SET role TO none",
 		// A function's SET clause after a body that updates a column.
 		"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'UPDATE t SET x = 1' SET role = 'x'",
+		// An UPDATE that only one reading sees before the SET: a dollar
+		// quote, a carriage return or a backslash turns the semicolon
+		// before a SET ROLE into a comment in that reading.
+		"SELECT $$ update x --$$;\nSET ROLE other; SELECT current_user",
+		"SELECT $$update x /*$$; SET ROLE other; SELECT current_user, $$*/$$",
+		"SELECT $$ update x --$$;\nSET SESSION AUTHORIZATION bookstore_user_0001",
+		"SELECT 1 AS update --\r; SET ROLE other; CREATE TABLE own_cr(a int)",
+		"SELECT 'x\\' ;update x /*'; SET ROLE other; SELECT current_user, '*/'", // standard_conforming_strings off
+		"DO $$BEGIN -- ;update x\nSET ROLE other; END$$",
+		"CREATE FUNCTION g() RETURNS text LANGUAGE plpgsql AS $$BEGIN -- ;update x\nSET ROLE other; RETURN current_user; END$$",
+		"DO $$BEGIN RAISE NOTICE 'x\\'; update t /*'; SET ROLE other; -- */\nEND$$", // standard_conforming_strings off
+		// Words that end in update, and a $ inside a name.
+		"ALTER FUNCTION asupdate SET role = other",
+		"ALTER FUNCTION beginupdate SET role = other",
+		"ALTER FUNCTION explainupdate SET role = other",
+		"ALTER FUNCTION f$update SET role = other",
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = beginupdate SET role = other AS 'select 1'",
+		"CREATE FUNCTION hid() RETURNS text LANGUAGE sql AS $$select current_user::text as update --$$\nSET role = other",
+		// Names PostgreSQL does not take for the owner's.
+		"SET ROLE bookſtore_owner",
+		`SET ROLE """bookstore_owner"""`,
+		"SET ROLE 'BOOKSTORE_OWNER'",
 	}
 	allowed := []string{
 		"SELECT 1",
@@ -98,6 +120,11 @@ func TestRoleGuard(t *testing.T) {
 		"EXPLAIN ANALYZE UPDATE users SET role = 'admin' WHERE id = 1",
 		"PREPARE upd(text, int) AS UPDATE users SET role = $1 WHERE id = $2",
 		"SET ROLE TO DEFAULT",
+		"SET ROLE BookStore_Owner", // folded to lower case, as PostgreSQL folds a plain name
+		"SET ROLE 'bookstore_owner'",
+		"UPDATE café SET role = 'x'",
+		"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN\n  UPDATE users SET role = 'x';\nEND$$",
+		"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $body$UPDATE users SET role = 'x'$body$",
 		"SELECT 1; update users set role = 'b' -- after another statement",
 		"SELECT set_config('app.role'::text, $1::text, true)",
 		`SELECT a & b FROM t WHERE u & 1 = 0`,
