@@ -19,20 +19,23 @@ import (
 // guardMessage is what a client is told when the guard refuses a statement.
 const guardMessage = "changing the role is not allowed: sessions through pgrotate always act as the database's owner role"
 
+// White space in the guard's patterns is [\s\v]: a vertical tab too, which
+// Go's \s leaves out. Where PostgreSQL does not take it for white space,
+// SET\vROLE is a syntax error and refusing it costs nothing.
 var (
 	// setRole matches SET [SESSION|LOCAL] ROLE <target> (also as a
 	// function's SET clause, and with "role" quoted: setting names are
 	// case-insensitive), capturing the target.
-	setRole = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?(?:role\b|"role")\s*(?:to\b|=)?\s*("(?:[^"]|"")*"|[^\s;]+)`)
+	setRole = regexp.MustCompile(`(?is)\bset[\s\v]+(?:session[\s\v]+|local[\s\v]+)?(?:role\b|"role")[\s\v]*(?:to\b|=)?[\s\v]*("(?:[^"]|"")*"|[^\s\v;]+)`)
 	// setAuthorization matches SET [SESSION|LOCAL] SESSION AUTHORIZATION x
 	// and SET session_authorization TO x, capturing x.
-	setAuthorization = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?(?:session\s+authorization\b|(?:session_authorization\b|"session_authorization")\s*(?:to\b|=))\s*([^\s;]+)`)
+	setAuthorization = regexp.MustCompile(`(?is)\bset[\s\v]+(?:session[\s\v]+|local[\s\v]+)?(?:session[\s\v]+authorization\b|(?:session_authorization\b|"session_authorization")[\s\v]*(?:to\b|=))[\s\v]*([^\s\v;]+)`)
 	// setUnicodeName matches a SET of a setting named with Unicode escapes
 	// (U&"\0072ole"), which no app writes and which hides the name.
-	setUnicodeName = regexp.MustCompile(`(?is)\bset\s+(?:session\s+|local\s+)?u&"`)
+	setUnicodeName = regexp.MustCompile(`(?is)\bset[\s\v]+(?:session[\s\v]+|local[\s\v]+)?u&"`)
 	// setConfigCall matches the start of a set_config call, quoted or
 	// schema-qualified, up to its parenthesis.
-	setConfigCall = regexp.MustCompile(`(?i)"?\bset_config"?\s*\(`)
+	setConfigCall = regexp.MustCompile(`(?i)"?\bset_config"?[\s\v]*\(`)
 )
 
 // roleGuard checks statement text against the owner role of one database.
@@ -236,7 +239,7 @@ func nextWord(s []byte) (w, rest []byte) {
 
 // skipSpace drops the white space at the start of s.
 func skipSpace(s []byte) []byte {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '\f') {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '\f' || s[0] == '\v') {
 		s = s[1:]
 	}
 	return s
@@ -308,7 +311,7 @@ func (g *roleGuard) changesRoleIn(sql []byte, r textReadings) bool {
 // unicodeCall matches a call of a function named with Unicode escapes
 // (U&"set\005fconfig"(…)), which hides its name as setUnicodeName's SET
 // does a setting's.
-var unicodeCall = regexp.MustCompile(`(?is)u&"(?:[^"]|"")*"\s*(?:uescape\s*'[^']*'\s*)?\(`)
+var unicodeCall = regexp.MustCompile(`(?is)u&"(?:[^"]|"")*"[\s\v]*(?:uescape[\s\v]*'[^']*'[\s\v]*)?\(`)
 
 // updateSet matches the end of the text before an UPDATE's SET, from
 // what comes before the UPDATE: UPDATE [ONLY] table [*] [[AS] alias] at a
@@ -319,9 +322,9 @@ var unicodeCall = regexp.MustCompile(`(?is)u&"(?:[^"]|"")*"\s*(?:uescape\s*'[^']
 // reserved word: a function may be named update (ALTER FUNCTION update SET
 // role = …), so what precedes it counts, as whole words (asupdate and
 // f$update are names).
-var updateSet = regexp.MustCompile(`(?is)(?:^|[;()]|(?:^|[^\w$])\$(?:[a-z_][a-z_0-9]*)?\$|\b(?:begin|then|else|loop|as|explain|analy[sz]e|verbose)\b)\s*update(?:\s+(?:only\s+)?` +
-	sqlName + `(?:\s*\.\s*` + sqlName + `)*\s*\*?(?:\s+(?:as\s+)?` + sqlName + `)?)?\s+$` +
-	`|\b(?:do|then)\s+update\s+$`)
+var updateSet = regexp.MustCompile(`(?is)(?:^|[;()]|(?:^|[^\w$])\$(?:[a-z_][a-z_0-9]*)?\$|\b(?:begin|then|else|loop|as|explain|analy[sz]e|verbose)\b)[\s\v]*update(?:[\s\v]+(?:only[\s\v]+)?` +
+	sqlName + `(?:[\s\v]*\.[\s\v]*` + sqlName + `)*[\s\v]*\*?(?:[\s\v]+(?:as[\s\v]+)?` + sqlName + `)?)?[\s\v]+$` +
+	`|\b(?:do|then)[\s\v]+update[\s\v]+$`)
 
 // sqlName matches an identifier, plain (letters, any non-ASCII ones too)
 // or quoted. A dollar sign, which PostgreSQL allows after an identifier's

@@ -88,6 +88,7 @@ func TestRoleGuard(t *testing.T) {
 		"ALTER FUNCTION f$update SET role = other",
 		"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = beginupdate SET role = other AS 'select 1'",
 		"CREATE FUNCTION hid() RETURNS text LANGUAGE sql AS $$select current_user::text as update --$$\nSET role = other",
+		"SET\vROLE other",
 		// Names PostgreSQL does not take for the owner's.
 		"SET ROLE bookſtore_owner",
 		`SET ROLE """bookstore_owner"""`,
