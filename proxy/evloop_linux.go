@@ -448,7 +448,7 @@ func (r *evRelay) ready(side int, events uint32) {
 		return
 	}
 	if side == 0 && r.tx != nil && r.tx.waiting && events&syscall.EPOLLRDHUP != 0 {
-		r.leftWhileWaiting()
+		r.end(0, &disconnect{errClientLeft}, false) // see watchForLeaving
 		return
 	}
 	trouble := events&(syscall.EPOLLERR|syscall.EPOLLHUP) != 0
@@ -470,22 +470,6 @@ func (r *evRelay) ready(side int, events uint32) {
 			return
 		}
 	}
-	r.updateMasks()
-}
-
-// leftWhileWaiting acts on a client that closed its side while it waited
-// for a server connection. One that went away without a word (a timeout,
-// a crash) is forgotten at once, its waiting statement unrun: served in
-// its turn, it would take a connection from one that stayed, to run what
-// nobody reads (PgBouncer drops it too). One that sent a Terminate, or
-// more, after its statement meant it to run, as PostgreSQL runs it: it
-// keeps its place. Loop goroutine only.
-func (r *evRelay) leftWhileWaiting() {
-	if peekFD(r.fds[0]) == peekEnd && !r.dirs[0].rd.holdsTerminate() {
-		r.end(0, io.EOF, false)
-		return
-	}
-	r.tx.saidGoodbye = true
 	r.updateMasks()
 }
 
@@ -537,9 +521,7 @@ func (r *evRelay) updateMasks() {
 		var m uint32
 		switch {
 		case side == 0 && r.tx != nil && r.tx.waiting:
-			if !r.tx.saidGoodbye {
-				m = syscall.EPOLLRDHUP // its statement waits: only its leaving is looked for
-			}
+			m = syscall.EPOLLRDHUP // its statement waits: only its leaving is looked for
 		case len(r.dirs[side].out.spill) == 0:
 			m = syscall.EPOLLIN
 		}

@@ -68,6 +68,8 @@ func (c *pollConn) pending() bool { return false }
 
 func (c *pollConn) peek() peekState { return peekQuiet }
 
+func (c *pollConn) peerHungUp() bool { return false }
+
 func (c *pollConn) handBack() (net.Conn, error) { return c.Conn, nil }
 
 func (p *pool) reclaimLoopIdle() {}

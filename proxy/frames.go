@@ -253,23 +253,6 @@ func (r *frameReader) holdsReadies(n int) bool {
 	return true
 }
 
-// holdsTerminate reports whether the buffered bytes hold a whole
-// Terminate message, after whole messages alone.
-func (r *frameReader) holdsTerminate() bool {
-	b := r.buf[r.start:r.end]
-	for len(b) >= headerLen {
-		size := int(binary.BigEndian.Uint32(b[1:headerLen]))
-		if size < 4 || len(b) < 1+size {
-			return false
-		}
-		if b[0] == 'X' {
-			return true
-		}
-		b = b[1+size:]
-	}
-	return false
-}
-
 // fillMore reads once more, keeping what is buffered.
 func (r *frameReader) fillMore() error { return r.fill(r.end - r.start + 1) }
 

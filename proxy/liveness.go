@@ -58,3 +58,29 @@ func peekResult(n int, err error) peekState {
 	}
 	return peekEnd // EOF, or an error such as ECONNRESET
 }
+
+// peerClosed reports whether the peer has closed its side of c: the end of
+// the stream is there, maybe after bytes not read yet (a Terminate, which
+// a peek finds first).
+func peerClosed(c net.Conn) bool {
+	if peek(c) == peekEnd {
+		return true
+	}
+	if cc, ok := c.(*tls.Conn); ok {
+		c = cc.NetConn()
+	}
+	if pc, ok := c.(*pollConn); ok {
+		return pc.peerHungUp()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	closed := false
+	_ = rc.Control(func(fd uintptr) { closed = hungUp(fd) })
+	return closed
+}

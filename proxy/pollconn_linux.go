@@ -275,3 +275,10 @@ func unixNanos(t time.Time) int64 {
 	}
 	return max(t.UnixNano(), 1)
 }
+
+// peerHungUp reports whether the peer shut its side down (see hungUp).
+func (c *pollConn) peerHungUp() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && hungUp(uintptr(c.fd))
+}

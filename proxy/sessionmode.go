@@ -138,11 +138,14 @@ const leaveCheckInterval = 250 * time.Millisecond
 
 // watchForLeaving ends a wait for a server connection (leave) when the
 // client closes its connection meanwhile: it does not count against
-// max_client_conn, and no login is made for it, up to query_wait_timeout
-// later. A waiting client has not been greeted yet and sends nothing, so a
-// look at its socket that finds the end of the stream means it left. (A
-// TLS client that says close_notify first is found out when its wait ends.)
-// stop ends the watch and waits for it.
+// max_client_conn, no login is made for it, and in transaction mode the
+// statement it sent never runs, as PgBouncer drops it too. Served in its
+// turn, it would take a connection from a client that stayed, to run what
+// nobody reads: under load, clients that time out and leave (pgx, JDBC and
+// libpq send a Terminate as they go) would keep the pool busy for nobody,
+// and make more clients time out. A client that closed its side has left,
+// whatever it sent before (see peerClosed). stop ends the watch and waits
+// for it.
 func (s *session) watchForLeaving(leave context.CancelCauseFunc) (stop func()) {
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -154,7 +157,7 @@ func (s *session) watchForLeaving(leave context.CancelCauseFunc) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				if peek(s.raw) == peekEnd {
+				if peerClosed(s.raw) {
 					leave(errClientLeft)
 					return
 				}

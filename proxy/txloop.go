@@ -33,10 +33,6 @@ type txRelay struct {
 	// (query_wait_timeout) passes.
 	waiting              bool
 	waitStart, waitUntil time.Time
-	// saidGoodbye: the client closed its side while waiting, after a
-	// Terminate or more bytes: its statement still runs, as on
-	// PostgreSQL, and its leaving is no longer looked for.
-	saidGoodbye bool
 }
 
 // loopClient and loopServerInspector inspect a client's messages and its

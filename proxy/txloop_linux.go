@@ -409,7 +409,7 @@ func (p *pool) tryIdle() *lease {
 // only.
 func (t *txRelay) wait() {
 	p := t.c.p
-	t.waiting, t.saidGoodbye = true, false
+	t.waiting = true
 	t.waitStart = time.Now()
 	t.c.s.waitStart.Store(t.waitStart.UnixNano())
 	t.waitUntil = t.waitStart.Add(p.db.QueryWaitTimeout.Duration)
