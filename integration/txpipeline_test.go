@@ -276,3 +276,47 @@ func TestTransactionModeSharedStatementsAreNotGuessable(t *testing.T) {
 		t.Fatalf("a's statement after b's Closes: %q, %v", res.Rows, res.Err)
 	}
 }
+
+// A named Parse that an error made PostgreSQL skip leaves no statement
+// behind, as on a server connection of the client's own: a later Bind of
+// it fails (26000). Also when the server connection already holds the
+// statement under its shared name, because another client prepared the
+// same text, and pgrotate sent the client's Parse as the unnamed one; and
+// when the Bind comes in the same pipeline, in the next segment, for a
+// statement the connection did not hold.
+func TestTransactionModeSkippedParseLeavesNoStatement(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	const text = "SELECT 'shared text'::text"
+	_, err := env.connect(t).PgConn().Prepare(ctx, "theirs", text, nil) // the only connection holds it now
+	must(t, err)
+	fe := env.connect(t).PgConn().Frontend()
+	for _, c := range []struct {
+		name, sql string
+		pipelined bool
+	}{
+		{"held", text, false},
+		{"fresh", "SELECT 'text of its own'::text", false},
+		{"pipelined", "SELECT 'another text'::text", true},
+	} {
+		parse := []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "SELEC 1"}, // a syntax error: the rest of the segment is skipped
+			&pgproto3.Parse{Name: c.name, Query: c.sql},
+			&pgproto3.Sync{},
+		}
+		bind := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: c.name}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+		var got [][]string
+		if c.pipelined {
+			sendAll(t, fe, append(parse, bind...)...)
+			got = segments(t, fe, 2)
+		} else {
+			sendAll(t, fe, parse...)
+			got = segments(t, fe, 1)
+			sendAll(t, fe, bind...)
+			got = append(got, segments(t, fe, 1)...)
+		}
+		if fmt.Sprint(got) != "[[error:42601] [error:26000]]" {
+			t.Errorf("%s: the skipped Parse, then a Bind of it: %q; want a 42601, then 26000 as on PostgreSQL", c.name, got)
+		}
+	}
+}

@@ -126,11 +126,15 @@ type txClient struct {
 
 // pendingParse is a Parse sent to the server and not yet confirmed.
 type pendingParse struct {
-	server   string // server-side name
-	client   string // client-side name; "" for one pgrotate injected
-	injected bool   // pgrotate's own: its ParseComplete is not forwarded
-	own      bool   // the client's own Parse of the unnamed statement
-	sync     int    // the ReadyForQuery number that settles it
+	server string // server-side name; "" for the unnamed statement
+	// stmt is the client's named statement the Parse stands for (its own
+	// Parse, under the shared name or as the unnamed statement where the
+	// connection holds the shared one already); nil for one pgrotate
+	// injected.
+	stmt     *clientStmt
+	injected bool // pgrotate's own: its ParseComplete is not forwarded
+	own      bool // the client's own Parse of the unnamed statement
+	sync     int  // the ReadyForQuery number that settles it
 }
 
 func newTxClient(ctx context.Context, s *session, p *pool, settings map[string]string) *txClient {
@@ -573,6 +577,9 @@ func (c *txClient) popParse() pendingParse {
 func (c *txClient) settleParses(sc *serverConn) {
 	for len(c.parses) > 0 && c.parses[0].sync <= c.syncsDone {
 		p := c.popParse()
+		if p.stmt != nil && c.stmts[p.stmt.name] == p.stmt {
+			delete(c.stmts, p.stmt.name) // as on PostgreSQL: a Bind of it fails
+		}
 		if p.server == "" && p.sync == c.unnamedSeg {
 			// The unnamed statement it was to make is not there: the
 			// connection holds none, or whichever it held before.
@@ -583,9 +590,6 @@ func (c *txClient) settleParses(sc *serverConn) {
 			continue
 		}
 		sc.stmts.forget(p.server)
-		if cs, ok := c.stmts[p.client]; ok && p.client != "" && cs.parse.Name == p.server {
-			delete(c.stmts, p.client)
-		}
 	}
 }
 

@@ -148,13 +148,13 @@ func (c *txClient) appendClientParse(dst []byte, cs *clientStmt) []byte {
 		// This connection has the statement already. Parse it as the unnamed
 		// statement instead: the client gets its ParseComplete in order, and
 		// nothing else changes.
-		c.queueParse(pendingParse{})
+		c.queueParse(pendingParse{stmt: cs})
 		c.unnamedHere = false // the client's own is parsed again if it binds it
 		dst, _ = (&pgproto3.Parse{Query: cs.parse.Query, ParameterOIDs: cs.parse.ParameterOIDs}).Encode(dst)
 		return dst
 	}
 	sc.stmts.add(cs.parse.Name)
-	c.queueParse(pendingParse{server: cs.parse.Name, client: cs.name})
+	c.queueParse(pendingParse{server: cs.parse.Name, stmt: cs})
 	dst, _ = cs.parse.Encode(dst)
 	return dst
 }
@@ -320,7 +320,7 @@ func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 		c.queueParse(pendingParse{server: cs.parse.Name, injected: true})
 		dst, _ = cs.parse.Encode(dst)
 		return dst, cs.parse.Name
-	case c.unsure || c.parsedBefore(cs.parse.Name):
+	case c.unsure || c.parsedBefore(cs.parse.Name, cs):
 		c.queueParse(pendingParse{injected: true})
 		c.unnamedHere = false // the client's own is parsed again if it binds it
 		dst, _ = (&pgproto3.Parse{Query: cs.parse.Query, ParameterOIDs: cs.parse.ParameterOIDs}).Encode(dst)
@@ -338,12 +338,16 @@ func isStalePlan(body []byte) bool {
 	return e.Decode(body) == nil && e.Code == codeFeatureNotSupported && e.Routine == "RevalidateCachedQuery"
 }
 
-// parsedBefore reports whether a Parse of the server-side name waits for
-// its answer in an earlier segment of the lease than the current one: if
-// an error made the server skip it, the statement is not there.
-func (c *txClient) parsedBefore(server string) bool {
+// parsedBefore reports whether a Parse of the server-side name that
+// pgrotate sent for its own ends (not cs's, the client's own Parse of it)
+// waits for its answer in an earlier segment of the lease than the current
+// one: if an error made the server skip it, the statement is not there,
+// and the client must not find it missing. Where the client's own Parse is
+// the one waiting, the statement is used by its name: if the server skipped
+// that Parse, the Bind fails (26000), as on PostgreSQL.
+func (c *txClient) parsedBefore(server string, cs *clientStmt) bool {
 	for _, p := range c.parses {
-		if p.server == server && p.sync < c.segment() {
+		if p.server == server && p.sync < c.segment() && p.stmt != cs {
 			return true
 		}
 	}
