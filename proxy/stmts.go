@@ -27,9 +27,10 @@ import (
 // '00:00'::timestamptz in a statement one client prepared would otherwise
 // mean the same to every client that shares it, whatever its own settings.
 //
-// It remembers the statements of the last two generations of
-// registryGeneration distinct statements (a statement prepared again moves
-// to the current one), so that an app that makes up statement texts as it
+// It remembers the statements of the last two generations, each of
+// registryGeneration distinct statements or registryGenerationBytes of
+// their text, whichever comes first (a statement prepared again moves to
+// the current one), so that an app that makes up statement texts as it
 // goes does not grow pgrotate's memory without end. A statement forgotten
 // and prepared again gets a new name: names are never reused, so a
 // connection that still holds the old one is only holding a duplicate,
@@ -37,16 +38,22 @@ import (
 type stmtRegistry struct {
 	mu           sync.Mutex
 	names, older map[string]string // this generation's, and the one before
-	generation   int               // distinct statements per generation
-	next         uint64
+	bytes        int               // of this generation's keys
+	// generation and generationBytes bound a generation.
+	generation, generationBytes int
+	next                        uint64
 }
 
-// registryGeneration: far above the statements any app prepares on
-// purpose, and at most a few MiB of statement text.
-const registryGeneration = 4096
+// registryGeneration is far above the statements any app prepares on
+// purpose; registryGenerationBytes bounds the text two generations keep
+// (generated IN lists run to kilobytes a statement).
+const (
+	registryGeneration      = 4096
+	registryGenerationBytes = 4 << 20
+)
 
 func newStmtRegistry() *stmtRegistry {
-	return &stmtRegistry{names: make(map[string]string), generation: registryGeneration}
+	return &stmtRegistry{names: make(map[string]string), generation: registryGeneration, generationBytes: registryGenerationBytes}
 }
 
 // serverName returns the shared server-side name of a statement, for a
@@ -70,10 +77,11 @@ func (r *stmtRegistry) serverName(query string, types []uint32, settingsKey stri
 		r.next++
 		n = "pgrotate_" + strconv.FormatUint(r.next, 10)
 	}
-	if len(r.names) >= r.generation {
-		r.older, r.names = r.names, make(map[string]string)
+	if len(r.names) >= r.generation || r.bytes+len(key) > r.generationBytes {
+		r.older, r.names, r.bytes = r.names, make(map[string]string), 0
 	}
 	r.names[string(key)] = n
+	r.bytes += len(key)
 	return n
 }
 

@@ -36,6 +36,17 @@ func TestStmtRegistryIsBounded(t *testing.T) {
 			t.Fatalf("registry holds %d statements, more than two generations of %d", held, r.generation)
 		}
 	}
+	// Long texts end a generation by their bytes.
+	r.generationBytes = 1000
+	for i := range 50 {
+		r.serverName(fmt.Sprintf("SELECT %d, '%0400d'", i, i), nil, "k")
+		if r.bytes > r.generationBytes {
+			t.Fatalf("a generation holds %d bytes of text, more than %d", r.bytes, r.generationBytes)
+		}
+	}
+	if held := len(r.names) + len(r.older); held > 6 {
+		t.Fatalf("registry holds %d long statements; want at most two generations of 1000 bytes", held)
+	}
 	if n := r.serverName("SELECT 0", nil, "k"); seen[n] {
 		t.Fatalf("a forgotten statement prepared again got an old name %q", n)
 	}
