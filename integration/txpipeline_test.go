@@ -192,6 +192,54 @@ func TestTransactionModeCopyFailingMidMessage(t *testing.T) {
 	}
 }
 
+// PostgreSQL ends a COPY that fails on a row at once, and then ignores the
+// client's CopyData and its CopyDone, which answer nothing. The server
+// connection goes back to the pool at the CopyDone (or CopyFail) that
+// follows the failure, and the client gets nothing it did not ask for: it
+// used to keep the connection until it sent its next message, for as long
+// as it stayed idle (a psql session after a failed \copy), and another
+// client waited meanwhile.
+func TestTransactionModeFailedCopyGivesItsConnectionBack(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: "transaction", poolSize: 1, goroutineRelay: r.goroutine})
+			ctx := ctxT(t)
+			a := env.connect(t)
+			_, err := a.Exec(ctx, "DROP TABLE IF EXISTS copy_back; CREATE TABLE copy_back (n int)")
+			must(t, err)
+			fe := a.PgConn().Frontend()
+			for _, end := range []pgproto3.FrontendMessage{&pgproto3.CopyDone{}, &pgproto3.CopyFail{Message: "giving up"}} {
+				sendAll(t, fe, &pgproto3.Query{String: "COPY copy_back FROM STDIN"})
+				if msg, err := fe.Receive(); err != nil {
+					t.Fatal(err)
+				} else if _, ok := msg.(*pgproto3.CopyInResponse); !ok {
+					t.Fatalf("got %T, want CopyInResponse", msg)
+				}
+				sendAll(t, fe, &pgproto3.CopyData{Data: []byte("not a number\n")})
+				if got := segments(t, fe, 1); fmt.Sprint(got) != "[[error:22P02]]" {
+					t.Fatalf("the failed COPY: %q; want a 22P02 error", got)
+				}
+				// Sent after the server ended the COPY, as a client streaming
+				// a file sends the rest of it.
+				sendAll(t, fe, &pgproto3.CopyData{Data: []byte("1\n")}, end)
+
+				b := env.connect(t)
+				bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				var got string
+				err := b.QueryRow(bctx, "SELECT 'b served'", pgx.QueryExecModeSimpleProtocol).Scan(&got)
+				cancel()
+				if err != nil || got != "b served" {
+					t.Fatalf("another client while a is idle after its failed COPY and %T: %q, %v", end, got, err)
+				}
+				b.Close(ctx)
+				if got := queryStrings(t, a, "SELECT 'a goes on'"); got[0] != "a goes on" {
+					t.Fatalf("a after its failed COPY and %T: %q", end, got)
+				}
+			}
+		})
+	}
+}
+
 // A client deallocates one of its statements by the name it gave it, which
 // only pgrotate knows (psycopg 3 and Rails do when their statement caches
 // are full): the statement is gone for that client, as on PostgreSQL, in

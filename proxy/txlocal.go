@@ -17,10 +17,11 @@ import (
 // statement's first use instead of at PQprepare.
 
 // answerLocally handles a client message without a server connection when
-// it can: a named Parse (deferred into c.batch) and the Sync ending a batch
-// of them. done=false means the message needs a server connection.
+// it can: a named Parse (deferred into c.batch), the Sync ending a batch
+// of them, and the CopyDone or CopyFail of a COPY the server ended already.
+// done=false means the message needs a server connection.
 func (c *txClient) answerLocally(typ byte, body []byte) (v verdict, done bool, err error) {
-	if typ != 'P' && typ != 'S' {
+	if typ != 'P' && typ != 'S' && typ != 'c' && typ != 'f' {
 		return forward, false, nil
 	}
 	c.mu.Lock()
@@ -29,6 +30,10 @@ func (c *txClient) answerLocally(typ byte, body []byte) (v verdict, done bool, e
 		return forward, false, nil
 	}
 	switch typ {
+	case 'c', 'f':
+		// The end of a COPY that the server ended already, which
+		// PostgreSQL would ignore (see copyEnds): no server needs it.
+		return dropContinue, true, nil
 	case 'P':
 		name, rest, ok := cstring(body)
 		query, _, _ := cstring(rest)

@@ -91,6 +91,13 @@ type txClient struct {
 	// server ended a failed COPY, must not leave half a message on a
 	// connection another client gets next.
 	streaming bool
+	// copyEnds counts the Syncs sent in place of a CopyDone or CopyFail
+	// that came after the server had ended the COPY (it failed on a row
+	// while the client was still sending): PostgreSQL ignores such a
+	// message and answers nothing, so the lease would wait for the client's
+	// next message to end, maybe for good. The Sync's ReadyForQuery ends it
+	// instead, and is not the client's.
+	copyEnds  int
 	syncsSent int // ReadyForQuery-earning messages sent on the lease
 	syncsDone int // ReadyForQuery received on the lease
 	// seen: what the lease's statements mentioned (roles, session state),
@@ -383,6 +390,14 @@ func (c *txClient) route(typ byte, body []byte) (verdict, error) {
 		return c.onDescribeOrClose(typ, body)
 	case 'E', 'H':
 		c.unsynced = true
+	case 'c', 'f':
+		if c.pending == 0 && !c.unsynced { // no COPY runs: see copyEnds
+			c.pending++
+			c.syncsSent++
+			c.copyEnds++
+			c.scratch = appendMessage(c.scratch[:0], 'S')
+			return rewrite, nil
+		}
 	}
 	return forward, nil
 }
@@ -423,7 +438,7 @@ func (c *txClient) relayOnGoroutine(l *lease) {
 func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.mu.Lock()
 	c.lease, c.srvDone = l, srvDone
-	c.pending, c.unsynced, c.syncsSent, c.syncsDone, c.streaming = 0, false, 0, 0, false
+	c.pending, c.unsynced, c.syncsSent, c.syncsDone, c.streaming, c.copyEnds = 0, false, 0, 0, false, 0
 	c.seen, c.forgetAll, c.stalePlans, c.parses = mentions{}, false, false, c.parses[:0]
 	c.unnamedHere, c.unsure = false, false
 	c.mu.Unlock()
@@ -510,17 +525,34 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 		c.pending--
 		c.syncsDone++
 		c.settleParses(i.sc)
-		if c.status == 'I' {
+		// With no request before it unanswered, a copyEnds Sync's
+		// ReadyForQuery is the next one.
+		copyEnd := c.copyEnds > 0
+		if copyEnd {
+			c.copyEnds--
+		} else if c.status == 'I' {
 			c.p.m.transactions.Inc()
 		}
 		if c.idle() {
 			if !c.closing {
 				c.endLease(i.sc)
 			}
-			return forwardStop, nil
+			return stopVerdict(copyEnd), nil
+		}
+		if copyEnd {
+			return dropContinue, nil
 		}
 	}
 	return forward, nil
+}
+
+// stopVerdict passes on the ReadyForQuery that ends a lease, unless it is
+// pgrotate's own (copyEnds).
+func stopVerdict(own bool) verdict {
+	if own {
+		return dropStop
+	}
+	return forwardStop
 }
 
 // idle reports whether the lease's transaction is over: every request
