@@ -150,12 +150,7 @@ func TestTransactionModeCopyFailingMidMessage(t *testing.T) {
 	_, err := a.Exec(ctx, "CREATE TABLE copy_target (n int)")
 	must(t, err)
 	fe := a.PgConn().Frontend()
-	sendAll(t, fe, &pgproto3.Query{String: "COPY copy_target FROM STDIN"})
-	if msg, err := fe.Receive(); err != nil {
-		t.Fatal(err)
-	} else if _, ok := msg.(*pgproto3.CopyInResponse); !ok {
-		t.Fatalf("got %T, want CopyInResponse", msg)
-	}
+	startCopyIn(t, fe, "COPY copy_target FROM STDIN")
 	sendAll(t, fe, &pgproto3.CopyData{Data: []byte("not a number\n")})
 	_, err = a.PgConn().Conn().Write(rawCopyData(100, 10))
 	must(t, err)
@@ -192,6 +187,18 @@ func TestTransactionModeCopyFailingMidMessage(t *testing.T) {
 	}
 }
 
+// startCopyIn sends a COPY … FROM STDIN and reads the server's
+// CopyInResponse.
+func startCopyIn(t *testing.T, fe *pgproto3.Frontend, sql string) {
+	t.Helper()
+	sendAll(t, fe, &pgproto3.Query{String: sql})
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.CopyInResponse); !ok {
+		t.Fatalf("got %T, want CopyInResponse", msg)
+	}
+}
+
 // PostgreSQL ends a COPY that fails on a row at once, and then ignores the
 // client's CopyData and its CopyDone, which answer nothing. The server
 // connection goes back to the pool at the CopyDone (or CopyFail) that
@@ -209,12 +216,7 @@ func TestTransactionModeFailedCopyGivesItsConnectionBack(t *testing.T) {
 			must(t, err)
 			fe := a.PgConn().Frontend()
 			for _, end := range []pgproto3.FrontendMessage{&pgproto3.CopyDone{}, &pgproto3.CopyFail{Message: "giving up"}} {
-				sendAll(t, fe, &pgproto3.Query{String: "COPY copy_back FROM STDIN"})
-				if msg, err := fe.Receive(); err != nil {
-					t.Fatal(err)
-				} else if _, ok := msg.(*pgproto3.CopyInResponse); !ok {
-					t.Fatalf("got %T, want CopyInResponse", msg)
-				}
+				startCopyIn(t, fe, "COPY copy_back FROM STDIN")
 				sendAll(t, fe, &pgproto3.CopyData{Data: []byte("not a number\n")})
 				if got := segments(t, fe, 1); fmt.Sprint(got) != "[[error:22P02]]" {
 					t.Fatalf("the failed COPY: %q; want a 22P02 error", got)

@@ -24,28 +24,28 @@ const (
 
 // peek looks at c's socket without blocking or consuming: one system call.
 func peek(c net.Conn) peekState {
-	switch cc := c.(type) {
-	case *tls.Conn:
+	if cc, ok := c.(*tls.Conn); ok {
 		c = cc.NetConn()
-	case *pollConn:
-		return cc.peek()
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return peekQuiet
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return peekQuiet
+	if pc, ok := c.(*pollConn); ok {
+		return pc.peek()
 	}
 	st := peekQuiet
-	_ = rc.Read(func(fd uintptr) bool {
+	onSocket(c, func(fd uintptr) {
 		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		st = peekResult(n, err)
-		return true
 	})
 	return st
+}
+
+// onSocket calls f with the descriptor of c's socket, if it has one.
+func onSocket(c net.Conn, f func(fd uintptr)) {
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(f)
+		}
+	}
 }
 
 // peekResult reads the outcome of a MSG_PEEK receive.
@@ -72,15 +72,7 @@ func peerClosed(c net.Conn) bool {
 	if pc, ok := c.(*pollConn); ok {
 		return pc.peerHungUp()
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
 	closed := false
-	_ = rc.Control(func(fd uintptr) { closed = hungUp(fd) })
+	onSocket(c, func(fd uintptr) { closed = hungUp(fd) })
 	return closed
 }
