@@ -239,3 +239,42 @@ func TestTransactionModeResetsRolesTheGuardCannotRead(t *testing.T) {
 		t.Fatalf("after_escapes owned by %v; want %s", owner, ownerRole)
 	}
 }
+
+// A function of the app's own that runs SET ROLE, called by text that says
+// nothing of roles, gets past the role guard, and in transaction mode the
+// next clients of its server connection act as that role too. The
+// executing roles are NOINHERIT: those clients' statements fail on the
+// owner's tables (42501), and the first such failure has the connection's
+// role reset before anyone else's transaction. So the change is loud, and
+// lasts one failed transaction.
+func TestTransactionModeHealsARoleChangedOutOfSight(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	// Made past pgrotate, as a migration tool connected directly might.
+	must(t, cluster.Exec(ctx, dbName, `
+		CREATE TABLE healed (n int);
+		ALTER TABLE healed OWNER TO `+ownerRole+`;
+		CREATE FUNCTION act_as_session_user() RETURNS void LANGUAGE plpgsql AS
+			$f$BEGIN EXECUTE format('SET %s %I', 'ROLE', session_user); END$f$;
+		ALTER FUNCTION act_as_session_user() OWNER TO `+ownerRole))
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS healed; DROP FUNCTION IF EXISTS act_as_session_user()")
+	})
+	a, b := env.connect(t), env.connect(t)
+	_, err := a.Exec(ctx, "SELECT act_as_session_user()", pgx.QueryExecModeSimpleProtocol)
+	must(t, err)
+	if got := queryStrings(t, b, "SELECT current_user")[0]; got != execRole1 {
+		t.Fatalf("the function did not change the role of the next client (current_user %s): the test shows nothing", got)
+	}
+	_, err = b.Exec(ctx, "INSERT INTO healed VALUES (1)", pgx.QueryExecModeSimpleProtocol)
+	if sqlState(err) != "42501" {
+		t.Fatalf("an insert acting as the executing role: %v; want 42501", err)
+	}
+	for _, c := range []*pgx.Conn{b, a} {
+		if got := queryStrings(t, c, "SELECT current_user")[0]; got != ownerRole {
+			t.Fatalf("after the failure, current_user = %s; want %s", got, ownerRole)
+		}
+	}
+	_, err = b.Exec(ctx, "INSERT INTO healed VALUES (2)", pgx.QueryExecModeSimpleProtocol)
+	must(t, err)
+}

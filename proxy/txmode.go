@@ -106,7 +106,7 @@ type txClient struct {
 	closing   bool // the client is leaving: finish, not the server goroutine, ends the lease
 	forgetAll bool // the client ran DEALLOCATE or DISCARD: statements are gone
 	// stalePlans: PostgreSQL said a prepared statement's plan no longer
-	// fits its tables (isStalePlan). The statements are shared: on this
+	// fits its tables (noteError). The statements are shared: on this
 	// connection every client would get the error, again and again, and a
 	// driver's own Close and Parse (pgx, JDBC) would not help. The lease's
 	// end deallocates them all; whoever binds them next prepares them anew.
@@ -519,7 +519,7 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 			}
 		}
 	case 'E':
-		c.stalePlans = c.stalePlans || isStalePlan(body)
+		c.noteError(body)
 	case 'Z':
 		c.status = readyStatus(body)
 		c.pending--

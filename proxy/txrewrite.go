@@ -329,13 +329,34 @@ func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 	return dst, cs.parse.Name
 }
 
-// isStalePlan reports whether an ErrorResponse body is PostgreSQL's
-// "cached plan must not change result type", by its SQLSTATE and the
+// noteError reads what an error the server sent during the lease says of
+// the connection (errors are rare: decoding one costs nothing that
+// matters). Called with mu held.
+//
+// "Cached plan must not change result type", told by its SQLSTATE and the
 // routine that raises it (the message may be translated): a migration
-// changed a table under a prepared statement (SELECT * after ADD COLUMN).
-func isStalePlan(body []byte) bool {
+// changed a table under a prepared statement (SELECT * after ADD COLUMN),
+// see stalePlans.
+//
+// Insufficient privilege (42501): the session may act as a role other
+// than the owner, which the executing roles (NOINHERIT) are. A function of
+// the app's own that runs SET ROLE, called by text that says nothing of
+// roles, gets past the role guard, and in transaction mode the next
+// clients of the connection would act as that role too; their statements
+// fail on the owner's tables, and the first such failure has the
+// connection's role reset before anyone else's transaction. (The guard's
+// own refusals are 42501 too: they cost that reset, once.)
+func (c *txClient) noteError(body []byte) {
 	var e pgproto3.ErrorResponse
-	return e.Decode(body) == nil && e.Code == codeFeatureNotSupported && e.Routine == "RevalidateCachedQuery"
+	if e.Decode(body) != nil {
+		return
+	}
+	switch {
+	case e.Code == codeFeatureNotSupported && e.Routine == "RevalidateCachedQuery":
+		c.stalePlans = true
+	case e.Code == codeInsufficientPrivilege:
+		c.seen.role = true
+	}
 }
 
 // parsedBefore reports whether a Parse of the server-side name that
