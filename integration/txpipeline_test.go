@@ -370,3 +370,29 @@ func TestTransactionModeSkippedParseLeavesNoStatement(t *testing.T) {
 		}
 	}
 }
+
+// A Close that an error made PostgreSQL skip closes nothing: the client's
+// statement stays, as on a server connection of its own, and a later Bind
+// of it runs. One that ran closes it.
+func TestTransactionModeSkippedCloseKeepsTheStatement(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	fe := env.connect(t).PgConn().Frontend()
+	var got [][]string
+	for _, segment := range [][]pgproto3.FrontendMessage{
+		{&pgproto3.Parse{Name: "kept", Query: "SELECT 7"}, &pgproto3.Sync{}},
+		{
+			&pgproto3.Parse{Query: "SELEC 1"}, // a syntax error: the Close after it is skipped
+			&pgproto3.Close{ObjectType: 'S', Name: "kept"},
+			&pgproto3.Sync{},
+		},
+		{&pgproto3.Bind{PreparedStatement: "kept"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		{&pgproto3.Close{ObjectType: 'S', Name: "kept"}, &pgproto3.Sync{}},
+		{&pgproto3.Bind{PreparedStatement: "kept"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+	} {
+		sendAll(t, fe, segment...)
+		got = append(got, segments(t, fe, 1)...)
+	}
+	if want := "[[] [error:42601] [row:7] [] [error:26000]]"; fmt.Sprint(got) != want {
+		t.Errorf("prepare, skipped Close, Bind, Close, Bind: %q; want %s as on PostgreSQL", got, want)
+	}
+}

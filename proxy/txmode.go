@@ -29,8 +29,9 @@ var (
 	}()
 	// txFromServer: ReadyForQuery ends transactions, ParameterStatus keeps
 	// the client's settings, ParseComplete confirms prepared statements,
-	// ErrorResponse may say the connection's statements are stale.
-	txFromServer = newTypeSet('Z', 'S', '1', 'E')
+	// CloseComplete confirms Closes, ErrorResponse may say the connection's
+	// statements are stale.
+	txFromServer = newTypeSet('Z', 'S', '1', '3', 'E')
 )
 
 // unsyncedParams are reported parameters a client cannot set: they are not
@@ -113,6 +114,7 @@ type txClient struct {
 	stalePlans bool
 	stmts      map[string]*clientStmt
 	parses     []pendingParse // Parses sent on the lease, awaiting ParseComplete
+	closes     []pendingClose // Closes sent on the lease, awaiting CloseComplete
 	// unnamed is the body of the Parse that made the client's unnamed
 	// statement, as sent to the server (empty when it has none), and
 	// unnamedHere whether the leased connection's unnamed statement is
@@ -385,8 +387,12 @@ func (c *txClient) route(typ byte, body []byte) (verdict, error) {
 	case 'B':
 		c.unsynced = true
 		return c.onBind(body)
-	case 'D', 'C':
+	case 'D':
 		c.unsynced = true
+		return c.onDescribeOrClose(typ, body)
+	case 'C':
+		c.unsynced = true
+		c.closes = append(c.closes, pendingClose{sync: c.segment()})
 		return c.onDescribeOrClose(typ, body)
 	case 'E', 'H':
 		c.unsynced = true
@@ -439,7 +445,7 @@ func (c *txClient) beginLease(l *lease, srvDone chan error) {
 	c.mu.Lock()
 	c.lease, c.srvDone = l, srvDone
 	c.pending, c.unsynced, c.syncsSent, c.syncsDone, c.streaming, c.copyEnds = 0, false, 0, 0, false, 0
-	c.seen, c.forgetAll, c.stalePlans, c.parses = mentions{}, false, false, c.parses[:0]
+	c.seen, c.forgetAll, c.stalePlans, c.parses, c.closes = mentions{}, false, false, c.parses[:0], c.closes[:0]
 	c.unnamedHere, c.unsure = false, false
 	c.mu.Unlock()
 	c.s.server.Store(l.Value())
@@ -518,6 +524,8 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 				return dropContinue, nil
 			}
 		}
+	case '3':
+		c.closed()
 	case 'E':
 		c.noteError(body)
 	case 'Z':
@@ -525,6 +533,7 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 		c.pending--
 		c.syncsDone++
 		c.settleParses(i.sc)
+		c.settleCloses()
 		// With no request before it unanswered, a copyEnds Sync's
 		// ReadyForQuery is the next one.
 		copyEnd := c.copyEnds > 0

@@ -224,11 +224,40 @@ func (c *txClient) onDescribeOrClose(typ byte, body []byte) (verdict, error) {
 	target := closedStmtName
 	if typ == 'C' {
 		delete(c.stmts, string(name))
+		c.closes[len(c.closes)-1].stmt = cs
 	} else {
 		c.scratch, target = c.injectParse(c.scratch, cs)
 	}
 	c.scratch = appendMessage(c.scratch, typ, []byte{'S'}, []byte(target), []byte{0})
 	return rewrite, nil
+}
+
+// pendingClose is a Close sent to the server and not yet answered: every
+// one, so that each CloseComplete can be matched to it.
+type pendingClose struct {
+	stmt *clientStmt // the client's named statement it closes; nil for any other
+	sync int         // the ReadyForQuery number that settles it
+}
+
+// settleCloses forgets the Closes that a ReadyForQuery proved skipped: an
+// error made the server skip them, so the client's statement stays, as
+// on PostgreSQL. Called with mu held.
+func (c *txClient) settleCloses() {
+	n := 0
+	for n < len(c.closes) && c.closes[n].sync <= c.syncsDone {
+		if cs := c.closes[n].stmt; cs != nil && c.stmts[cs.name] == nil {
+			c.stmts[cs.name] = cs
+		}
+		n++
+	}
+	c.closes = c.closes[:copy(c.closes, c.closes[n:])]
+}
+
+// closed records the server's CloseComplete of the oldest pending Close.
+func (c *txClient) closed() {
+	if len(c.closes) > 0 {
+		c.closes = c.closes[:copy(c.closes, c.closes[1:])]
+	}
 }
 
 // keepUnnamed records body, a Parse of the unnamed statement sent on the
