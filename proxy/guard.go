@@ -26,10 +26,11 @@ var (
 	// setRole matches SET [SESSION|LOCAL] ROLE <target> (also as a
 	// function's SET clause, and with "role" quoted: setting names are
 	// case-insensitive), capturing the target.
-	setRole = regexp.MustCompile(`(?is)\bset[\s\v]+(?:session[\s\v]+|local[\s\v]+)?(?:role\b|"role")[\s\v]*(?:to\b|=)?[\s\v]*("(?:[^"]|"")*"|[^\s\v;]+)`)
+	setRole = regexp.MustCompile(`(?is)` + setName(`role\b`, `"role"`) + `[\s\v]*(?:to\b|=)?[\s\v]*("(?:[^"]|"")*"|[^\s\v;]+)`)
 	// setAuthorization matches SET [SESSION|LOCAL] SESSION AUTHORIZATION x
 	// and SET session_authorization TO x, capturing x.
-	setAuthorization = regexp.MustCompile(`(?is)\bset[\s\v]+(?:session[\s\v]+|local[\s\v]+)?(?:session[\s\v]+authorization\b|(?:session_authorization\b|"session_authorization")[\s\v]*(?:to\b|=))[\s\v]*([^\s\v;]+)`)
+	setAuthorization = regexp.MustCompile(`(?is)(?:` + setName(`session[\s\v]+authorization\b`, "") + `|` +
+		setName(`session_authorization\b`, `"session_authorization"`) + `[\s\v]*(?:to\b|=))[\s\v]*([^\s\v;]+)`)
 	// setUnicodeName matches a SET of a setting named with Unicode escapes
 	// (U&"\0072ole"), which no app writes and which hides the name.
 	setUnicodeName = regexp.MustCompile(`(?is)\bset[\s\v]+(?:session[\s\v]+|local[\s\v]+)?u&"`)
@@ -37,6 +38,18 @@ var (
 	// schema-qualified, up to its parenthesis.
 	setConfigCall = regexp.MustCompile(`(?i)"?\bset_config"?[\s\v]*\(`)
 )
+
+// setName is the pattern of SET [SESSION|LOCAL] and a setting's name,
+// plain or quoted: white space between the words, none needed next to a
+// quoted name, which PostgreSQL's lexer ends a word at (SET"role"=x).
+// quoted is "" for words that have no quoted form.
+func setName(plain, quoted string) string {
+	pattern := `\bset(?:[\s\v]+(?:(?:session|local)[\s\v]+)?` + plain
+	if quoted != "" {
+		pattern += `|[\s\v]*(?:(?:session|local)[\s\v]*)?` + quoted
+	}
+	return pattern + `)`
+}
 
 // roleGuard checks statement text against the owner role of one database.
 type roleGuard struct {
@@ -91,7 +104,7 @@ type mentions struct {
 // or a comment counts too, which only costs a cleanup round trip.
 func scanText(sql []byte) (m mentions) {
 	m.settings = mentionsSettings(sql)
-	m.role = hasUnicodeName(sql)
+	m.role = hasUnicodeName(sql) || hasEscapedSetConfig(sql)
 	for i := 0; i+4 <= len(sql); i++ {
 		if !wordStart[sql[i]] {
 			continue // most bytes get no further
@@ -129,6 +142,13 @@ func scanText(sql []byte) (m mentions) {
 		}
 	}
 	return m
+}
+
+// hasEscapedSetConfig reports whether sql calls set_config in text with a
+// backslash in it: a setting name in an E'' string may spell role with
+// escapes (E'\x72ole'), which hides the word as U& escapes do.
+func hasEscapedSetConfig(sql []byte) bool {
+	return bytes.IndexByte(sql, '\\') >= 0 && containsSetConfig(sql)
 }
 
 // wordStart marks the first letters of the words scanText looks for.
@@ -352,36 +372,41 @@ func updatesColumn(before []byte) bool {
 // reading has the text's length: a position means the same in all.
 type textReadings struct {
 	all [][]byte
-	// lexings are the readings that take comments out as a lexer would,
-	// each way strings may end: they tell an UPDATE's SET (see updates).
-	// A text without comments is its own only reading.
-	lexings [][]byte
+	// exempting are the readings that tell an UPDATE's SET (see updates):
+	// every reading but the text as it is. A text without comments is its
+	// own only reading.
+	exempting [][]byte
 }
 
 func readText(sql []byte) textReadings {
 	if !bytes.Contains(sql, []byte("--")) && !bytes.Contains(sql, []byte("/*")) {
-		return textReadings{all: [][]byte{sql}, lexings: [][]byte{sql}}
+		return textReadings{all: [][]byte{sql}, exempting: [][]byte{sql}}
 	}
-	r := textReadings{lexings: [][]byte{
+	r := textReadings{exempting: [][]byte{
 		withoutComments(sql, lexed),
 		withoutComments(sql, lexed|backslashes),
 		withoutComments(sql, lexed|intoDollars),
 		withoutComments(sql, lexed|intoDollars|backslashes),
+		withoutComments(sql, 0),
 	}}
-	r.all = append([][]byte{sql, withoutComments(sql, 0)}, r.lexings...)
+	r.all = append([][]byte{sql}, r.exempting...)
 	return r
 }
 
 // updates reports whether the SET at position at is an UPDATE's, read
 // without comments (a query tag or sqlc's name line may come first): in
-// every lexed reading, whichever way the client's standard_conforming_strings
-// and the dollar quotes make strings and comments end. Where the readings
-// disagree, one of them may be how PostgreSQL reads the text, and the SET
-// is refused: a text that shows an UPDATE to one reading only is made to
-// hide a SET ROLE (a dollar quote or a backslash ending a string early
-// turns the semicolon before it into a comment).
+// every reading, whichever way the client's standard_conforming_strings
+// and the dollar quotes make strings and comments end, and with every
+// comment marker taken for one, inside strings too (a function body in
+// quotes is lexed again when it runs). Where the readings disagree, one of
+// them may be how PostgreSQL reads the text, and the SET is refused: a text
+// that shows an UPDATE to one reading only is made to hide a SET ROLE (a
+// dollar quote or a backslash ending a string early turns the semicolon
+// before it into a comment; a comment in a body hides it from the body's
+// lexer). A comment marker in a string before an UPDATE's SET of a role
+// column, in the same statement, costs a refusal.
 func (r textReadings) updates(at int) bool {
-	for _, text := range r.lexings {
+	for _, text := range r.exempting {
 		if !updatesColumn(text[:at]) {
 			return false
 		}
@@ -419,36 +444,46 @@ func setsConfigRole(sql []byte) bool {
 }
 
 // literalArgument reads the first argument of a call whose parenthesis was
-// just passed: a string literal ('…' with doubled quotes inside, E'…' without
-// backslashes, $tag$…$tag$), maybe cast or in parentheses, followed by a
-// comma.
-// ok is false for anything else.
+// just passed: a string literal ('…' with doubled quotes inside, E'…',
+// $tag$…$tag$) without a backslash (an escape, or with
+// standard_conforming_strings off the end of a different string), maybe
+// cast to text or in parentheses, followed by a comma. ok is false for
+// anything else: a cast to another type may change the value ('role
+// '::bpchar is role, 'rolex'::char(4) too).
 func literalArgument(s []byte) (value []byte, ok bool) {
 	s = skipSpace(s)
 	for len(s) > 0 && s[0] == '(' {
 		s = skipSpace(s[1:])
 	}
 	value, s, ok = stringLiteral(s)
-	if !ok {
+	if !ok || bytes.IndexByte(value, '\\') >= 0 {
 		return nil, false
 	}
-	s = skipCasts(skipSpace(s))
+	if s, ok = skipTextCasts(skipSpace(s)); !ok {
+		return nil, false
+	}
 	for len(s) > 0 && s[0] == ')' {
-		s = skipCasts(skipSpace(s[1:]))
+		if s, ok = skipTextCasts(skipSpace(s[1:])); !ok {
+			return nil, false
+		}
 	}
 	return value, len(s) > 0 && s[0] == ','
 }
 
-// skipCasts drops the casts (::text, :: pg_catalog.text) at the start of s.
-func skipCasts(s []byte) []byte {
+// textCast matches a cast to text, which leaves a string as it is.
+var textCast = regexp.MustCompile(`(?i)^::[\s\v]*(?:pg_catalog[\s\v]*\.[\s\v]*)?(?:text|"text")\b`)
+
+// skipTextCasts drops the casts to text (::text, :: pg_catalog.text) at the
+// start of s; ok is false if another cast is there.
+func skipTextCasts(s []byte) (rest []byte, ok bool) {
 	for bytes.HasPrefix(s, []byte("::")) {
-		s = skipSpace(s[2:])
-		for len(s) > 0 && (identChar(s[0]) || s[0] == '.' || s[0] == '"') {
-			s = s[1:]
+		loc := textCast.FindIndex(s)
+		if loc == nil {
+			return nil, false
 		}
-		s = skipSpace(s)
+		s = skipSpace(s[loc[1]:])
 	}
-	return s
+	return s, true
 }
 
 // stringLiteral reads the string literal at the start of s: its value and
@@ -456,8 +491,7 @@ func skipCasts(s []byte) []byte {
 func stringLiteral(s []byte) (value, rest []byte, ok bool) {
 	switch {
 	case len(s) > 1 && s[0]|0x20 == 'e' && s[1] == '\'':
-		v, rest, ok := quotedLiteral(s[1:])
-		return v, rest, ok && bytes.IndexByte(v, '\\') < 0
+		return quotedLiteral(s[1:]) // one with a backslash is refused
 	case len(s) > 0 && s[0] == '\'':
 		return quotedLiteral(s)
 	case dollarTag(s) != nil:
@@ -504,8 +538,10 @@ func withoutComments(sql []byte, how commentReading) []byte {
 		j := i + 1
 		switch c := sql[i]; {
 		case lex && c == '\'':
+			// A quote right after a string's closing one is a doubled
+			// quote inside it: the string goes on as it was.
 			eString = how&backslashes != 0 || i > 0 && sql[i-1]|0x20 == 'e' && (i == 1 || !identChar(sql[i-2])) ||
-				eString && continuesString(sql[lastEnd:i])
+				eString && (i == lastEnd || continuesString(sql[lastEnd:i]))
 			j = quotedEnd(sql, i, eString)
 			lastEnd = j
 		case lex && c == '"':

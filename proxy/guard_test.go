@@ -89,6 +89,24 @@ func TestRoleGuard(t *testing.T) {
 		"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = beginupdate SET role = other AS 'select 1'",
 		"CREATE FUNCTION hid() RETURNS text LANGUAGE sql AS $$select current_user::text as update --$$\nSET role = other",
 		"SET\vROLE other",
+		// A quoted name ends the word before it.
+		`SET"role"=other`,
+		`SET SESSION"role" TO other`,
+		`SET LOCAL"ROLE"=other`,
+		`ALTER FUNCTION f() SET"role"=other`,
+		`SET"session_authorization"=bookstore_user_0001`,
+		// A comment in a body that is lexed again when it runs.
+		"DO 'BEGIN --;update x\nSET ROLE other; END'",
+		"CREATE FUNCTION f_s() RETURNS name LANGUAGE sql AS 'select 1; --;update x\nSET ROLE other; select current_user'",
+		"DO $f$BEGIN PERFORM $q$'$q$; --';update x\nSET ROLE other; END$f$",
+		// An E string goes on after a doubled quote.
+		"SELECT E'x''\\'', '\\';--';update x\nSET ROLE other",
+		// set_config arguments PostgreSQL reads otherwise.
+		"select set_config('role '::bpchar, 'other', false)",
+		"select set_config('rolex'::char(4), 'other', false)",
+		`select set_config('{"a":"role","b":"\', "}'::json->>'a', 'other', false)`,
+		`select set_config(E'\x72ole', 'other', false)`,
+		`select set_config(E'session_\x61uthorization', 'bookstore_user_0001', false)`,
 		// Names PostgreSQL does not take for the owner's.
 		"SET ROLE bookſtore_owner",
 		`SET ROLE """bookstore_owner"""`,
@@ -122,6 +140,9 @@ func TestRoleGuard(t *testing.T) {
 		"PREPARE upd(text, int) AS UPDATE users SET role = $1 WHERE id = $2",
 		"SET ROLE TO DEFAULT",
 		"SET ROLE BookStore_Owner", // folded to lower case, as PostgreSQL folds a plain name
+		`SET"role"=bookstore_owner`,
+		"SELECT set_config('app.tenant'::pg_catalog.text, $1, true)",
+		`SELECT set_config(E'app.x', 'a\nb', false)`,
 		"SET ROLE 'bookstore_owner'",
 		"UPDATE café SET role = 'x'",
 		"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN\n  UPDATE users SET role = 'x';\nEND$$",
