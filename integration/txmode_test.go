@@ -190,6 +190,20 @@ func TestTransactionModeWaitingClientThatLeaves(t *testing.T) {
 			must(t, leaver.Conn().Close())
 			waitWaiting(t, env, 0)
 
+			// pgx, giving up on a timed-out query, sends a Terminate and
+			// waits for the server to close the connection.
+			stayer := env.connect(t).PgConn()
+			stayer.Frontend().Send(&pgproto3.Query{String: "INSERT INTO left_waiting VALUES (3)"})
+			must(t, stayer.Frontend().Flush())
+			waitWaiting(t, env, 1)
+			stayer.Frontend().Send(&pgproto3.Terminate{})
+			must(t, stayer.Frontend().Flush())
+			waitWaiting(t, env, 0)
+			must(t, stayer.Conn().SetReadDeadline(time.Now().Add(5*time.Second)))
+			if n, err := stayer.Conn().Read(make([]byte, 1)); err == nil {
+				t.Errorf("the client that said goodbye read %d bytes; want its connection closed", n)
+			}
+
 			must(t, tx.Commit(ctx))
 			if got := queryStrings(t, env.connect(t), "SELECT count(*) FROM left_waiting")[0]; got != "0" {
 				t.Errorf("%s rows; the statements of clients that left while waiting must not run", got)

@@ -447,8 +447,12 @@ func (r *evRelay) ready(side int, events uint32) {
 	if r.ended || r.fds[side] < 0 {
 		return
 	}
-	if side == 0 && r.tx != nil && r.tx.waiting && events&syscall.EPOLLRDHUP != 0 {
-		r.end(0, &disconnect{errClientLeft}, false) // see watchForLeaving
+	if side == 0 && r.tx != nil && r.tx.waiting {
+		// Nothing is read while the client waits: only its leaving is
+		// looked for (see watchForLeaving).
+		if events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 || r.saidGoodbye() {
+			r.end(0, &disconnect{errClientLeft}, false)
+		}
 		return
 	}
 	trouble := events&(syscall.EPOLLERR|syscall.EPOLLHUP) != 0
@@ -471,6 +475,15 @@ func (r *evRelay) ready(side int, events uint32) {
 		}
 	}
 	r.updateMasks()
+}
+
+// saidGoodbye reports whether the waiting client sent a Terminate after its
+// statement: pgx, for one, sends it as it gives up on a timed-out query
+// but keeps its connection open until pgrotate closes it. What the socket
+// holds is peeked, up to the loop's scratch buffer. Loop goroutine only.
+func (r *evRelay) saidGoodbye() bool {
+	n, err := peekInto(r.fds[0], r.loop.scratch)
+	return err == nil && r.dirs[0].rd.saysGoodbye(r.loop.scratch[:n])
 }
 
 // step reads side once and forwards what can be forwarded. It reports
@@ -521,7 +534,10 @@ func (r *evRelay) updateMasks() {
 		var m uint32
 		switch {
 		case side == 0 && r.tx != nil && r.tx.waiting:
-			m = syscall.EPOLLRDHUP // its statement waits: only its leaving is looked for
+			// Its statement waits: only its leaving is looked for, a
+			// FIN or a Terminate among new bytes (edge-triggered: each
+			// arrival is looked at once).
+			m = syscall.EPOLLRDHUP | syscall.EPOLLIN | epollET
 		case len(r.dirs[side].out.spill) == 0:
 			m = syscall.EPOLLIN
 		}

@@ -229,6 +229,31 @@ func (r *frameReader) midMessage() bool { return r.passthrough != 0 }
 // buffered reports whether unconsumed bytes are waiting in the buffer.
 func (r *frameReader) buffered() bool { return r.start < r.end }
 
+// saysGoodbye reports whether the reader's unconsumed bytes, and after
+// them next (bytes peeked from the socket), hold a whole Terminate after
+// whole messages alone.
+func (r *frameReader) saysGoodbye(next []byte) bool {
+	a := r.buf[r.start:r.end]
+	at := func(i int) byte {
+		if i < len(a) {
+			return a[i]
+		}
+		return next[i-len(a)]
+	}
+	total := len(a) + len(next)
+	for pos := 0; pos+headerLen <= total; {
+		size := int(at(pos+1))<<24 | int(at(pos+2))<<16 | int(at(pos+3))<<8 | int(at(pos+4))
+		switch {
+		case size < 4:
+			return false
+		case at(pos) == 'X':
+			return true
+		}
+		pos += 1 + size
+	}
+	return false
+}
+
 // holdsReadies reports whether the buffered bytes hold n whole
 // ReadyForQuery messages, and every message before them. A length that
 // cannot be counts as held: the reader reports it as it reads.

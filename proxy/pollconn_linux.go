@@ -225,12 +225,19 @@ func (c *pollConn) peek() peekState { return peekFD(c.fd) }
 // peekFD looks at socket fd without blocking or consuming.
 func peekFD(fd int) peekState {
 	var b [1]byte
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+	n, err := peekInto(fd, b[:])
+	return peekResult(n, err)
+}
+
+// peekInto copies what socket fd holds into b, without blocking or
+// consuming it.
+func peekInto(fd int, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
-		return peekResult(0, errno)
+		return 0, errno
 	}
-	return peekResult(int(n), nil)
+	return int(n), nil
 }
 
 // shutdown ends the connection in both directions without closing the

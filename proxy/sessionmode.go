@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -157,7 +158,7 @@ func (s *session) watchForLeaving(leave context.CancelCauseFunc) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				if peerClosed(s.raw) {
+				if peerClosed(s.raw) || s.saidGoodbye() {
 					leave(errClientLeft)
 					return
 				}
@@ -168,6 +169,27 @@ func (s *session) watchForLeaving(leave context.CancelCauseFunc) (stop func()) {
 		close(done)
 		<-exited
 	}
+}
+
+// saidGoodbye reports whether a waiting plaintext client sent a Terminate
+// after what it sent before: pgx, for one, sends it as it gives up on a
+// timed-out query but keeps its connection open until pgrotate closes it.
+// The client's goroutine waits meanwhile and leaves its reader alone, so
+// the watch may look at what it holds; the socket's bytes are peeked, up to
+// 8 KiB. (A TLS client's bytes cannot be read without taking them: it is
+// found out when it closes.)
+func (s *session) saidGoodbye() bool {
+	if s.isTLS() {
+		return false
+	}
+	var b [8 << 10]byte
+	n := 0
+	onSocket(s.raw, func(fd uintptr) {
+		if m, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT); err == nil {
+			n = m
+		}
+	})
+	return s.clientRd.saysGoodbye(b[:n])
 }
 
 // waitTimeout is the error of a client that waited query_wait_timeout for
