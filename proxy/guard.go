@@ -145,7 +145,7 @@ func scanText(sql []byte) (m mentions) {
 }
 
 // hasEscapedSetConfig reports whether sql calls set_config in text with a
-// backslash in it: a setting name in an E” string may spell role with
+// backslash in it: a setting name in an E-string may spell role with
 // escapes (E'\x72ole'), which hides the word as U& escapes do.
 func hasEscapedSetConfig(sql []byte) bool {
 	return bytes.IndexByte(sql, '\\') >= 0 && containsSetConfig(sql)
