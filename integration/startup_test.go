@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/xdg-go/scram"
 )
 
 // A startup packet that is no startup packet gets PostgreSQL's own answer
@@ -195,4 +197,49 @@ func (c *newerProtocolConn) Read(b []byte) (int, error) {
 		c.a.mu.Unlock()
 	}
 	return n, err
+}
+
+// A client may send its first query in the same write as its last
+// authentication message, without waiting for ReadyForQuery (PostgreSQL
+// answers both). The query used to be lost on the goroutine login path:
+// the reader of the authentication had read it ahead and kept it.
+func TestQueryRightBehindTheLogin(t *testing.T) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: "transaction", goroutineRelay: r.goroutine})
+			c, err := net.Dial("tcp", env.addr)
+			must(t, err)
+			defer c.Close()
+			must(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+			fe := pgproto3.NewFrontend(c, c)
+			sendAll(t, fe, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
+				Parameters: map[string]string{"user": appUser, "database": dbName}})
+			expect[*pgproto3.AuthenticationSASL](t, fe)
+			client, err := scram.SHA256.NewClient(appUser, appPass, "")
+			must(t, err)
+			conv := client.NewConversation()
+			first, err := conv.Step("")
+			must(t, err)
+			sendAll(t, fe, &pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte(first)})
+			cont := expect[*pgproto3.AuthenticationSASLContinue](t, fe)
+			final, err := conv.Step(string(cont.Data))
+			must(t, err)
+			sendAll(t, fe, &pgproto3.SASLResponse{Data: []byte(final)}, &pgproto3.Query{String: "SELECT 42"})
+			if got := segments(t, fe, 2); fmt.Sprint(got) != "[[] [row:42]]" {
+				t.Fatalf("login and the query sent with its last message: %q; want the greeting, then 42", got)
+			}
+		})
+	}
+}
+
+// expect reads fe's next message, which must be a T.
+func expect[T pgproto3.BackendMessage](t *testing.T, fe *pgproto3.Frontend) T {
+	t.Helper()
+	msg, err := fe.Receive()
+	must(t, err)
+	m, ok := msg.(T)
+	if !ok {
+		t.Fatalf("got %T, want %T", msg, *new(T))
+	}
+	return m
 }

@@ -492,7 +492,7 @@ func (s *session) leaveLoop(rest []byte, until time.Time) error {
 		return err
 	}
 	_ = s.conn.SetDeadline(until)
-	s.be = pgproto3.NewBackend(io.MultiReader(bytes.NewReader(rest), s.conn), s.conn)
+	s.be = newStartupBackend(io.MultiReader(bytes.NewReader(rest), s.conn), s.conn)
 	return nil
 }
 

@@ -51,9 +51,8 @@ type session struct {
 	// it (nil: send writes to conn). Made earlier, it was thrown away
 	// unused: 8.5 kB of garbage per login (its reader takes an 8 kB buffer).
 	be *pgproto3.Backend
-	// clientRd reads the client once the session relays. pgproto3's reader
-	// holds nothing back at that point: a client sends nothing after its last
-	// authentication message until it has seen ReadyForQuery.
+	// clientRd reads the client once the session relays. be's reader holds
+	// nothing back at that point (see messageReader).
 	clientRd *frameReader
 	log      *slog.Logger
 	key      cancelKey

@@ -57,6 +57,38 @@ func (s *session) readStartup() (pgproto3.FrontendMessage, error) {
 // errEncryptionAgain answers an encryption request after one was answered.
 var errEncryptionAgain = fatal(codeProtocolViolation, "unexpected encryption request: encryption was already negotiated")
 
+// newStartupBackend is the pgproto3 Backend that reads a client's
+// authentication messages from r (its startup packet is read apart, see
+// readStartupPacket) and writes to w.
+func newStartupBackend(r io.Reader, w io.Writer) *pgproto3.Backend {
+	return pgproto3.NewBackend(&messageReader{r: r}, w)
+}
+
+// messageReader gives pgproto3's reader, which reads ahead as far as it
+// can, at most the rest of the message it is reading. So it holds nothing
+// back when the relay takes the stream over (clientRd): a client may send
+// its first query in the same write as its last authentication message.
+type messageReader struct {
+	r      io.Reader
+	header [headerLen]byte
+	got    int // bytes of the current message's header read so far
+	left   int // bytes of the current message's body still to come
+}
+
+func (m *messageReader) Read(p []byte) (int, error) {
+	if m.left > 0 {
+		n, err := m.r.Read(p[:min(len(p), m.left)])
+		m.left -= n
+		return n, err
+	}
+	n, err := m.r.Read(p[:min(len(p), headerLen-m.got)])
+	m.got += copy(m.header[m.got:], p[:n])
+	if m.got == headerLen {
+		m.left, m.got = max(int(binary.BigEndian.Uint32(m.header[1:]))-4, 0), 0
+	}
+	return n, err
+}
+
 // maxStartupPacket is PostgreSQL's MAX_STARTUP_PACKET_LENGTH.
 const maxStartupPacket = 10000
 

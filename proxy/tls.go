@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgrotate/pgrotate/configs"
 )
@@ -163,7 +162,7 @@ func (s *session) negotiate() ([]byte, error) {
 		default:
 			// The start of the real startup packet: readStartup reads the
 			// rest straight from the socket, and s.be what follows it.
-			s.be = pgproto3.NewBackend(s.conn, s.conn)
+			s.be = newStartupBackend(s.conn, s.conn)
 			return hdr, nil
 		}
 	}
@@ -189,7 +188,7 @@ func (s *session) startTLS(raw net.Conn, direct bool) error {
 		s.log.Info("client TLS handshake failed", "direct", direct, "err", err)
 		return &disconnect{fmt.Errorf("TLS handshake: %w", err)}
 	}
-	s.conn, s.be, s.clientRd = tc, pgproto3.NewBackend(tc, tc), newClientReader(tc)
+	s.conn, s.be, s.clientRd = tc, newStartupBackend(tc, tc), newClientReader(tc)
 	s.channelBinding = served.binding
 	if direct && tc.ConnectionState().NegotiatedProtocol != alpnPostgreSQL {
 		return fatal(codeProtocolViolation, "received direct SSL connection request without ALPN protocol negotiation extension")
