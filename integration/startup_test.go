@@ -28,9 +28,12 @@ func TestBadStartupPacketsGetPostgresAnswers(t *testing.T) {
 	}{
 		{"an HTTP request", "08P01", "invalid length of startup packet", []byte("GET / HTTP/1.1\r\nHost: db\r\n\r\n")},
 		{"a length below the minimum", "08P01", "invalid length of startup packet", []byte{0, 0, 0, 4, 0, 3, 0, 0}},
+		{"a length below the minimum, alone", "08P01", "invalid length of startup packet", []byte{0, 0, 0, 4}},
 		{"parameters without their terminator", "08P01", "invalid startup packet layout",
 			startupPacket(3<<16, "user\x00"+appUser+"\x00database\x00"+dbName)},
 		{"a key without a value", "08P01", "invalid startup packet layout", startupPacket(3<<16, "user\x00")},
+		{"a parameter without a name", "08P01", "invalid startup packet layout",
+			startupPacket(3<<16, "user\x00"+appUser+"\x00\x00\x00\x00")},
 		{"protocol 2.0", "0A000", "unsupported frontend protocol 2.0: server supports 3.0 to 3.2",
 			startupPacket(2<<16, "user\x00"+appUser+"\x00\x00")},
 	}

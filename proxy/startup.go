@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -152,6 +153,9 @@ func decodeStartupMessage(body []byte) (m *pgproto3.StartupMessage, npv *pgproto
 	}
 	var unknown []string
 	for name := range m.Parameters {
+		if name == "" {
+			return nil, nil, malformedStartup(errors.New("a parameter without a name"))
+		}
 		if strings.HasPrefix(name, "_pq_.") {
 			unknown = append(unknown, name)
 			delete(m.Parameters, name)

@@ -131,8 +131,8 @@ func (s *session) negotiate() ([]byte, error) {
 	hdr := make([]byte, 8)
 	sslDone, gssDone := false, false
 	for {
-		if _, err := io.ReadFull(s.conn, hdr); err != nil {
-			return nil, &disconnect{fmt.Errorf("reading startup packet: %w", err)}
+		if err := readHead(s.conn, hdr); err != nil {
+			return nil, err
 		}
 		// A ClientHello (direct TLS) is longer than 8 bytes, so reading 8
 		// takes nothing that is not the handshake's, and it costs one
@@ -166,6 +166,24 @@ func (s *session) negotiate() ([]byte, error) {
 			return hdr, nil
 		}
 	}
+}
+
+// readHead reads the first 8 bytes of a startup packet into hdr, or of a
+// TLS ClientHello. A length below 8 is refused once its 4 bytes are in,
+// as PostgreSQL refuses it, rather than when auth_timeout ends the wait
+// for 8.
+func readHead(c net.Conn, hdr []byte) error {
+	n, err := io.ReadAtLeast(c, hdr, 4)
+	if err == nil && hdr[0] != tlsHandshakeRecord && binary.BigEndian.Uint32(hdr) < 8 {
+		return errStartupLength
+	}
+	if err == nil && n < len(hdr) {
+		_, err = io.ReadFull(c, hdr[n:])
+	}
+	if err != nil {
+		return &disconnect{fmt.Errorf("reading startup packet: %w", err)}
+	}
+	return nil
 }
 
 // answer sends the one-byte reply to an encryption request.
