@@ -450,10 +450,12 @@ func (r *evRelay) ready(side int, events uint32) {
 	if side == 0 && r.tx != nil && r.tx.waiting {
 		// Nothing is read while the client waits: only its leaving is
 		// looked for (see watchForLeaving).
-		if events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 || r.saidGoodbye() {
+		if events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 ||
+			events&syscall.EPOLLIN != 0 && r.saidGoodbye() {
 			r.end(0, &disconnect{errClientLeft}, false)
+			return
 		}
-		return
+		events &^= syscall.EPOLLIN
 	}
 	trouble := events&(syscall.EPOLLERR|syscall.EPOLLHUP) != 0
 	if events&syscall.EPOLLOUT != 0 || trouble {
