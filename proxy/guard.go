@@ -37,6 +37,8 @@ var (
 	// setConfigCall matches the start of a set_config call, quoted or
 	// schema-qualified, up to its parenthesis.
 	setConfigCall = regexp.MustCompile(`(?i)"?\bset_config"?[\s\v]*\(`)
+	// setConfigName matches set_config as a word, called or not.
+	setConfigName = regexp.MustCompile(`(?i)\bset_config\b`)
 )
 
 // setName is the pattern of SET [SESSION|LOCAL] and a setting's name,
@@ -136,6 +138,8 @@ func scanText(sql []byte) (m mentions) {
 			m.session = m.session || rest[0]|0x20 == 'o' && wordAt(sql, i, "old", true)
 		case 'p':
 			m.session = m.session || rest[0]|0x20 == 'r' && wordAt(sql, i, "repare", true)
+			m.settings = m.settings || rest[0]|0x20 == 'g' && len(rest) > 1 && rest[1] == '_' &&
+				hasPrefixFold(rest[2:], "settings") && updatesPgSettings(sql[:i])
 		}
 		if m.role && m.forget && m.session && m.settings {
 			return m
@@ -149,6 +153,19 @@ func scanText(sql []byte) (m mentions) {
 // escapes (E'\x72ole'), which hides the word as U& escapes do.
 func hasEscapedSetConfig(sql []byte) bool {
 	return bytes.IndexByte(sql, '\\') >= 0 && containsSetConfig(sql)
+}
+
+// updatesPgSettings reports whether the text before a mention of
+// pg_settings ends with UPDATE [pg_catalog.]: an UPDATE of pg_settings
+// sets what it names (its rule calls set_config); reading it changes
+// nothing.
+func updatesPgSettings(before []byte) bool {
+	b := bytes.TrimRight(before, " \t\n\r\f\v")
+	if n := len(b); n >= 11 && asciiLower(string(b[n-11:])) == "pg_catalog." {
+		b = bytes.TrimRight(b[:n-11], " \t\n\r\f\v")
+	}
+	n := len(b)
+	return n >= 6 && asciiLower(string(b[n-6:])) == "update" && (n == 6 || !identChar(b[n-7]))
 }
 
 // wordStart marks the first letters of the words scanText looks for.
@@ -316,7 +333,8 @@ func (g *roleGuard) changesRole(sql []byte) bool {
 // (see textReadings.updates).
 func (g *roleGuard) changesRoleIn(sql []byte, r textReadings) bool {
 	for _, m := range setRole.FindAllSubmatchIndex(sql, -1) {
-		if !g.isOwner(string(sql[m[2]:m[3]])) && !r.updates(m[0]) {
+		target := sql[m[2]:m[3]]
+		if (!g.isOwner(string(target)) || continued(target, sql[m[3]:])) && !r.updates(m[0]) {
 			return true
 		}
 	}
@@ -326,6 +344,17 @@ func (g *roleGuard) changesRoleIn(sql []byte, r textReadings) bool {
 		}
 	}
 	return setUnicodeName.Match(sql) || unicodeCall.Match(sql) || setsConfigRole(sql)
+}
+
+// continued reports whether the string literal target goes on in after: a
+// string on another line continues it ('bookstore_owner'
+// '_ro' is one name).
+func continued(target, after []byte) bool {
+	if len(target) == 0 || target[0] != '\'' {
+		return false
+	}
+	j := bytes.IndexByte(after, '\'')
+	return j >= 0 && continuesString(after[:j])
 }
 
 // unicodeCall matches a call of a function named with Unicode escapes
@@ -342,9 +371,20 @@ var unicodeCall = regexp.MustCompile(`(?is)u&"(?:[^"]|"")*"[\s\v]*(?:uescape[\s\
 // reserved word: a function may be named update (ALTER FUNCTION update SET
 // role = …), so what precedes it counts, as whole words (asupdate and
 // f$update are names).
-var updateSet = regexp.MustCompile(`(?is)(?:^|[;()]|(?:^|[^\w$])\$(?:[a-z_][a-z_0-9]*)?\$|\b(?:begin|then|else|loop|as|explain|analy[sz]e|verbose)\b)[\s\v]*update(?:[\s\v]+(?:only[\s\v]+)?` +
+var updateSet = regexp.MustCompile(`(?s)(?:` + statementStart + `|(?:` + statementStart + `|` + notInName +
+	`)(?:begin|then|else|loop|as|explain|analy[sz]e|verbose)[\s\v]+)update(?:[\s\v]+(?:only[\s\v]+)?` +
 	sqlName + `(?:[\s\v]*\.[\s\v]*` + sqlName + `)*[\s\v]*\*?(?:[\s\v]+(?:as[\s\v]+)?` + sqlName + `)?)?[\s\v]+$` +
-	`|\b(?:do|then)[\s\v]+update[\s\v]+$`)
+	`|` + notInName + `(?:do|then)[\s\v]+update[\s\v]+$`)
+
+// notInName matches where a word starts that is no part of a longer name:
+// the text's start, or a byte no identifier holds (é$$update and aſupdate
+// are names to PostgreSQL). updateSet reads ASCII-folded text, case
+// sensitively: Go's case folding would take ſ for s.
+const notInName = `(?:^|[^\w$\x{80}-\x{10FFFF}])`
+
+// statementStart matches where a statement may start: the text's start, a
+// semicolon, a parenthesis, or a dollar quote's opening tag.
+const statementStart = `(?:^|[;()]|` + notInName + `\$(?:[a-z_][a-z_0-9]*)?\$)[\s\v]*`
 
 // sqlName matches an identifier, plain (letters, any non-ASCII ones too)
 // or quoted. A dollar sign, which PostgreSQL allows after an identifier's
@@ -358,7 +398,7 @@ func updatesColumn(before []byte) bool {
 	if i := bytes.LastIndexByte(before, ';'); i >= 0 {
 		before = before[i:]
 	}
-	return updateSet.Match(before)
+	return updateSet.Match([]byte(asciiLower(string(before))))
 }
 
 // textReadings are the ways the guard reads a text: as it is (where a SET
@@ -433,8 +473,16 @@ const (
 // plain string literal at all (lower('ROLE'), 'ro' || 'le', $1): in text
 // that mentions roles, a setting name computed at run time is refused
 // rather than guessed at.
+//
+// set_config named without a call (an aggregate's sfunc = set_config, its
+// initcond the name) is refused too in such text: it runs later, by text
+// that need not mention roles.
 func setsConfigRole(sql []byte) bool {
-	for _, loc := range setConfigCall.FindAllIndex(sql, -1) {
+	calls := setConfigCall.FindAllIndex(sql, -1)
+	if len(calls) != len(setConfigName.FindAllIndex(sql, -1)) {
+		return true
+	}
+	for _, loc := range calls {
 		name, ok := literalArgument(sql[loc[1]:])
 		if !ok || isRoleSetting(string(name)) {
 			return true

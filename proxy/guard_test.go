@@ -107,6 +107,18 @@ func TestRoleGuard(t *testing.T) {
 		`select set_config('{"a":"role","b":"\', "}'::json->>'a', 'other', false)`,
 		`select set_config(E'\x72ole', 'other', false)`,
 		`select set_config(E'session_\x61uthorization', 'bookstore_user_0001', false)`,
+		// set_config named, not called: an aggregate runs it later.
+		"CREATE AGGREGATE agg_r(text, bool) (sfunc = set_config, stype = text, initcond = 'role')",
+		`CREATE AGGREGATE agg_r(text, bool) (sfunc = pg_catalog."set_config", stype = text, initcond = E'\x72ole')`,
+		// Names PostgreSQL reads as one identifier, where Go's folding or
+		// word boundaries would see a keyword before UPDATE.
+		"ALTER FUNCTION aſupdate SET role = other",
+		"ALTER FUNCTION é$$update SET role = other",
+		"ALTER PROCEDURE é$ſ$update SET role = other",
+		"ALTER FUNCTION ébegin update SET role = other",
+		// A string that goes on on the next line names another role.
+		"SET ROLE 'bookstore_owner'\n'_ro'",
+		"ALTER FUNCTION f() SET role = 'bookstore_owner' -- x\n'_0001'",
 		// Names PostgreSQL does not take for the owner's.
 		"SET ROLE bookſtore_owner",
 		`SET ROLE """bookstore_owner"""`,
@@ -215,6 +227,8 @@ func TestScanText(t *testing.T) {
 		{"SELECT 1;\nSET SESSION TimeZone = 'UTC'", mentions{settings: true}},
 		{"RESET statement_timeout", mentions{settings: true}},
 		{"reset all", mentions{settings: true}},
+		{"UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'", mentions{settings: true}},
+		{"update pg_catalog.pg_settings set setting = 'x' where name = 'work_mem'", mentions{settings: true}},
 		{"SELECT set_config('app.tenant', '42', false)", mentions{settings: true}},
 		{"SELECT pg_catalog.SET_CONFIG('app.tenant', '42', false)", mentions{settings: true}},
 		{"SELECT Set_Config('app.tenant', '42', false)", mentions{settings: true}},
