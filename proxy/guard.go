@@ -31,9 +31,6 @@ var (
 	// and SET session_authorization TO x, capturing x.
 	setAuthorization = regexp.MustCompile(`(?is)(?:` + setName(`session[\s\v]+authorization\b`, "") + `|` +
 		setName(`session_authorization\b`, `"session_authorization"`) + `[\s\v]*(?:to\b|=))[\s\v]*([^\s\v;]+)`)
-	// setUnicodeName matches a SET of a setting named with Unicode escapes
-	// (U&"\0072ole"), which no app writes and which hides the name.
-	setUnicodeName = regexp.MustCompile(`(?is)\bset[\s\v]+(?:session[\s\v]+|local[\s\v]+)?u&"`)
 	// setConfigCall matches the start of a set_config call, quoted or
 	// schema-qualified, up to its parenthesis.
 	setConfigCall = regexp.MustCompile(`(?i)"?\bset_config"?[\s\v]*\(`)
@@ -106,7 +103,7 @@ type mentions struct {
 // or a comment counts too, which only costs a cleanup round trip.
 func scanText(sql []byte) (m mentions) {
 	m.settings = mentionsSettings(sql)
-	m.role = hasUnicodeName(sql) || hasEscapedSetConfig(sql)
+	m.role = hasUnicodeName(sql) || hasEscapedSetConfig(sql) || hasEscapedExecute(sql)
 	for i := 0; i+4 <= len(sql); i++ {
 		if !wordStart[sql[i]] {
 			continue // most bytes get no further
@@ -166,6 +163,13 @@ func updatesPgSettings(before []byte) bool {
 	}
 	n := len(b)
 	return n >= 6 && asciiLower(string(b[n-6:])) == "update" && (n == 6 || !identChar(b[n-7]))
+}
+
+// hasEscapedExecute reports whether sql runs dynamic SQL in text with a
+// backslash: an escape may spell a role change (see escapedExecute).
+// (U&'' strings are role mentions already, see hasUnicodeName.)
+func hasEscapedExecute(sql []byte) bool {
+	return bytes.IndexByte(sql, '\\') >= 0 && containsWord(sql, "execute")
 }
 
 // wordStart marks the first letters of the words scanText looks for.
@@ -343,7 +347,7 @@ func (g *roleGuard) changesRoleIn(sql []byte, r textReadings) bool {
 			return true
 		}
 	}
-	return setUnicodeName.Match(sql) || unicodeCall.Match(sql) || setsConfigRole(sql)
+	return bytes.Contains(asciiLowerBytes(sql), []byte(`u&"`)) || escapedExecute(sql) || setsConfigRole(sql)
 }
 
 // continued reports whether the string literal target goes on in after: a
@@ -357,10 +361,38 @@ func continued(target, after []byte) bool {
 	return j >= 0 && continuesString(after[:j])
 }
 
-// unicodeCall matches a call of a function named with Unicode escapes
-// (U&"set\005fconfig"(…)), which hides its name as setUnicodeName's SET
-// does a setting's.
-var unicodeCall = regexp.MustCompile(`(?is)u&"(?:[^"]|"")*"[\s\v]*(?:uescape[\s\v]*'[^']*'[\s\v]*)?\(`)
+// A name written with Unicode escapes (U&"\0072ole", U&"set\005fconfig")
+// hides what it names from a word test, and no app writes one: in text
+// that mentions roles (any U& escape does, see hasUnicodeName) it is
+// refused wherever it stands, a setting's name, a function's, an
+// aggregate's state function's.
+
+// escapedExecute reports whether sql runs dynamic SQL (EXECUTE) in text
+// that has escapes (a backslash, U&''), which may spell a role change
+// in a string no word test reads (EXECUTE E'SET \x52OLE x').
+func escapedExecute(sql []byte) bool {
+	return hasEscapes(sql) && containsWord(sql, "execute")
+}
+
+// hasEscapes reports whether sql has a backslash or a U&'' string.
+func hasEscapes(sql []byte) bool {
+	return bytes.IndexByte(sql, '\\') >= 0 || bytes.Contains(asciiLowerBytes(sql), []byte("u&'"))
+}
+
+// containsWord reports whether sql holds word (lower case letters) as a
+// whole word, ASCII case folded. No allocation: scanText calls it.
+func containsWord(sql []byte, word string) bool {
+	for i := 0; i+len(word) <= len(sql); i++ {
+		if sql[i]|0x20 == word[0] && hasPrefixFold(sql[i:], word) &&
+			(i == 0 || !identChar(sql[i-1])) && (i+len(word) == len(sql) || !identChar(sql[i+len(word)])) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiLowerBytes is asciiLower of a byte slice, in a new one.
+func asciiLowerBytes(b []byte) []byte { return []byte(asciiLower(string(b))) }
 
 // updateSet matches the end of the text before an UPDATE's SET, from
 // what comes before the UPDATE: UPDATE [ONLY] table [*] [[AS] alias] at a

@@ -116,6 +116,12 @@ func TestRoleGuard(t *testing.T) {
 		"ALTER FUNCTION é$$update SET role = other",
 		"ALTER PROCEDURE é$ſ$update SET role = other",
 		"ALTER FUNCTION ébegin update SET role = other",
+		// Unicode escapes in a name that is not called, and escapes in
+		// dynamic SQL.
+		`CREATE AGGREGATE agg_u(text, bool) (sfunc = U&"set\005fconfig", stype = text, initcond = 'role')`,
+		`CREATE AGGREGATE agg_u(text, bool) (sfunc = pg_catalog.U&"set\005fconfig", stype = text, initcond = U&'\0072ole')`,
+		`DO $$BEGIN EXECUTE E'SET \x52OLE other'; END$$`,
+		`DO $$BEGIN EXECUTE U&'SET \0052OLE other'; END$$`,
 		// A string that goes on on the next line names another role.
 		"SET ROLE 'bookstore_owner'\n'_ro'",
 		"ALTER FUNCTION f() SET role = 'bookstore_owner' -- x\n'_0001'",
