@@ -167,7 +167,7 @@ func updatesPgSettings(before []byte) bool {
 
 // hasEscapedExecute reports whether sql runs dynamic SQL in text with a
 // backslash: an escape may spell a role change (see escapedExecute).
-// (U&'' strings are role mentions already, see hasUnicodeName.)
+// (U&-escaped strings are role mentions already, see hasUnicodeName.)
 func hasEscapedExecute(sql []byte) bool {
 	return bytes.IndexByte(sql, '\\') >= 0 && containsWord(sql, "execute")
 }
@@ -368,13 +368,13 @@ func continued(target, after []byte) bool {
 // aggregate's state function's.
 
 // escapedExecute reports whether sql runs dynamic SQL (EXECUTE) in text
-// that has escapes (a backslash, U&''), which may spell a role change
+// that has escapes (a backslash, a U&-escaped string), which may spell a role change
 // in a string no word test reads (EXECUTE E'SET \x52OLE x').
 func escapedExecute(sql []byte) bool {
 	return hasEscapes(sql) && containsWord(sql, "execute")
 }
 
-// hasEscapes reports whether sql has a backslash or a U&'' string.
+// hasEscapes reports whether sql has a backslash or a U&-escaped string.
 func hasEscapes(sql []byte) bool {
 	return bytes.IndexByte(sql, '\\') >= 0 || bytes.Contains(asciiLowerBytes(sql), []byte("u&'"))
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
-
 	"github.com/pgrotate/pgrotate/configs"
 )
 
