@@ -103,7 +103,7 @@ type mentions struct {
 // or a comment counts too, which only costs a cleanup round trip.
 func scanText(sql []byte) (m mentions) {
 	m.settings = mentionsSettings(sql)
-	m.role = hasUnicodeName(sql) || hasEscapedSetConfig(sql) || hasEscapedExecute(sql)
+	m.role = hasUnicodeEscape(sql, `"'`) || hasEscapedCall(sql)
 	for i := 0; i+4 <= len(sql); i++ {
 		if !wordStart[sql[i]] {
 			continue // most bytes get no further
@@ -145,11 +145,12 @@ func scanText(sql []byte) (m mentions) {
 	return m
 }
 
-// hasEscapedSetConfig reports whether sql calls set_config in text with a
-// backslash in it: a setting name in an E-string may spell role with
-// escapes (E'\x72ole'), which hides the word as U& escapes do.
-func hasEscapedSetConfig(sql []byte) bool {
-	return bytes.IndexByte(sql, '\\') >= 0 && containsSetConfig(sql)
+// hasEscapedCall reports whether sql calls set_config, or runs dynamic SQL
+// (EXECUTE), in text with a backslash in it: a string with escapes may
+// spell role where no word test reads it (set_config(E'\x72ole', …),
+// EXECUTE E'SET \x52OLE x'), as U& escapes may (hasUnicodeEscape).
+func hasEscapedCall(sql []byte) bool {
+	return bytes.IndexByte(sql, '\\') >= 0 && (containsSetConfig(sql) || containsWord(sql, "execute"))
 }
 
 // updatesPgSettings reports whether the text before a mention of
@@ -163,13 +164,6 @@ func updatesPgSettings(before []byte) bool {
 	}
 	n := len(b)
 	return n >= 6 && asciiLower(string(b[n-6:])) == "update" && (n == 6 || !identChar(b[n-7]))
-}
-
-// hasEscapedExecute reports whether sql runs dynamic SQL in text with a
-// backslash: an escape may spell a role change (see escapedExecute).
-// (U&-escaped strings are role mentions already, see hasUnicodeName.)
-func hasEscapedExecute(sql []byte) bool {
-	return bytes.IndexByte(sql, '\\') >= 0 && containsWord(sql, "execute")
 }
 
 // wordStart marks the first letters of the words scanText looks for.
@@ -191,18 +185,20 @@ func wordAt(sql []byte, i int, tail string, alone bool) bool {
 	return !alone || i == 0 || !identChar(sql[i-1])
 }
 
-// hasUnicodeName reports whether sql holds a name or string written with
-// Unicode escapes (U&"\0072ole"), which can spell "role" without the word:
-// the role guard reads such text. One vector search finds the rare
-// ampersands.
-func hasUnicodeName(sql []byte) bool {
+// hasUnicodeEscape reports whether sql holds a name or string written with
+// Unicode escapes, U& before one of quotes (U&"\0072ole", U&'\0072ole'),
+// which can spell "role" without the word: the role guard reads such
+// text, and refuses a name so written wherever it stands (a setting's, a
+// function's, an aggregate's state function's): no app writes one. One
+// vector search finds the rare ampersands.
+func hasUnicodeEscape(sql []byte, quotes string) bool {
 	for i := 0; ; i++ {
 		j := bytes.IndexByte(sql[i:], '&')
 		if j < 0 {
 			return false
 		}
 		i += j
-		if i > 0 && i+1 < len(sql) && sql[i-1]|0x20 == 'u' && (sql[i+1] == '"' || sql[i+1] == '\'') {
+		if i > 0 && i+1 < len(sql) && sql[i-1]|0x20 == 'u' && strings.IndexByte(quotes, sql[i+1]) >= 0 {
 			return true
 		}
 	}
@@ -347,7 +343,7 @@ func (g *roleGuard) changesRoleIn(sql []byte, r textReadings) bool {
 			return true
 		}
 	}
-	return bytes.Contains(asciiLowerBytes(sql), []byte(`u&"`)) || escapedExecute(sql) || setsConfigRole(sql)
+	return hasUnicodeEscape(sql, `"`) || escapedExecute(sql) || setsConfigRole(sql)
 }
 
 // continued reports whether the string literal target goes on in after: a
@@ -361,22 +357,11 @@ func continued(target, after []byte) bool {
 	return j >= 0 && continuesString(after[:j])
 }
 
-// A name written with Unicode escapes (U&"\0072ole", U&"set\005fconfig")
-// hides what it names from a word test, and no app writes one: in text
-// that mentions roles (any U& escape does, see hasUnicodeName) it is
-// refused wherever it stands, a setting's name, a function's, an
-// aggregate's state function's.
-
 // escapedExecute reports whether sql runs dynamic SQL (EXECUTE) in text
-// that has escapes (a backslash, a U&-escaped string), which may spell a role change
-// in a string no word test reads (EXECUTE E'SET \x52OLE x').
+// that has escapes (a backslash, a U&-escaped string), which may spell a
+// role change in a string no word test reads (EXECUTE E'SET \x52OLE x').
 func escapedExecute(sql []byte) bool {
-	return hasEscapes(sql) && containsWord(sql, "execute")
-}
-
-// hasEscapes reports whether sql has a backslash or a U&-escaped string.
-func hasEscapes(sql []byte) bool {
-	return bytes.IndexByte(sql, '\\') >= 0 || bytes.Contains(asciiLowerBytes(sql), []byte("u&'"))
+	return (bytes.IndexByte(sql, '\\') >= 0 || hasUnicodeEscape(sql, `'`)) && containsWord(sql, "execute")
 }
 
 // containsWord reports whether sql holds word (lower case letters) as a
@@ -390,9 +375,6 @@ func containsWord(sql []byte, word string) bool {
 	}
 	return false
 }
-
-// asciiLowerBytes is asciiLower of a byte slice, in a new one.
-func asciiLowerBytes(b []byte) []byte { return []byte(asciiLower(string(b))) }
 
 // updateSet matches the end of the text before an UPDATE's SET, from
 // what comes before the UPDATE: UPDATE [ONLY] table [*] [[AS] alias] at a

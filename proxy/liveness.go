@@ -30,13 +30,22 @@ func peek(c net.Conn) peekState {
 	if pc, ok := c.(*pollConn); ok {
 		return pc.peek()
 	}
-	st := peekQuiet
+	var b [1]byte
+	n, ok, err := peekBytes(c, b[:])
+	if !ok {
+		return peekQuiet
+	}
+	return peekResult(n, err)
+}
+
+// peekBytes copies what c's socket holds into b, without blocking or
+// consuming it; ok is false if c has no socket of its own to look at.
+func peekBytes(c net.Conn, b []byte) (n int, ok bool, err error) {
 	onSocket(c, func(fd uintptr) {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		st = peekResult(n, err)
+		n, _, err = syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = true
 	})
-	return st
+	return n, ok, err
 }
 
 // onSocket calls f with the descriptor of c's socket, if it has one.

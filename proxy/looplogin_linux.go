@@ -203,7 +203,7 @@ func (lg *loopLogin) need() int {
 		return 4
 	case lg.phase == loginStartup:
 		n := int(int32(binary.BigEndian.Uint32(b)))
-		if n < 8 || n > 4+maxStartupPacket {
+		if !startupLengthOK(n) {
 			return -1
 		}
 		return n

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -183,12 +182,10 @@ func (s *session) saidGoodbye() bool {
 		return false
 	}
 	var b [8 << 10]byte
-	n := 0
-	onSocket(s.raw, func(fd uintptr) {
-		if m, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT); err == nil {
-			n = m
-		}
-	})
+	n, _, err := peekBytes(s.raw, b[:])
+	if err != nil {
+		n = 0
+	}
 	return s.clientRd.saysGoodbye(b[:n])
 }
 

@@ -93,6 +93,11 @@ func (m *messageReader) Read(p []byte) (int, error) {
 // maxStartupPacket is PostgreSQL's MAX_STARTUP_PACKET_LENGTH.
 const maxStartupPacket = 10000
 
+// startupLengthOK reports whether n, a startup packet's length field
+// (itself included), is one PostgreSQL accepts: a code at least, and at
+// most maxStartupPacket after the length.
+func startupLengthOK(n int) bool { return n >= 8 && n <= 4+maxStartupPacket }
+
 // errStartupLength is PostgreSQL's answer to a startup packet whose length
 // is out of bounds: often no PostgreSQL client at all (an HTTP request, a
 // TLS ClientHello where TLS is off).
@@ -106,7 +111,7 @@ func readStartupPacket(r io.Reader) ([]byte, error) {
 		return nil, &disconnect{fmt.Errorf("reading startup packet: %w", err)}
 	}
 	n := int(int32(binary.BigEndian.Uint32(length[:])))
-	if n < 8 || n > 4+maxStartupPacket {
+	if !startupLengthOK(n) {
 		return nil, errStartupLength
 	}
 	body := make([]byte, n-4)

@@ -168,12 +168,12 @@ func (s *session) negotiate() ([]byte, error) {
 }
 
 // readHead reads the first 8 bytes of a startup packet into hdr, or of a
-// TLS ClientHello. A length below 8 is refused once its 4 bytes are in,
-// as PostgreSQL refuses it, rather than when auth_timeout ends the wait
-// for 8.
+// TLS ClientHello. A length out of bounds is refused once its 4 bytes are
+// in, as PostgreSQL refuses it, rather than when auth_timeout ends the
+// wait for 8.
 func readHead(c net.Conn, hdr []byte) error {
 	n, err := io.ReadAtLeast(c, hdr, 4)
-	if err == nil && hdr[0] != tlsHandshakeRecord && binary.BigEndian.Uint32(hdr) < 8 {
+	if err == nil && hdr[0] != tlsHandshakeRecord && !startupLengthOK(int(int32(binary.BigEndian.Uint32(hdr)))) {
 		return errStartupLength
 	}
 	if err == nil && n < len(hdr) {

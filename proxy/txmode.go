@@ -607,10 +607,17 @@ func (c *txClient) endLease(sc *serverConn) {
 // growslice under onParse in perf).
 func (c *txClient) popParse() pendingParse {
 	p := c.parses[0]
-	n := copy(c.parses, c.parses[1:])
-	c.parses[n] = pendingParse{}
-	c.parses = c.parses[:n]
+	c.parses = dropFront(c.parses, 1)
 	return p
+}
+
+// dropFront drops the first n items of queue q: the rest move down,
+// keeping the array (see popParse), and the places they leave are zeroed,
+// holding no pointers.
+func dropFront[T any](q []T, n int) []T {
+	m := copy(q, q[n:])
+	clear(q[m:])
+	return q[:m]
 }
 
 // settleParses forgets the Parses that a ReadyForQuery proved failed: the

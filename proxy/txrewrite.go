@@ -250,13 +250,13 @@ func (c *txClient) settleCloses() {
 		}
 		n++
 	}
-	c.closes = c.closes[:copy(c.closes, c.closes[n:])]
+	c.closes = dropFront(c.closes, n)
 }
 
 // closed records the server's CloseComplete of the oldest pending Close.
 func (c *txClient) closed() {
 	if len(c.closes) > 0 {
-		c.closes = c.closes[:copy(c.closes, c.closes[1:])]
+		c.closes = dropFront(c.closes, 1)
 	}
 }
 
