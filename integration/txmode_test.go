@@ -174,34 +174,30 @@ func TestTransactionModeWaitingClientThatLeaves(t *testing.T) {
 			must(t, err)
 			tx := holdTheConnection(t, env)
 
-			quitter := env.connect(t).PgConn()
-			quitter.Frontend().Send(&pgproto3.Query{String: "INSERT INTO left_waiting VALUES (1)"})
-			must(t, quitter.Frontend().Flush())
-			waitWaiting(t, env, 1)
-			must(t, quitter.Conn().Close())
-			waitWaiting(t, env, 0)
-
-			leaver := env.connect(t).PgConn()
-			leaver.Frontend().Send(&pgproto3.Query{String: "INSERT INTO left_waiting VALUES (2)"})
-			must(t, leaver.Frontend().Flush())
-			waitWaiting(t, env, 1)
-			leaver.Frontend().Send(&pgproto3.Terminate{})
-			must(t, leaver.Frontend().Flush())
-			must(t, leaver.Conn().Close())
-			waitWaiting(t, env, 0)
-
+			// Each client sends its INSERT, waits, and leaves: without a
+			// word, or with a Terminate as it closes.
+			for n, leave := range []func(*pgconn.PgConn){
+				func(c *pgconn.PgConn) { must(t, c.Conn().Close()) },
+				func(c *pgconn.PgConn) { sayGoodbye(t, c); must(t, c.Conn().Close()) },
+			} {
+				c := env.connect(t).PgConn()
+				c.Frontend().Send(&pgproto3.Query{String: fmt.Sprintf("INSERT INTO left_waiting VALUES (%d)", n)})
+				must(t, c.Frontend().Flush())
+				waitWaiting(t, env, 1)
+				leave(c)
+				waitWaiting(t, env, 0)
+			}
 			// pgx, giving up on a timed-out query, sends a Terminate and
 			// waits for the server to close the connection.
 			stayer := env.connect(t).PgConn()
 			stayer.Frontend().Send(&pgproto3.Query{String: "INSERT INTO left_waiting VALUES (3)"})
 			must(t, stayer.Frontend().Flush())
 			waitWaiting(t, env, 1)
-			stayer.Frontend().Send(&pgproto3.Terminate{})
-			must(t, stayer.Frontend().Flush())
+			sayGoodbye(t, stayer)
 			waitWaiting(t, env, 0)
 			must(t, stayer.Conn().SetReadDeadline(time.Now().Add(5*time.Second)))
 			if n, err := stayer.Conn().Read(make([]byte, 1)); err == nil {
-				t.Errorf("the client that said goodbye read %d bytes; want its connection closed", n)
+				t.Errorf("the client that said goodbye and stayed read %d bytes; want its connection closed", n)
 			}
 
 			must(t, tx.Commit(ctx))
@@ -210,6 +206,13 @@ func TestTransactionModeWaitingClientThatLeaves(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sayGoodbye sends c's Terminate.
+func sayGoodbye(t *testing.T, c *pgconn.PgConn) {
+	t.Helper()
+	c.Frontend().Send(&pgproto3.Terminate{})
+	must(t, c.Frontend().Flush())
 }
 
 // holdTheConnection has a new client hold a server connection, in an open
