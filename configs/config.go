@@ -58,6 +58,11 @@ type Limits struct {
 	// transaction. Off, every relay runs on goroutines, as TLS clients (and
 	// transaction pools whose server connections use TLS) always do.
 	EventLoop bool `yaml:"event_loop"`
+	// BatchSends makes the event loop send what it wrote during one
+	// wake-up with one system call (io_uring) instead of one per socket.
+	// Where the kernel refuses io_uring (a seccomp profile, an old kernel,
+	// kernel.io_uring_disabled) the loop writes one call at a time.
+	BatchSends bool `yaml:"batch_sends"`
 }
 
 // TLS configures TLS towards clients.

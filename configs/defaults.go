@@ -43,6 +43,7 @@ func defaultConfig() *Config {
 			ShutdownTimeout:  Duration{defaultShutdownTimeout},
 			AuthFailureDelay: Duration{defaultAuthFailureDelay},
 			EventLoop:        true,
+			BatchSends:       true,
 		},
 		TLS: TLS{Mode: "disable"},
 		Upstream: Upstream{

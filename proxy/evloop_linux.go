@@ -70,6 +70,11 @@ type eventLoop struct {
 	// slot for the round the login starts to take over (loopLogin.handOff);
 	// -1: none.
 	handedOff int
+	// sends is what relays wrote since the loop last waited (sendQueue).
+	sends sendQueue
+	// ringErr says why sends are not batched (batching asked for, no
+	// io_uring here); nil otherwise.
+	ringErr error
 }
 
 // waitCheckInterval is how often clients waiting on the loop are checked
@@ -102,7 +107,9 @@ const loopSupported = true
 // their side), server connections their own slot and connTag.
 const wakeSlot = 0
 
-func newEventLoop() (*eventLoop, error) {
+// newEventLoop starts a loop; batchSends: send what one wake-up wrote with
+// one system call (limits.batch_sends), when the kernel lets it.
+func newEventLoop(batchSends bool) (*eventLoop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -122,12 +129,18 @@ func newEventLoop() (*eventLoop, error) {
 		l.closeFDs()
 		return nil, err
 	}
+	if batchSends {
+		l.sends.ring, l.ringErr = newSendRing(sendBatchSize)
+	}
 	loopProcs.reserve()
 	go l.run()
 	return l, nil
 }
 
 func (l *eventLoop) closeFDs() {
+	if l.sends.ring != nil {
+		l.sends.ring.close()
+	}
 	_ = syscall.Close(l.cmds.efd)
 	_ = syscall.Close(l.epfd)
 }
@@ -162,6 +175,7 @@ func (l *eventLoop) run() {
 				nextCheck = now.Add(waitCheckInterval)
 			}
 		}
+		l.sends.flush()
 		n, err := epollWait(l.epfd, events, int(rawWait/time.Millisecond))
 		if err != nil {
 			if err == syscall.EINTR {
@@ -213,6 +227,7 @@ func (l *eventLoop) run() {
 			}
 		}
 		if woken && !l.runCommands() {
+			l.sends.flush()
 			for _, p := range l.idlePools {
 				p.flushLoopIdle()
 			}
@@ -373,10 +388,22 @@ type evRelay struct {
 }
 
 func (w *evWriter) Write(b []byte) (int, error) {
+	if len(w.spill) == 0 && w.queue.queue(w, b) {
+		return len(b), nil
+	}
+	if err := w.settle(); err != nil {
+		return 0, err
+	}
 	if len(w.spill) > 0 {
 		w.spill = append(w.spill, b...)
 		return len(b), nil
 	}
+	return w.writeNow(b)
+}
+
+// writeNow writes b with one call (or more, if interrupted); what the
+// socket does not take is spilled. w has nothing spilled or queued.
+func (w *evWriter) writeNow(b []byte) (int, error) {
 	for off := 0; off < len(b); {
 		n, err := rawWrite(w.fd, b[off:])
 		switch {
@@ -565,6 +592,11 @@ func (r *evRelay) end(side int, err error, idleStop bool) {
 		return
 	}
 	r.ended = true
+	for i := range r.dirs {
+		// What a direction queued goes out before the sockets change
+		// hands; a socket that fails here fails its next use as well.
+		_ = r.dirs[i].out.settle()
+	}
 	if r.tx != nil {
 		r.tx.unwait()
 	}
@@ -652,6 +684,7 @@ func (l *eventLoop) newRelay(fds [2]int, dirs [2]evDir, setup func(*evRelay)) *e
 			d.rd.src = &r.rdrs[i]
 		}
 		d.out.fd = r.fds[1-i]
+		d.out.queue, d.out.owner, d.out.dir = &l.sends, r, i
 		d.need = 1
 	}
 	return r

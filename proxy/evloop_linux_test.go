@@ -29,7 +29,7 @@ type loopRig struct {
 
 func startLoopRig(t *testing.T) *loopRig {
 	t.Helper()
-	l, err := newEventLoop()
+	l, err := newEventLoop(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,14 +37,18 @@ func startLoopRig(t *testing.T) *loopRig {
 	return startRelayOn(t, l)
 }
 
-// startRelayOn starts one more rig's relay round on loop l.
-func startRelayOn(t *testing.T, l *eventLoop) *loopRig {
+// startRelayOn starts one more rig's relay round on loop l; prep, if
+// given, may set up pgrotate's ends of the sockets first.
+func startRelayOn(t *testing.T, l *eventLoop, prep ...func(cliSide, srvSide net.Conn)) *loopRig {
 	t.Helper()
 	var err error
 	rig := &loopRig{loop: l, st: newRelayState()}
 	var cliSide, srvSide net.Conn
 	rig.client, cliSide = tcpPair(t)
 	srvSide, rig.server = tcpPair(t)
+	for _, f := range prep {
+		f(cliSide, srvSide)
+	}
 	fds, ok, err := detach(cliSide, srvSide)
 	if !ok || err != nil {
 		t.Fatalf("detach: ok=%v err=%v", ok, err)
@@ -222,7 +226,7 @@ func TestEventLoopClientGone(t *testing.T) {
 // Closing the loop with no round running stops its goroutine (goleak).
 func TestEventLoopClose(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	l, err := newEventLoop()
+	l, err := newEventLoop(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,11 +247,11 @@ func TestEventLoopsLeaveGoroutinesAP(t *testing.T) {
 	for _, tc := range []struct{ before, running int }{{1, 2}, {2, 2}, {4, 4}} {
 		t.Setenv("GOMAXPROCS", strconv.Itoa(tc.before))
 		runtime.GOMAXPROCS(tc.before)
-		a, err := newEventLoop()
+		a, err := newEventLoop(true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := newEventLoop()
+		b, err := newEventLoop(true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -275,7 +279,7 @@ func TestEventLoopRaisesGOMAXPROCSLoweredUnderIt(t *testing.T) {
 	t.Setenv("GOMAXPROCS", "") // not the operator's choice: Go's default
 	runtime.SetDefaultGOMAXPROCS()
 	def := runtime.GOMAXPROCS(0)
-	l, err := newEventLoop()
+	l, err := newEventLoop(true)
 	if err != nil {
 		t.Fatal(err)
 	}

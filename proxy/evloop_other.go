@@ -11,14 +11,16 @@ import (
 
 // eventLoop exists on Linux only (epoll); elsewhere every relay runs on
 // goroutines: newEventLoop fails and detach declines every connection.
-type eventLoop struct{}
+type eventLoop struct{ ringErr error }
+
+type sendQueue struct{}
 
 type evRelay struct {
 	dirs [2]evDir
 	done chan evResult
 }
 
-func newEventLoop() (*eventLoop, error) { return nil, errors.New("no event loop on this platform") }
+func newEventLoop(bool) (*eventLoop, error) { return nil, errors.New("no event loop on this platform") }
 
 func (l *eventLoop) close() {}
 

@@ -15,10 +15,13 @@ func (s *Server) eventLoop() *eventLoop {
 		if !s.cfg.Limits.EventLoop {
 			return
 		}
-		l, err := newEventLoop()
+		l, err := newEventLoop(s.cfg.Limits.BatchSends)
 		if err != nil {
 			s.log.Warn("event loop unavailable: relaying on goroutines", "err", err)
 			return
+		}
+		if l.ringErr != nil {
+			s.log.Info("event loop sends one system call per write (limits.batch_sends needs io_uring)", "err", l.ringErr)
 		}
 		s.loop = l
 	})
@@ -237,4 +240,13 @@ type evDir struct {
 type evWriter struct {
 	fd    int
 	spill []byte
+	// On Linux the loop's relays queue small writes and the loop sends
+	// them together before it waits again (sendQueue): queued is what
+	// waits (nil: not in the queue), err how its send failed, owner and
+	// dir the relay and direction to tell.
+	queue  *sendQueue
+	queued []byte
+	err    error
+	owner  *evRelay
+	dir    int
 }

@@ -124,6 +124,10 @@ func (t *txRelay) attach(l *lease, fd int) {
 func (t *txRelay) transactionEnded(r *evRelay) bool {
 	l, c := t.l, t.c
 	sc := l.Value()
+	if err := r.dirs[0].out.settle(); err != nil {
+		r.end(0, &writeError{err}, false) // nothing queued may follow the connection to its next client
+		return false
+	}
 	t.disown()
 	r.fds[1], r.mask[1] = -1, 0
 	r.dirs[1].rd, r.dirs[1].in = nil, nil
