@@ -598,6 +598,7 @@ func (r *evRelay) end(side int, err error, idleStop bool) {
 		_ = r.dirs[i].out.settle()
 	}
 	if r.tx != nil {
+		r.tx.leaseEndedUnpassed(r)
 		r.tx.unwait()
 	}
 	r.loop.remove(r)

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -485,11 +486,17 @@ func (c *txClient) serverLoop(l *lease, done chan<- error, wrote chan<- struct{}
 	// already); otherwise finish decides what becomes of it.
 	ended := c.lease != l
 	c.mu.Unlock()
-	if err == nil && ended {
+	switch {
+	case ended && err == nil:
 		c.p.releaseTx(l, sc.cleanup)
 		if c.s.srv.isDraining() {
 			c.s.kick() // the transaction is over: time to leave
 		}
+	case ended && isWriteErr(err):
+		// The ReadyForQuery that ended the lease did not reach a client
+		// that left: finish, which sees no lease, would leave the
+		// connection nobody's. Closed, as on the loop (leaseEndedUnpassed).
+		l.Destroy()
 	}
 	if err != nil && !isDeadline(err) {
 		// The server or the client failed: stop the client direction too.
@@ -694,8 +701,10 @@ func (c *txClient) clientErr(cerr error) error {
 	case isWriteErr(cerr):
 		return withCause(fatal(codeConnectionFailure, "lost the server connection"), cerr)
 	default:
+		// A reset is a client that left with replies unread (a killed
+		// worker): a disconnect like EOF, not a failure to log.
 		var we *WireError
-		if errors.As(cerr, &we) || !isDisconnect(cerr) && !isDeadline(cerr) {
+		if errors.As(cerr, &we) || !isDisconnect(cerr) && !isDeadline(cerr) && !errors.Is(cerr, syscall.ECONNRESET) {
 			return cerr
 		}
 		return &disconnect{cerr}
