@@ -6,7 +6,6 @@ import (
 	"maps"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -701,10 +700,8 @@ func (c *txClient) clientErr(cerr error) error {
 	case isWriteErr(cerr):
 		return withCause(fatal(codeConnectionFailure, "lost the server connection"), cerr)
 	default:
-		// A reset is a client that left with replies unread (a killed
-		// worker): a disconnect like EOF, not a failure to log.
 		var we *WireError
-		if errors.As(cerr, &we) || !isDisconnect(cerr) && !isDeadline(cerr) && !errors.Is(cerr, syscall.ECONNRESET) {
+		if errors.As(cerr, &we) || !isDisconnect(cerr) && !isDeadline(cerr) {
 			return cerr
 		}
 		return &disconnect{cerr}
