@@ -79,17 +79,20 @@ func (q *sendQueue) flush() {
 
 func (q *sendQueue) sendBatch(batch []*evWriter) {
 	var err error
+	done := func(tag uint64, res int32) { batch[tag].sent(res) }
 	if q.ring != nil {
 		for i, w := range batch {
 			if len(w.queued) > 0 {
 				q.ring.queueSend(w.fd, w.queued, uint64(i))
 			}
 		}
-		err = q.ring.submit(func(tag uint64, res int32) { batch[tag].sent(res) })
+		err = q.ring.submit(done)
 	}
 	if err != nil {
 		// The ring failed, which it cannot short of a bug: what it did
-		// not send, and every later write, is one call each.
+		// send is taken as sent (never twice), what it did not is sent
+		// below, and every later write is one call each.
+		q.ring.reap(done)
 		q.ring.close()
 		q.ring = nil
 	}
