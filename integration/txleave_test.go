@@ -103,15 +103,5 @@ func pipelineAndMaybeLeave(url string, rng *rand.Rand) error {
 // waitBusy waits up to 5 s for pgrotate to count n busy server connections.
 func waitBusy(t *testing.T, env *proxyEnv, n float64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, _ := value(env.scrape(t), "pgrotate_server_connections", map[string]string{"database": dbName, "state": "busy"})
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v server connections busy with every client gone, want %v", got, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitMetric(t, env, "pgrotate_server_connections", map[string]string{"database": dbName, "state": "busy"}, n, "server connections busy with every client gone")
 }

@@ -230,14 +230,21 @@ func holdTheConnection(t *testing.T, env *proxyEnv) pgx.Tx {
 // a server connection.
 func waitWaiting(t *testing.T, env *proxyEnv, n float64) {
 	t.Helper()
+	waitMetric(t, env, "pgrotate_database_waiting_clients", map[string]string{"database": dbName}, n, "clients waiting for a server connection")
+}
+
+// waitMetric waits up to 5 s for pgrotate's metric name, summed over the
+// series with labels, to be n; what names the count in the failure.
+func waitMetric(t *testing.T, env *proxyEnv, name string, labels map[string]string, n float64, what string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got, _ := value(env.scrape(t), "pgrotate_database_waiting_clients", map[string]string{"database": dbName})
+		got, _ := value(env.scrape(t), name, labels)
 		if got == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%v clients waiting for a server connection, want %v", got, n)
+			t.Fatalf("%v %s, want %v", got, what, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

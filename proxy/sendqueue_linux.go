@@ -29,10 +29,11 @@ const queueLimit = 8 << 10
 // handles up to 128 epoll events, each of which may write once or twice.
 const sendBatchSize = 256
 
-// queue takes b for w to send at the next flush; false: w must write it
-// at once (no batching, w spilled, or the queue is full for w).
+// queue takes b for w, which has nothing spilled, to send at the next
+// flush; false: w must write it at once (no batching, or the queue is
+// full for w).
 func (q *sendQueue) queue(w *evWriter, b []byte) bool {
-	if q == nil || q.ring == nil || len(w.spill) > 0 || len(w.queued)+len(b) > queueLimit {
+	if q == nil || q.ring == nil || len(w.queued)+len(b) > queueLimit {
 		return false
 	}
 	if w.queued == nil {

@@ -26,10 +26,9 @@ import (
 // free again as soon as submit is. Nothing else uses the ring; it is not
 // safe for concurrent use (one loop owns it).
 type sendRing struct {
-	fd      int
-	entries uint32
-	ring    []byte // the SQ and CQ rings (one mapping, IORING_FEAT_SINGLE_MMAP)
-	sqeMem  []byte
+	fd     int
+	ring   []byte // the SQ and CQ rings (one mapping, IORING_FEAT_SINGLE_MMAP)
+	sqeMem []byte
 
 	sqTail, sqMask *uint32
 	cqHead, cqTail *uint32
@@ -80,7 +79,7 @@ func newSendRing(entries uint32) (*sendRing, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("%w: io_uring_setup: %v", errNoRing, errno)
 	}
-	r := &sendRing{fd: int(fd), entries: p.sqEntries}
+	r := &sendRing{fd: int(fd)}
 	if p.features&ioringFeatSingleMmap == 0 {
 		r.close()
 		return nil, fmt.Errorf("%w: kernel older than 5.4 (no single mmap)", errNoRing)
@@ -108,18 +107,11 @@ func (r *sendRing) probe() error {
 	defer syscall.Close(fds[0])
 	defer syscall.Close(fds[1])
 	_ = syscall.SetsockoptInt(fds[0], syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
-	fill := make([]byte, 4096)
-	for {
-		if _, err := rawWrite(fds[0], fill); err == syscall.EAGAIN {
-			break
-		} else if err != nil {
-			return fmt.Errorf("probing io_uring: %w", err)
-		}
+	if err := fillSocket(fds[0]); err != nil {
+		return fmt.Errorf("probing io_uring: %w", err)
 	}
-	r.queueSend(fds[0], fill[:1], 0)
-	atomic.StoreUint32(r.sqTail, *r.sqTail+1)
-	r.queued = 0
-	if _, err := r.enter(1, 0); err != nil {
+	r.queueSend(fds[0], []byte{0}, 0)
+	if _, err := r.enter(r.publish(), 0); err != nil {
 		return fmt.Errorf("%w: %v", errNoRing, err)
 	}
 	var res int32
@@ -157,9 +149,6 @@ func (r *sendRing) mapRings(p *ioURingParams) error {
 	return nil
 }
 
-// full reports whether another send must wait for a submit.
-func (r *sendRing) full() bool { return r.queued == r.entries }
-
 // queueSend adds a send of b to fd; tag comes back with its result. b must
 // stay untouched until submit returns.
 func (r *sendRing) queueSend(fd int, b []byte, tag uint64) {
@@ -179,9 +168,7 @@ func (r *sendRing) queueSend(fd int, b []byte, tag uint64) {
 // result: bytes sent, or a negative errno. All have completed when it
 // returns (see sendRing).
 func (r *sendRing) submit(done func(tag uint64, res int32)) error {
-	unsubmitted, inFlight := r.queued, uint32(0)
-	atomic.StoreUint32(r.sqTail, *r.sqTail+unsubmitted)
-	r.queued = 0
+	unsubmitted, inFlight := r.publish(), uint32(0)
 	for unsubmitted > 0 || inFlight > 0 {
 		// The kernel stops submitting at an entry it cannot take and then
 		// does not wait; the rest go in on the next turn.
@@ -197,6 +184,30 @@ func (r *sendRing) submit(done func(tag uint64, res int32)) error {
 		inFlight -= r.reap(done)
 	}
 	return nil
+}
+
+// publish hands the queued entries to the kernel (the SQ tail) and
+// returns how many they are.
+func (r *sendRing) publish() uint32 {
+	n := r.queued
+	atomic.StoreUint32(r.sqTail, *r.sqTail+n)
+	r.queued = 0
+	return n
+}
+
+// fillSocket writes to a non-blocking socket until it takes no more.
+func fillSocket(fd int) error {
+	chunk := make([]byte, 4096)
+	for {
+		_, err := rawWrite(fd, chunk)
+		switch err {
+		case nil:
+		case syscall.EAGAIN:
+			return nil
+		default:
+			return err
+		}
+	}
 }
 
 func (r *sendRing) enter(toSubmit, minComplete uint32) (int, error) {

@@ -73,15 +73,10 @@ func TestSendRingSendsInOneSubmit(t *testing.T) {
 func TestSendRingFullSocketIsRefusedAtOnce(t *testing.T) {
 	r := newTestRing(t, 4)
 	a, _ := socketPair(t)
-	chunk := bytes.Repeat([]byte{'x'}, 64<<10)
-	for {
-		if _, err := syscall.Write(a, chunk); err == syscall.EAGAIN {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
+	if err := fillSocket(a); err != nil {
+		t.Fatal(err)
 	}
-	r.queueSend(a, chunk, 7)
+	r.queueSend(a, []byte("more"), 7)
 	var got []sendResult
 	if err := r.submit(func(tag uint64, res int32) { got = append(got, sendResult{tag, res}) }); err != nil {
 		t.Fatal(err)
