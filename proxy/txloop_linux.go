@@ -179,9 +179,7 @@ func (t *txRelay) giveBack(r *evRelay) {
 // was nobody's: finish sees no lease, and the pool counted it busy for
 // good (every later client waited, and shutdown never ended). It is
 // closed, as a connection whose client left mid-transaction is: such a
-// client is rare, and handing the connection on (giveBack) was once seen
-// to give another client bytes out of step, for a reason not found yet
-// (see the stop-33 note). Loop goroutine only.
+// client is rare, and a reconnect is the safe answer. Loop goroutine only.
 func (t *txRelay) leaseEndedUnpassed(r *evRelay) {
 	if t.l == nil || t.c.lease != nil {
 		return
