@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +48,9 @@ func TestTransactionModeClientsLeavingMidReplyGiveConnectionsBack(t *testing.T) 
 				t.Errorf("a client that stayed: %v", err)
 			}
 			waitBusy(t, env, 0)
+			if logs := env.logs.String(); strings.Contains(logs, "client session failed") {
+				t.Errorf("clients that left are logged as failures:\n%s", tail(logs, 20))
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if _, err := env.connect(t).Exec(ctx, "SELECT 1"); err != nil {

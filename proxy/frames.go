@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 )
 
 // headerLen is the size of a regular protocol message header: a type byte and a
@@ -96,6 +97,9 @@ type frameReader struct {
 	small *[lazyReadSize]byte
 	// shared is set while buf is the event loop's scratch (fillShared).
 	shared bool
+	// client: src is a client's socket, whose reset is the client leaving
+	// (see readErr).
+	client bool
 }
 
 func newFrameReader(src io.Reader, size int) *frameReader {
@@ -104,7 +108,7 @@ func newFrameReader(src io.Reader, size int) *frameReader {
 
 // newClientReader returns a lazy reader of clientBufSize.
 func newClientReader(src io.Reader) *frameReader {
-	return &frameReader{src: src, size: clientBufSize, bufs: clientBufs}
+	return &frameReader{src: src, size: clientBufSize, bufs: clientBufs, client: true}
 }
 
 // newServerReader returns a lazy reader of defaultBufSize. A connection
@@ -157,10 +161,7 @@ func (r *frameReader) fillLazy() error {
 	}
 	n, err := r.src.Read(r.small[:])
 	if n == 0 {
-		if err == nil {
-			err = io.ErrNoProgress
-		}
-		return err
+		return r.readErr(err)
 	}
 	// The bytes stay where they were read: a request that arrived whole is
 	// forwarded from small, and only one that needs more room moves to a
@@ -182,10 +183,7 @@ func (r *frameReader) fillShared(scratch []byte, need int) error {
 	r.release()
 	n, err := r.src.Read(scratch)
 	if n == 0 {
-		if err == nil {
-			err = io.ErrNoProgress
-		}
-		return err
+		return r.readErr(err)
 	}
 	r.buf, r.start, r.end, r.shared = scratch, 0, n, true
 	return nil
@@ -310,8 +308,21 @@ func (r *frameReader) fill(need int) error {
 	if n > 0 {
 		return nil
 	}
-	if err == nil {
-		err = io.ErrNoProgress
+	return r.readErr(err)
+}
+
+// readErr is what a read that brought nothing reports. A client's reset
+// (a worker killed with replies unread, a driver closing with linger 0) is
+// the client leaving, as its FIN is: a disconnect, logged at debug. As a
+// bare error it was a session failure, logged at WARN with XX000, for
+// every such client. Only the client's own socket says so: a reset of a
+// server connection met while the client waits is the server's trouble.
+func (r *frameReader) readErr(err error) error {
+	switch {
+	case err == nil:
+		return io.ErrNoProgress
+	case r.client && errors.Is(err, syscall.ECONNRESET):
+		return &disconnect{err}
 	}
 	return err
 }

@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
 
@@ -100,6 +104,22 @@ func TestPumpRejectsImpossibleLength(t *testing.T) {
 	err := rd.pump(&out, newTypeSet(), &recorder{})
 	if err == nil || out.Len() != 0 {
 		t.Fatalf("pump = %v with %d bytes forwarded; want errFrameLength and nothing forwarded", err, out.Len())
+	}
+}
+
+// A reset is how a client killed with replies unread leaves: on a client's
+// reader it is a disconnect (logged at debug, like a FIN), on a server
+// connection's it stays the failure it is.
+func TestClientResetIsADisconnect(t *testing.T) {
+	reset := iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)})
+	if err := newClientReader(reset).fill(1); !isDisconnect(err) {
+		t.Errorf("client reader: %v; want a disconnect", err)
+	}
+	if err := newServerReader(reset).fill(1); isDisconnect(err) || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("server reader: %v; want the reset as it is", err)
+	}
+	if err := newClientReader(iotest.ErrReader(os.ErrDeadlineExceeded)).fill(1); isDisconnect(err) {
+		t.Errorf("client reader past its deadline: %v; want no disconnect (a kick, an interrupt)", err)
 	}
 }
 
