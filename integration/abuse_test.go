@@ -78,6 +78,16 @@ func abuse(t *testing.T, mode string) {
 	}
 	cancel()
 	wg.Wait()
+	// The flood's failures are logged within bounds: at most 20 lines per
+	// 10 s, then one line saying the rest are counted (the flood lasts one
+	// or two such windows).
+	logs := env.logs.String()
+	if n := strings.Count(logs, `msg="client session failed"`); n > 40 {
+		t.Errorf("%d lines of failed sessions during a 3 s flood; want at most 40", n)
+	}
+	if !strings.Contains(logs, "clients failing to log in fast") {
+		t.Errorf("the log does not say that failed logins are counted, not logged:\n%s", tail(logs, 20))
+	}
 	// auth_timeout (5s in the harness) drops the slow loris connections.
 	for _, c := range slow {
 		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))

@@ -60,6 +60,8 @@ type Server struct {
 	// clients are accepted and log in there too (see loopLogin).
 	loopLogins bool
 
+	loginFails loginFailures // bounds the log lines of failed logins
+
 	loopOnce sync.Once
 	loop     *eventLoop  // nil until a relay needs it, or when unavailable
 	draining atomic.Bool // Shutdown began: clients leave at their next idle moment

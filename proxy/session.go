@@ -156,24 +156,46 @@ func (s *session) end(err error) {
 	for i := len(s.atEnd) - 1; i >= 0; i-- {
 		s.atEnd[i]()
 	}
+	before := sessionState(s.state.Load())
 	s.setState(stateClosing)
 	if err != nil {
-		s.fail(err)
+		s.fail(err, before <= stateAuth)
 	}
 	_ = s.conn.Close()
 	s.srv.sessionEnded(s)
 }
 
-// fail logs err once and tells the client, unless the client is already gone.
-func (s *session) fail(err error) {
+// fail logs err once and tells the client, unless the client is already
+// gone. A client that had not logged in yet (beforeLogin) is logged within
+// the bounds of loginFailures.
+func (s *session) fail(err error, beforeLogin bool) {
 	if isDisconnect(err) {
 		s.log.Debug("client disconnected", "err", err)
 		return
 	}
 	w := toWire(err)
-	s.log.Warn("client session failed", "sqlstate", w.Code, "err", err)
+	s.logFailure(w, err, beforeLogin)
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = s.send(errorResponse(w))
+}
+
+// logFailure logs a failed session at WARN, unless it failed before
+// logging in while such failures come too fast (loginFailures).
+func (s *session) logFailure(w *WireError, err error, beforeLogin bool) {
+	if !beforeLogin {
+		s.log.Warn("client session failed", "sqlstate", w.Code, "err", err)
+		return
+	}
+	ok, skipped, first := s.srv.loginFails.admit(time.Now())
+	switch {
+	case first:
+		s.srv.log.Warn("clients failing to log in fast: further failures are counted, not logged, for the rest of the window",
+			"logged", loginFailBurst, "window", loginFailWindow)
+	case ok && skipped > 0:
+		s.log.Warn("client session failed", "sqlstate", w.Code, "err", err, "failures_not_logged_before", skipped)
+	case ok:
+		s.log.Warn("client session failed", "sqlstate", w.Code, "err", err)
+	}
 }
 
 // send writes messages to the client at once: every message pgrotate
