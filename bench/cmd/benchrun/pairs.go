@@ -24,6 +24,16 @@ func (p runPair) cpuRatio() float64 {
 }
 func (p runPair) tpsRatio() float64 { return p.pgrotate.tps / p.bouncer.tps }
 
+// hasP99: both runs have a latency figure (p99Ratio is 0 otherwise).
+func (p runPair) hasP99() bool { return p.bouncer.p99 > 0 && p.pgrotate.p99 > 0 }
+
+func (p runPair) p99Ratio() float64 {
+	if !p.hasP99() {
+		return 0
+	}
+	return float64(p.pgrotate.p99) / float64(p.bouncer.p99)
+}
+
 // pairTable shows the R/B ratio of every pair of runs, with the CPU figures
 // behind it (a high ratio can be a dear pgrotate run or a cheap PgBouncer
 // one), and, per workload and over the whole run, how many pairs favour
@@ -35,8 +45,8 @@ func (p runPair) tpsRatio() float64 { return p.pgrotate.tps / p.bouncer.tps }
 func pairTable(rows []row) string {
 	var b strings.Builder
 	b.WriteString("\n## Paired runs\n\n")
-	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients", "CPU R/B of each pair", "CPU µs/tx R / B of each pair", "tps R/B of each pair"}))
-	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---", "---", "---"}))
+	b.WriteString(markdownLine([]string{"workload", "-M", "pool mode", "clients", "CPU R/B of each pair", "CPU µs/tx R / B of each pair", "tps R/B of each pair", "p99 R/B of each pair"}))
+	b.WriteString(markdownLine([]string{"---", "---", "---", "---:", "---", "---", "---", "---"}))
 	byWorkload := map[string]*pairCount{}
 	var order []string
 	var all pairCount
@@ -50,15 +60,16 @@ func pairTable(rows []row) string {
 			byWorkload[r.workload] = c
 			order = append(order, r.workload)
 		}
-		var cpu, micros, tps []string
+		var cpu, micros, tps, p99 []string
 		for _, p := range r.pairs {
 			cpu, tps = append(cpu, fmt.Sprintf("%.2f", p.cpuRatio())), append(tps, fmt.Sprintf("%.2f", p.tpsRatio()))
+			p99 = append(p99, ratioCell(p.hasP99(), float64(p.pgrotate.p99), float64(p.bouncer.p99)))
 			micros = append(micros, fmt.Sprintf("%.1f / %.1f", microseconds(p.pgrotate.cpuPerTx), microseconds(p.bouncer.cpuPerTx)))
 			c.add(p)
 			all.add(p)
 		}
 		b.WriteString(markdownLine([]string{r.workload, r.protocol, r.mode, fmt.Sprint(r.clients),
-			strings.Join(cpu, " · "), strings.Join(micros, " · "), strings.Join(tps, " · ")}))
+			strings.Join(cpu, " · "), strings.Join(micros, " · "), strings.Join(tps, " · "), strings.Join(p99, " · ")}))
 	}
 	if all.n() == 0 {
 		return ""
@@ -76,9 +87,10 @@ func pairTable(rows []row) string {
 
 // pairCount tallies pairs: their ratios, and how many favour pgrotate.
 type pairCount struct {
-	cpu, tps             []float64
+	cpu, tps, p99        []float64
 	lessCPU, moreCPU     int // pgrotate's CPU per transaction below / above PgBouncer's
 	fasterTps, slowerTps int
+	lessP99, moreP99     int // pgrotate's p99 latency below / above PgBouncer's
 }
 
 func (c *pairCount) add(p runPair) {
@@ -96,6 +108,17 @@ func (c *pairCount) add(p runPair) {
 	case tr < 1:
 		c.slowerTps++
 	}
+	if !p.hasP99() {
+		return
+	}
+	pr := p.p99Ratio()
+	c.p99 = append(c.p99, pr)
+	switch {
+	case pr < 1:
+		c.lessP99++
+	case pr > 1:
+		c.moreP99++
+	}
 }
 
 func (c *pairCount) n() int { return len(c.cpu) }
@@ -103,10 +126,15 @@ func (c *pairCount) n() int { return len(c.cpu) }
 // summary is one line for the pairs of a workload (or "all").
 func (c *pairCount) summary(what string) string {
 	cpu, tps := append([]float64(nil), c.cpu...), append([]float64(nil), c.tps...)
-	return fmt.Sprintf("- %s, %d pairs: CPU R/B median %.3f, pgrotate lower in %d and higher in %d (p = %.2g); "+
-		"tps R/B median %.3f, pgrotate faster in %d and slower in %d (p = %.2g).\n",
+	s := fmt.Sprintf("- %s, %d pairs: CPU R/B median %.3f, pgrotate lower in %d and higher in %d (p = %.2g); "+
+		"tps R/B median %.3f, pgrotate faster in %d and slower in %d (p = %.2g)",
 		what, c.n(), medianOf(cpu), c.lessCPU, c.moreCPU, signTest(c.lessCPU, c.moreCPU),
 		medianOf(tps), c.fasterTps, c.slowerTps, signTest(c.fasterTps, c.slowerTps))
+	if len(c.p99) > 0 {
+		s += fmt.Sprintf("; p99 R/B median %.3f, pgrotate lower in %d and higher in %d (p = %.2g)",
+			medianOf(append([]float64(nil), c.p99...)), c.lessP99, c.moreP99, signTest(c.lessP99, c.moreP99))
+	}
+	return s + ".\n"
 }
 
 // signTest is the two-sided p-value of a sign test: the chance, with each
