@@ -112,8 +112,12 @@ func TestPumpRejectsImpossibleLength(t *testing.T) {
 // connection's it stays the failure it is.
 func TestClientResetIsADisconnect(t *testing.T) {
 	reset := iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)})
-	if err := newClientReader(reset).fill(1); !isDisconnect(err) {
+	err := newClientReader(reset).fill(1)
+	if !isDisconnect(err) {
 		t.Errorf("client reader: %v; want a disconnect", err)
+	}
+	if msg := asDisconnect(err).Error(); strings.Count(msg, "client connection") != 1 {
+		t.Errorf("marked as a disconnect again: %q; want it said once", msg)
 	}
 	if err := newServerReader(reset).fill(1); isDisconnect(err) || !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("server reader: %v; want the reset as it is", err)

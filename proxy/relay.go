@@ -237,7 +237,7 @@ func classifyRound(cerr, serr error, kicked bool) (roundEnd, error) {
 	case errors.Is(cerr, errFrameLength):
 		return endClientGone, withCause(fatal(codeProtocolViolation, "invalid frontend message length"), cerr)
 	case !isDeadline(cerr):
-		return endClientGone, &disconnect{cerr}
+		return endClientGone, asDisconnect(cerr)
 	case isWriteErr(serr):
 		return endClientGone, &disconnect{serr}
 	case kicked:

@@ -398,6 +398,16 @@ type disconnect struct{ err error }
 func (d *disconnect) Error() string { return "client connection: " + d.err.Error() }
 func (d *disconnect) Unwrap() error { return d.err }
 
+// asDisconnect marks err as the client leaving, unless it says so already
+// (a client reader's reset, see frameReader.readErr).
+func asDisconnect(err error) error {
+	var d *disconnect
+	if errors.As(err, &d) {
+		return err
+	}
+	return &disconnect{err}
+}
+
 func isDisconnect(err error) bool {
 	var d *disconnect
 	return errors.As(err, &d) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)

@@ -701,10 +701,9 @@ func (c *txClient) clientErr(cerr error) error {
 		return withCause(fatal(codeConnectionFailure, "lost the server connection"), cerr)
 	default:
 		var we *WireError
-		var d *disconnect
-		if errors.As(cerr, &we) || errors.As(cerr, &d) || !isDisconnect(cerr) && !isDeadline(cerr) {
-			return cerr // a disconnect already says so
+		if errors.As(cerr, &we) || !isDisconnect(cerr) && !isDeadline(cerr) {
+			return cerr
 		}
-		return &disconnect{cerr}
+		return asDisconnect(cerr)
 	}
 }
