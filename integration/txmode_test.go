@@ -106,7 +106,8 @@ func TestTransactionModeKeepsEachClientsSettings(t *testing.T) {
 // PostgreSQL reports only some parameters on the wire. A SET of one it
 // does not report (statement_timeout) must not stay on the server
 // connection for the next client, whose own startup options or the
-// server's default apply instead.
+// server's default apply instead. A comment in front (a query tag) hides
+// nothing.
 func TestTransactionModeUnreportedSettingDoesNotLeak(t *testing.T) {
 	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
 	ctx := ctxT(t)
@@ -117,7 +118,8 @@ func TestTransactionModeUnreportedSettingDoesNotLeak(t *testing.T) {
 		return c
 	}
 	a, b, plain := withOptions(), withOptions(), env.connect(t)
-	for _, setting := range []string{"SET statement_timeout = 0", "SELECT set_config('statement_timeout', '0', false)", "RESET statement_timeout"} {
+	for _, setting := range []string{"SET statement_timeout = 0", "SELECT set_config('statement_timeout', '0', false)", "RESET statement_timeout",
+		"/* app:billing */ SET statement_timeout = 0", "-- tagged\nRESET statement_timeout"} {
 		_, err := a.Exec(ctx, setting)
 		must(t, err)
 		if got := queryStrings(t, b, "SHOW statement_timeout")[0]; got != "5s" {

@@ -274,10 +274,51 @@ func nextWord(s []byte) (w, rest []byte) {
 	return s[:n], s[n:]
 }
 
-// skipSpace drops the white space at the start of s.
+// skipSpace drops the white space and comments at the start of s, as
+// PostgreSQL's lexer does: -- to the end of the line, and /* */, which
+// nests. A comment in front of a statement is common (sqlcommenter,
+// marginalia, query tags of tracing libraries); read as the statement's
+// first word, it hid a SET or RESET, and the setting outlived the
+// client's transaction on a connection the next client got.
 func skipSpace(s []byte) []byte {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '\f' || s[0] == '\v') {
-		s = s[1:]
+	for len(s) > 0 {
+		switch {
+		case s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '\f' || s[0] == '\v':
+			s = s[1:]
+		case len(s) > 1 && s[0] == '-' && s[1] == '-':
+			i := bytes.IndexAny(s, "\n\r")
+			if i < 0 {
+				return nil
+			}
+			s = s[i:]
+		case len(s) > 1 && s[0] == '/' && s[1] == '*':
+			s = skipBlockComment(s[2:])
+		default:
+			return s
+		}
+	}
+	return s
+}
+
+// skipBlockComment returns what follows the block comment whose opening
+// /* was just before s: comments nest, /* a /* b */ c */ is one. An
+// unterminated comment runs to the end of the text.
+func skipBlockComment(s []byte) []byte {
+	for depth := 1; depth > 0; {
+		i := bytes.IndexByte(s, '*')
+		j := bytes.Index(s, []byte("/*"))
+		switch {
+		case j >= 0 && (i < 0 || j < i):
+			depth++
+			s = s[j+2:]
+		case i < 0:
+			return nil
+		case i+1 < len(s) && s[i+1] == '/':
+			depth--
+			s = s[i+2:]
+		default:
+			s = s[i+1:]
+		}
 	}
 	return s
 }

@@ -243,6 +243,16 @@ func TestScanText(t *testing.T) {
 		{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", mentions{}},
 		{"UPDATE accounts SET balance = 0; SELECT setting, reset_val FROM pg_settings", mentions{}},
 		{"SELECT * FROM sets WHERE preset = 1", mentions{}},
+		// Comments in front of a statement (query tags) hide nothing.
+		{"/* tenant:a */ SET search_path = ta", mentions{settings: true}},
+		{"-- x\nSET work_mem = '78MB'", mentions{settings: true}},
+		{"/* a /* nested */ b */ reset all", mentions{settings: true}},
+		{"/**/DO $$begin execute 'set work_mem=''81MB'''; end$$", mentions{settings: true}},
+		{"select 1; /*x*/ set work_mem = '82MB'", mentions{settings: true}},
+		{"SET /* why */ LOCAL statement_timeout = 0", mentions{}},
+		{"/* SET x = 1 */ SELECT 1", mentions{}},
+		{"-- SET x = 1", mentions{}},
+		{"/* unterminated SET x = 1", mentions{}},
 		{"", mentions{}},
 	} {
 		if got := scanText([]byte(c.sql)); got != c.want {
