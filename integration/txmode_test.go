@@ -412,6 +412,23 @@ func testSessionStateDoesNotLeak(t *testing.T, s setup) {
 	}
 }
 
+// A client whose startup options put pg_temp first in search_path creates
+// temporary tables with no word saying so; they are dropped before the
+// next client gets the connection all the same.
+func TestTransactionModeTempSearchPathDoesNotLeak(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	ctx := ctxT(t)
+	a, err := pgx.Connect(ctx, env.appURL()+"&options=-c%20search_path%3Dpg_temp%2Cpublic")
+	must(t, err)
+	defer a.Close(context.Background())
+	_, err = a.Exec(ctx, "CREATE TABLE private_rows (v text)", pgx.QueryExecModeSimpleProtocol)
+	must(t, err)
+	b := env.connect(t)
+	if got := queryStrings(t, b, "SELECT count(*) FROM pg_class WHERE relname = 'private_rows' AND relpersistence = 't'")[0]; got != "0" {
+		t.Fatalf("the next client of the connection finds %s temporary table of the last one", got)
+	}
+}
+
 // A simple query whose text only looks like DEALLOCATE or DISCARD (a
 // column named discarded, a string) leaves the client's cached statements
 // working, and after a real DEALLOCATE ALL the client prepares its

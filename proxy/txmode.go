@@ -58,6 +58,11 @@ type txClient struct {
 	settings    map[string]string
 	settingsKey string
 
+	// tempPath: the settings' search_path names pg_temp, so every lease
+	// may leave temporary tables (see tempInPath), and each gets the
+	// session cleanup.
+	tempPath bool
+
 	scratch []byte // the rewritten message, owned by the client goroutine
 	prefix  []byte // messages sent ahead of it
 	// batch holds the named Parses of the current batch that were answered
@@ -152,7 +157,17 @@ func newTxClient(ctx context.Context, s *session, p *pool, settings map[string]s
 		c.guard = p.guard
 	}
 	c.settingsKey = settingsKey(settings)
+	c.tempPath = tempInPath(settings)
 	return c
+}
+
+// tempInPath reports whether the settings' search_path names pg_temp
+// (-c search_path=pg_temp,public in the startup options): every table
+// such a client creates without a schema is temporary, though no
+// statement of it says so, and outlives the transaction in the server
+// session the next client gets.
+func tempInPath(settings map[string]string) bool {
+	return strings.Contains(strings.ToLower(settings["search_path"]), "pg_temp")
 }
 
 // settingsKey renders settings in a stable order.
@@ -656,6 +671,7 @@ func (c *txClient) noteParameter(body []byte) {
 	c.settings = maps.Clone(c.settings)
 	c.settings[string(name)] = string(value)
 	c.settingsKey = settingsKey(c.settings)
+	c.tempPath = tempInPath(c.settings)
 }
 
 // finish ends the session: the client left or a side failed. A lease still

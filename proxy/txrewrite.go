@@ -497,7 +497,7 @@ func (k txCleanup) kinds() []string {
 // cleanup is what the lease's statements call for. Called with mu held.
 func (c *txClient) cleanup() txCleanup {
 	k := cleanNone
-	if c.seen.session {
+	if c.seen.session || c.tempPath {
 		k |= cleanSession
 	}
 	if c.seen.role {
