@@ -312,19 +312,31 @@ func (r *frameReader) fill(need int) error {
 }
 
 // readErr is what a read that brought nothing reports. A client's reset
-// (a worker killed with replies unread, a driver closing with linger 0) is
-// the client leaving, as its FIN is: a disconnect, logged at debug. As a
-// bare error it was a session failure, logged at WARN with XX000, for
-// every such client. Only the client's own socket says so: a reset of a
-// server connection met while the client waits is the server's trouble.
+// (a worker killed with replies unread, a driver closing with linger 0),
+// or a client whose host vanished (TCP keepalive gave up, or the network
+// said it is unreachable), is the client leaving, as its FIN is: a
+// disconnect, logged at debug. As a bare error it was a session failure,
+// logged at WARN with XX000, for every such client. Only the client's own
+// socket says so: a reset of a server connection met while the client
+// waits is the server's trouble.
 func (r *frameReader) readErr(err error) error {
 	switch {
 	case err == nil:
 		return io.ErrNoProgress
-	case r.client && errors.Is(err, syscall.ECONNRESET):
+	case r.client && clientGone(err):
 		return &disconnect{err}
 	}
 	return err
+}
+
+// clientGone reports whether a read error says the peer is gone.
+func clientGone(err error) bool {
+	for _, e := range []syscall.Errno{syscall.ECONNRESET, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // next returns the next whole message. body is only valid until the next call.

@@ -122,6 +122,10 @@ func TestClientResetIsADisconnect(t *testing.T) {
 	if err := newServerReader(reset).fill(1); isDisconnect(err) || !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("server reader: %v; want the reset as it is", err)
 	}
+	timedOut := iotest.ErrReader(&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)})
+	if err := newClientReader(timedOut).fill(1); !isDisconnect(err) {
+		t.Errorf("client reader after keepalive gave up: %v; want a disconnect", err)
+	}
 	if err := newClientReader(iotest.ErrReader(os.ErrDeadlineExceeded)).fill(1); isDisconnect(err) {
 		t.Errorf("client reader past its deadline: %v; want no disconnect (a kick, an interrupt)", err)
 	}

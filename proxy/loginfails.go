@@ -8,17 +8,34 @@ import (
 // loginFailures bounds the log lines of clients that fail before they have
 // logged in: garbage where a startup packet belongs (a port scanner, an
 // HTTP check aimed at the wrong port), a wrong password, an unknown
-// database. Each is worth a line to the operator, but a flood of them
-// (thousands a second from one scanner) buried everything else in the log
-// and cost more CPU in log writes than in refusing the clients. Past
-// loginFailBurst lines in a loginFailWindow, failures are counted instead,
-// and the next line logged says how many were left out. Every client is
-// still told why it was refused.
+// database, max_client_conn reached. Each is worth a line to the operator,
+// but a flood of them (thousands a second from one scanner) buried
+// everything else in the log and cost more CPU in log writes than in
+// refusing the clients.
+//
+// Each kind of failure (its SQLSTATE) has a budget of its own, so a flood
+// of one kind hides none of another: a scanner's garbage does not silence
+// wrong passwords. Past loginFailBurst lines of a kind in a
+// loginFailWindow, that kind is counted instead; one line says so as it
+// begins, and one at the window's end says how many were left out. Every
+// client is still told why it was refused.
 type loginFailures struct {
-	mu      sync.Mutex
-	since   time.Time // start of the current window
-	logged  int       // lines logged in the current window
-	skipped int       // failures not logged since the last line
+	mu     sync.Mutex
+	kinds  map[string]*failWindow // by SQLSTATE
+	closed bool
+	// windowEnd reports a kind's failures not logged in the window that
+	// ended; after runs it when a window ends (time.AfterFunc; tests
+	// replace both).
+	windowEnd func(code string, skipped int)
+	after     func(d time.Duration, f func()) *time.Timer
+}
+
+// failWindow is one kind's current window.
+type failWindow struct {
+	since   time.Time
+	logged  int
+	skipped int         // failures not logged since the last report
+	timer   *time.Timer // reports skipped at the window's end; nil if none is due
 }
 
 const (
@@ -26,20 +43,61 @@ const (
 	loginFailWindow = 10 * time.Second
 )
 
-// admit reports whether a failure at now gets its line; if so, skipped is
-// how many were left out before it. first: this failure is the first left
-// out in its window, which is worth a line of its own.
-func (f *loginFailures) admit(now time.Time) (ok bool, skipped int, first bool) {
+// admit reports whether a failure of kind code at now gets its line; if
+// so, skipped is how many of its kind were left out before it and not
+// reported yet. first: this failure is the first left out in its window,
+// which is worth a line of its own.
+func (f *loginFailures) admit(code string, now time.Time) (ok bool, skipped int, first bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if now.Sub(f.since) >= loginFailWindow {
-		f.since, f.logged = now, 0
+	if f.kinds == nil {
+		f.kinds = make(map[string]*failWindow)
 	}
-	if f.logged >= loginFailBurst {
-		f.skipped++
-		return false, 0, f.skipped == 1
+	w := f.kinds[code]
+	if w == nil {
+		w = &failWindow{}
+		f.kinds[code] = w
 	}
-	f.logged++
-	skipped, f.skipped = f.skipped, 0
-	return true, skipped, false
+	if now.Sub(w.since) >= loginFailWindow {
+		w.since, w.logged = now, 0
+	}
+	if w.logged < loginFailBurst {
+		w.logged++
+		skipped, w.skipped = w.skipped, 0
+		return true, skipped, false
+	}
+	w.skipped++
+	if w.timer == nil && !f.closed {
+		w.timer = f.after(w.since.Add(loginFailWindow).Sub(now), func() { f.report(code) })
+		return false, 0, true
+	}
+	return false, 0, false
+}
+
+// report says, at the end of code's window, how many failures of it were
+// not logged.
+func (f *loginFailures) report(code string) {
+	f.mu.Lock()
+	w := f.kinds[code]
+	w.timer = nil
+	skipped := w.skipped
+	w.skipped = 0
+	closed := f.closed
+	f.mu.Unlock()
+	if skipped > 0 && !closed {
+		f.windowEnd(code, skipped)
+	}
+}
+
+// close stops the reports still due: the server is closing.
+func (f *loginFailures) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for _, w := range f.kinds {
+		if w.timer != nil {
+			w.timer.Stop()
+			w.timer = nil
+		}
+	}
 }

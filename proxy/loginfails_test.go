@@ -5,27 +5,53 @@ import (
 	"time"
 )
 
-// Failed logins get a line each up to the burst; the rest of the window is
-// counted, announced once, and the next line logged says how many were
-// left out.
+// Failed logins get a line each up to the burst, per kind (SQLSTATE): past
+// it, that kind is counted, announced once, and reported at the window's
+// end, while other kinds keep their lines. A closing server schedules no
+// more reports.
 func TestLoginFailuresAreLoggedWithinBounds(t *testing.T) {
-	var f loginFailures
+	var due []func()
+	var reported []string
+	f := loginFailures{
+		after: func(d time.Duration, fn func()) *time.Timer {
+			if d != loginFailWindow-time.Second {
+				t.Errorf("the report is due in %v; want at the window's end, %v on", d, loginFailWindow-time.Second)
+			}
+			due = append(due, fn)
+			return time.NewTimer(time.Hour)
+		},
+		windowEnd: func(code string, skipped int) { reported = append(reported, code, string(rune('0'+skipped))) },
+	}
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	for i := range loginFailBurst {
-		if ok, skipped, first := f.admit(t0.Add(time.Duration(i) * time.Millisecond)); !ok || skipped != 0 || first {
+		if ok, skipped, first := f.admit("08P01", t0.Add(time.Duration(i)*time.Millisecond)); !ok || skipped != 0 || first {
 			t.Fatalf("failure %d: admit = %v, %d, %v; want a line of its own", i, ok, skipped, first)
 		}
 	}
 	for i := range 5 {
-		ok, _, first := f.admit(t0.Add(time.Second))
+		ok, _, first := f.admit("08P01", t0.Add(time.Second))
 		if ok || first != (i == 0) {
 			t.Fatalf("failure %d past the burst: admit = %v, first %v; want counted, announced once", i, ok, first)
 		}
 	}
-	if ok, skipped, _ := f.admit(t0.Add(loginFailWindow)); !ok || skipped != 5 {
-		t.Fatalf("first failure of the next window: admit = %v, %d; want a line saying 5 were left out", ok, skipped)
+	if ok, _, _ := f.admit("28P01", t0.Add(time.Second)); !ok {
+		t.Fatal("a wrong password during a flood of garbage: not logged; want its own budget")
 	}
-	if ok, skipped, _ := f.admit(t0.Add(loginFailWindow + time.Millisecond)); !ok || skipped != 0 {
-		t.Fatalf("second failure of the next window: admit = %v, %d; want a line, nothing left out", ok, skipped)
+	if len(due) != 1 {
+		t.Fatalf("%d reports due; want one, for the flooded kind", len(due))
+	}
+	due[0]() // the window ends
+	if len(reported) != 2 || reported[0] != "08P01" || reported[1] != "5" {
+		t.Fatalf("reported %q at the window's end; want 5 failures of 08P01", reported)
+	}
+	if ok, skipped, _ := f.admit("08P01", t0.Add(loginFailWindow)); !ok || skipped != 0 {
+		t.Fatalf("first failure of the next window: admit = %v, %d; want a line, nothing left to report", ok, skipped)
+	}
+	f.close()
+	for range loginFailBurst {
+		f.admit("08P01", t0.Add(loginFailWindow+time.Second))
+	}
+	if ok, _, _ := f.admit("08P01", t0.Add(loginFailWindow+time.Second)); ok || len(due) != 1 {
+		t.Fatalf("after close: admit = %v, %d reports due; want counted, and no report scheduled", ok, len(due))
 	}
 }

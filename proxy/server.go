@@ -82,6 +82,10 @@ func New(opts Options) (*Server, error) {
 		tls:     opts.TLS,
 		conns:   make(map[*session]struct{}),
 	}
+	s.loginFails.after = time.AfterFunc
+	s.loginFails.windowEnd = func(code string, skipped int) {
+		s.log.Warn("client logins failed and were not logged", "sqlstate", code, "failures", skipped, "window", loginFailWindow)
+	}
 	if err := s.SetClients(opts.Config.Clients, opts.ClientSecretsFromFiles); err != nil {
 		return nil, err
 	}
@@ -225,6 +229,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.replacers.close()
+	s.loginFails.close()
 	s.closeClients()
 	s.wg.Wait()
 	for _, p := range s.pools {
