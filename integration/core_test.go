@@ -271,7 +271,8 @@ func TestUpstreamDown(t *testing.T) {
 }
 
 // Killing the server backend under a client ends that client's session with
-// an error; the next client gets a fresh, working connection.
+// an error, and the operator reads why in the log; the next client gets a
+// fresh, working connection.
 func TestKilledBackend(t *testing.T) {
 	for _, a := range sessionArrivals {
 		t.Run(a.name, func(t *testing.T) { killedBackend(t, a.connect) })
@@ -288,11 +289,41 @@ func killedBackend(t *testing.T, connect func(*testing.T, *proxyEnv) *pgx.Conn) 
 	if _, err := c.Exec(ctxT(t), "SELECT 1"); err == nil {
 		t.Fatal("query on a killed backend succeeded")
 	}
+	wantServerEnded(t, env, pid)
 	c2 := env.connect(t)
 	got := queryStrings(t, c2, "SELECT pg_backend_pid(), current_user")
 	if got[0] == pid || got[1] != ownerRole {
 		t.Fatalf("next client got pid %s (killed %s), current_user %s", got[0], pid, got[1])
 	}
+}
+
+// In transaction mode too, a backend killed under a client's transaction
+// is logged with the server's reason.
+func TestKilledBackendInTransactionMode(t *testing.T) {
+	env := startProxy(t, setup{poolMode: "transaction", poolSize: 1})
+	c := env.connect(t)
+	tx, err := c.Begin(ctxT(t))
+	must(t, err)
+	var pid string
+	must(t, tx.QueryRow(ctxT(t), "SELECT pg_backend_pid()::text").Scan(&pid))
+	must(t, cluster.Exec(ctxT(t), "postgres", "SELECT pg_terminate_backend($1::int)", pid))
+	if _, err := tx.Exec(ctxT(t), "SELECT 1"); err == nil {
+		t.Fatal("query on a killed backend succeeded")
+	}
+	wantServerEnded(t, env, pid)
+}
+
+// wantServerEnded checks that pgrotate logged the end of backend pid by the
+// server, with PostgreSQL's SQLSTATE for pg_terminate_backend (57P01).
+func wantServerEnded(t *testing.T, env *proxyEnv, pid string) {
+	t.Helper()
+	for _, line := range strings.Split(env.logs.String(), "\n") {
+		if strings.Contains(line, `msg="the database server ended a session"`) &&
+			strings.Contains(line, "sqlstate=57P01") && strings.Contains(line, "pid="+pid) {
+			return
+		}
+	}
+	t.Errorf("no log line says the server ended backend %s:\n%s", pid, tail(env.logs.String(), 10))
 }
 
 // Beyond max_client_conn clients are refused as PostgreSQL refuses them.

@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Interest sets of the relay: the only message types it decodes.
@@ -19,9 +21,11 @@ var (
 	// fromClientGuarded: the same, with Query text and small FunctionCalls
 	// read whole too, for the role guard.
 	fromClientGuarded = newTypeSet('X', 'S', 'Q', 'P', 'C').withHeaders('B', 'D', 'E', 'H').with('F', smallWhole)
-	// fromServer: ReadyForQuery (transaction status) and ParameterStatus (kept
-	// current so the next client is greeted with true values).
-	fromServer = newTypeSet('Z', 'S')
+	// fromServer: ReadyForQuery (transaction status), ParameterStatus (kept
+	// current so the next client is greeted with true values) and
+	// ErrorResponse (one that ends the session is logged, see
+	// logServerFatal; a large one is passed by its header).
+	fromServer = newTypeSet('Z', 'S').with('E', smallWhole)
 )
 
 // relayState is what both directions of one relay know about the server.
@@ -142,9 +146,10 @@ func (c *clientInspector) onParse(body []byte) verdict {
 
 // serverInspector watches server messages in the relay.
 type serverInspector struct {
-	st *relayState
-	sc *serverConn
-	m  *dbMetrics
+	st  *relayState
+	sc  *serverConn
+	m   *dbMetrics
+	log interface{ Warn(string, ...any) }
 }
 
 func (s serverInspector) inspect(typ byte, body []byte) (verdict, error) {
@@ -159,8 +164,28 @@ func (s serverInspector) inspect(typ byte, body []byte) (verdict, error) {
 		}
 	case 'S':
 		s.sc.noteParameter(body)
+	case 'E':
+		var e pgproto3.ErrorResponse
+		if e.Decode(body) == nil {
+			logServerFatal(s.log, s.sc, &e)
+		}
 	}
 	return forward, nil
+}
+
+// logServerFatal logs an error that ends the server session
+// (pg_terminate_backend, a server shutting down, idle_session_timeout): the
+// client is told, as the error is passed on, and usually leaves at once,
+// so the round ended with the client's EOF, logged at debug, and the
+// operator never learned that the server had ended the session.
+func logServerFatal(log interface{ Warn(string, ...any) }, sc *serverConn, e *pgproto3.ErrorResponse) {
+	sev := e.SeverityUnlocalized
+	if sev == "" {
+		sev = e.Severity
+	}
+	if sev == "FATAL" || sev == "PANIC" {
+		log.Warn("the database server ended a session", "sqlstate", e.Code, "message", e.Message, "pid", sc.pid)
+	}
 }
 
 // roundEnd says why a relay round ended.
@@ -202,7 +227,7 @@ func (s *session) relayRound(sc *serverConn, st *relayState, ci *clientInspector
 	}
 	fromSrv := make(chan error, 1)
 	go func() {
-		err := sc.rd.pump(s.conn, fromServer, serverInspector{st: st, sc: sc, m: m})
+		err := sc.rd.pump(s.conn, fromServer, serverInspector{st: st, sc: sc, m: m, log: s.log})
 		if err == nil { // stopped at an idle point on request
 			s.kicked.Store(true)
 		}

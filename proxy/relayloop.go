@@ -88,7 +88,7 @@ func (s *session) loopDirs(sc *serverConn, st *relayState, ci *clientInspector, 
 	}
 	return [2]evDir{
 		{rd: s.clientRd, interest: interest, in: ci},
-		{rd: sc.rd, interest: fromServer, in: serverInspector{st: st, sc: sc, m: m}},
+		{rd: sc.rd, interest: fromServer, in: serverInspector{st: st, sc: sc, m: m, log: s.log}},
 	}
 }
 

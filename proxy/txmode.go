@@ -548,7 +548,7 @@ func (i txServerInspector) inspectHeld(typ byte, body []byte) (verdict, error) {
 	case '3':
 		c.closed()
 	case 'E':
-		c.noteError(body)
+		c.noteError(i.sc, body)
 	case 'Z':
 		c.status = readyStatus(body)
 		c.pending--

@@ -375,11 +375,12 @@ func (c *txClient) injectParse(dst []byte, cs *clientStmt) ([]byte, string) {
 // fail on the owner's tables, and the first such failure has the
 // connection's role reset before anyone else's transaction. (The guard's
 // own refusals are 42501 too: they cost that reset, once.)
-func (c *txClient) noteError(body []byte) {
+func (c *txClient) noteError(sc *serverConn, body []byte) {
 	var e pgproto3.ErrorResponse
 	if e.Decode(body) != nil {
 		return
 	}
+	logServerFatal(c.s.log, sc, &e)
 	switch {
 	case e.Code == codeFeatureNotSupported && e.Routine == "RevalidateCachedQuery":
 		c.stalePlans = true
