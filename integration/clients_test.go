@@ -135,6 +135,35 @@ func TestCancelHitsTheRightQuery(t *testing.T) {
 	}
 }
 
+// A client that leaves while its statement runs (a web worker killed
+// mid-request) has the statement cancelled: closing the server connection
+// alone would leave the backend running it to its end, beside the
+// replacement the pool opens.
+func TestClientLeavingMidStatementCancelsIt(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			env := startProxy(t, setup{poolMode: mode, poolSize: 2})
+			c := env.connect(t)
+			conn := c.PgConn().Conn()
+			const text = "SELECT pg_sleep(60) /* left behind */"
+			go func() { _, _ = c.Exec(context.Background(), text) }()
+			waitForQuery(t, text)
+			_ = conn.(*net.TCPConn).SetLinger(0)
+			_ = conn.Close()
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				rows, err := cluster.QueryStrings(ctxT(t), "postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE query = $1 AND state = 'active'", text)
+				must(t, err)
+				if rows[0][0] == "0" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the statement of the client that left still runs after 5 s")
+				}
+			}
+		})
+	}
+}
+
 // waitForQuery waits until PostgreSQL runs a query with that text.
 func waitForQuery(t *testing.T, text string) {
 	t.Helper()

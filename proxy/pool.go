@@ -396,6 +396,23 @@ func (p *pool) usable(l *lease) bool {
 	return !p.closedWhileIdle(l)
 }
 
+// cancelAbandoned cancels the statement a client that left was running on
+// sc, whose connection is about to be closed. Closing it does not stop the
+// backend, which notices its client gone only when it next writes (after
+// a long report, perhaps an hour later): meanwhile the pool opens a
+// replacement, so PostgreSQL runs more backends than pool_size, and the
+// statement keeps its locks. The cancel is asynchronous, on a connection
+// of its own; the backend then fails to send the error and exits.
+func (p *pool) cancelAbandoned(sc *serverConn) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+		defer cancel()
+		if err := sc.cancel(ctx); err != nil {
+			p.log.Warn("cancelling the statement of a client that left failed", "pid", sc.pid, "err", err)
+		}
+	}()
+}
+
 // resetFailed logs a session reset that failed, before the connection is
 // closed.
 func (p *pool) resetFailed(sc *serverConn, err error) {

@@ -44,7 +44,10 @@ type held struct {
 	// reusable: the connection is idle at a message boundary, fit for the
 	// next client once reset.
 	reusable bool
-	applied  *startupSettings // the settings release applies again
+	// running: the client left while the server ran a statement of its
+	// (cancelled as the connection is closed, see cancelAbandoned).
+	running bool
+	applied *startupSettings // the settings release applies again
 }
 
 // joinSessionPool makes the authenticated client one of p's clients; the
@@ -60,6 +63,9 @@ func (s *session) joinSessionPool(p *pool) *held {
 // giveBack returns the held connection to the pool (see pool.release).
 func (h *held) giveBack() {
 	if h.l != nil {
+		if !h.reusable && h.running {
+			h.p.cancelAbandoned(h.l.Value())
+		}
 		h.p.release(h.l, h.reusable, h.applied)
 		h.l = nil
 	}
@@ -242,6 +248,7 @@ func (s *session) roundEnded(ctx context.Context, h *held, st *relayState, end r
 		// COPY, which PostgreSQL ignores) leaves the rest owed on the
 		// connection: the reset would be read as its rest.
 		h.reusable = st.idle() && sc.rd.atBoundary() && !s.clientRd.midMessage()
+		h.running = st.pending.Load() > 0
 		return true, err
 	}
 }

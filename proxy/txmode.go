@@ -693,15 +693,20 @@ func (c *txClient) finish(cerr error) error {
 	}
 	c.mu.Lock()
 	idle := c.idle() && !c.s.clientRd.midMessage()
+	running := c.pending > 0
 	c.endLease(sc) // what the connection holds, as if the transaction had ended first
 	c.mu.Unlock()
 	if serr != nil && !isDeadline(serr) && !isWriteErr(serr) {
 		l.Destroy()
 		return c.s.serverLost(sc, serr)
 	}
-	if idle && sc.rd.atBoundary() {
+	switch {
+	case idle && sc.rd.atBoundary():
 		c.p.releaseTx(l, sc.cleanup)
-	} else {
+	case running:
+		c.p.cancelAbandoned(sc)
+		l.Destroy()
+	default:
 		l.Destroy()
 	}
 	return c.clientErr(cerr)
