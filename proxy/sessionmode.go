@@ -44,7 +44,7 @@ type held struct {
 	// reusable: the connection is idle at a message boundary, fit for the
 	// next client once reset.
 	reusable bool
-	// running: the client left while the server ran a statement of its
+	// running: the client left while the server ran one of its statements
 	// (cancelled as the connection is closed, see cancelAbandoned).
 	running bool
 	applied *startupSettings // the settings release applies again
