@@ -34,7 +34,7 @@ type loginFailures struct {
 type failWindow struct {
 	since   time.Time
 	logged  int
-	skipped int         // failures not logged since the last report
+	skipped int         // failures not logged, not reported yet
 	timer   *time.Timer // reports skipped at the window's end; nil if none is due
 }
 
@@ -43,11 +43,11 @@ const (
 	loginFailWindow = 10 * time.Second
 )
 
-// admit reports whether a failure of kind code at now gets its line; if
-// so, skipped is how many of its kind were left out before it and not
-// reported yet. first: this failure is the first left out in its window,
-// which is worth a line of its own.
-func (f *loginFailures) admit(code string, now time.Time) (ok bool, skipped int, first bool) {
+// admit reports whether a failure of kind code at now gets its line.
+// first: this failure is the first left out in its window, which is worth
+// a line of its own; the timer it starts reports, at the window's end, how
+// many were left out (also those of a window that began before it fired).
+func (f *loginFailures) admit(code string, now time.Time) (ok, first bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.kinds == nil {
@@ -63,15 +63,14 @@ func (f *loginFailures) admit(code string, now time.Time) (ok bool, skipped int,
 	}
 	if w.logged < loginFailBurst {
 		w.logged++
-		skipped, w.skipped = w.skipped, 0
-		return true, skipped, false
+		return true, false
 	}
 	w.skipped++
-	if w.timer == nil && !f.closed {
-		w.timer = f.after(w.since.Add(loginFailWindow).Sub(now), func() { f.report(code) })
-		return false, 0, true
+	if w.timer != nil || f.closed {
+		return false, false
 	}
-	return false, 0, false
+	w.timer = f.after(w.since.Add(loginFailWindow).Sub(now), func() { f.report(code) })
+	return false, true
 }
 
 // report says, at the end of code's window, how many failures of it were

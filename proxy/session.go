@@ -186,13 +186,11 @@ func (s *session) logFailure(w *WireError, err error, beforeLogin bool) {
 		s.log.Warn("client session failed", "sqlstate", w.Code, "err", err)
 		return
 	}
-	ok, skipped, first := s.srv.loginFails.admit(w.Code, time.Now())
+	ok, first := s.srv.loginFails.admit(w.Code, time.Now())
 	switch {
 	case first:
 		s.srv.log.Warn("clients failing to log in fast: further failures of this kind are counted, not logged, until the window ends",
 			"sqlstate", w.Code, "logged", loginFailBurst, "window", loginFailWindow)
-	case ok && skipped > 0:
-		s.log.Warn("client session failed", "sqlstate", w.Code, "err", err, "failures_not_logged_before", skipped)
 	case ok:
 		s.log.Warn("client session failed", "sqlstate", w.Code, "err", err)
 	}
