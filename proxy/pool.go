@@ -405,9 +405,7 @@ func (p *pool) usable(l *lease) bool {
 // of its own; the backend then fails to send the error and exits.
 func (p *pool) cancelAbandoned(sc *serverConn) {
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
-		defer cancel()
-		if err := sc.cancel(ctx); err != nil {
+		if err := sc.cancel(context.Background()); err != nil {
 			p.log.Warn("cancelling the statement of a client that left failed", "pid", sc.pid, "err", err)
 		}
 	}()

@@ -292,8 +292,6 @@ func (s *Server) cancelOn(ctx context.Context, sess *session, sc *serverConn) {
 		// recheck sees the count and closes the connection instead.
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
-	defer cancel()
 	if err := sc.cancel(ctx); err != nil {
 		s.log.Warn("forwarding cancel request failed", "database", sc.db, "err", err)
 	}

@@ -248,9 +248,12 @@ func parameterStatus(body []byte) (name, value []byte, ok bool) {
 	return name, value, ok
 }
 
-// cancel asks PostgreSQL to cancel whatever this connection runs now. The
-// cancel request travels on a new connection, as the protocol requires.
+// cancel asks PostgreSQL to cancel whatever this connection runs now,
+// within cancelTimeout. The cancel request travels on a new connection, as
+// the protocol requires.
 func (s *serverConn) cancel(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
+	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, s.cancelNet, s.cancelAddr)
 	if err != nil {

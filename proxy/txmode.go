@@ -152,13 +152,18 @@ type pendingParse struct {
 }
 
 func newTxClient(ctx context.Context, s *session, p *pool, settings map[string]string) *txClient {
-	c := &txClient{s: s, p: p, ctx: ctx, settings: settings, stmts: make(map[string]*clientStmt), status: 'I'}
+	c := &txClient{s: s, p: p, ctx: ctx, stmts: make(map[string]*clientStmt), status: 'I'}
 	if p.db.RoleGuardEnabled() {
 		c.guard = p.guard
 	}
-	c.settingsKey = settingsKey(settings)
-	c.tempPath = tempInPath(settings)
+	c.setSettings(settings)
 	return c
+}
+
+// setSettings makes m the client's settings, with what is derived from
+// them: their key, and whether its search_path names pg_temp.
+func (c *txClient) setSettings(m map[string]string) {
+	c.settings, c.settingsKey, c.tempPath = m, settingsKey(m), tempInPath(m)
 }
 
 // tempInPath reports whether the settings' search_path names pg_temp
@@ -668,10 +673,9 @@ func (c *txClient) noteParameter(body []byte) {
 	if !ok || unsyncedParams[string(name)] || c.settings[string(name)] == string(value) {
 		return
 	}
-	c.settings = maps.Clone(c.settings)
-	c.settings[string(name)] = string(value)
-	c.settingsKey = settingsKey(c.settings)
-	c.tempPath = tempInPath(c.settings)
+	m := maps.Clone(c.settings)
+	m[string(name)] = string(value)
+	c.setSettings(m)
 }
 
 // finish ends the session: the client left or a side failed. A lease still
@@ -704,8 +708,8 @@ func (c *txClient) finish(cerr error) error {
 	case idle && sc.rd.atBoundary():
 		c.p.releaseTx(l, sc.cleanup)
 	case running:
-		c.p.cancelAbandoned(sc)
-		l.Destroy()
+		c.p.cancelAbandoned(sc) // then closed, as below
+		fallthrough
 	default:
 		l.Destroy()
 	}
