@@ -150,12 +150,7 @@ func TestClientLeavingMidStatementCancelsIt(t *testing.T) {
 			waitForQuery(t, text)
 			_ = conn.(*net.TCPConn).SetLinger(0)
 			_ = conn.Close()
-			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-				rows, err := cluster.QueryStrings(ctxT(t), "postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE query = $1 AND state = 'active'", text)
-				must(t, err)
-				if rows[0][0] == "0" {
-					break
-				}
+			for deadline := time.Now().Add(5 * time.Second); runningNow(t, text) != "0"; time.Sleep(50 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatal("the statement of the client that left still runs after 5 s")
 				}
@@ -168,15 +163,19 @@ func TestClientLeavingMidStatementCancelsIt(t *testing.T) {
 func waitForQuery(t *testing.T, text string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		rows, err := cluster.QueryStrings(ctxT(t), "postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE query = $1 AND state = 'active'", text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rows[0][0] != "0" {
+		if runningNow(t, text) != "0" {
 			return
 		}
 	}
 	t.Fatalf("query %q never started", text)
+}
+
+// runningNow is how many backends run a query with that text now.
+func runningNow(t *testing.T, text string) string {
+	t.Helper()
+	rows, err := cluster.QueryStrings(ctxT(t), "postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE query = $1 AND state = 'active'", text)
+	must(t, err)
+	return rows[0][0]
 }
 
 // LISTEN/NOTIFY works in session mode: notifications reach the listener.
